@@ -1,0 +1,83 @@
+"""The ``pipeline`` command: parse arguments, configure logging, call one library function.
+
+Each sub-command lives in a small module of this package that only declares
+its arguments and forwards them; all logic is in the library so tests call
+the same functions. Errors of the project's hierarchy are printed as one line
+(no traceback) with exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.errors import PipelineError
+
+from . import bench, build, run, store, train
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Music genre feature stores (Zarr v3, Dask) and the dual-branch fusion trainer.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (build, store, train, bench, run):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except PipelineError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept (rerun the same command to resume)", file=sys.stderr)
+        return 130
+
+
+def parse_storage_options(pairs: list[str] | None) -> dict[str, object]:
+    """``["key=value", ...]`` -> dict, with JSON-ish values (true/false/numbers) decoded.
+
+    Dotted keys nest: ``client_kwargs.endpoint_url=http://...``.
+    """
+    import json
+
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--storage-option {pair!r} must look like key=value")
+        try:
+            value: object = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = options
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})  # type: ignore[assignment]
+        target[leaf] = value
+    return options
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option", action="append", metavar="KEY=VALUE", default=[],
+        help="fsspec storage option for remote URIs (repeatable), e.g. "
+             "client_kwargs.endpoint_url=http://127.0.0.1:7480; credentials are never written to the store",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""``pipeline bench features|build|loader|predict``: the performance targets."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict)")
+    benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+
+    b = benches.add_parser("features", help="our extraction of all variants vs a plain librosa reference")
+    b.add_argument("--clips", type=int, default=2, help="clips of each format (MP3 44.1 kHz stereo, .au 22,050 Hz)")
+    b.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    b.set_defaults(func=_features)
+
+    from pipeline.cli import add_storage_option
+
+    b = benches.add_parser("build", help="demo store build with 1 and 2 workers: scaling and store size")
+    b.add_argument("--clips", type=int, default=40, help="demo clips to build")
+    b.add_argument("--scheduler", help="an existing Dask scheduler instead of local clusters")
+    b.add_argument("--out", help="folder for the stores (default: a temporary folder)")
+    b.add_argument("--json", metavar="FILE")
+    b.set_defaults(func=_build)
+
+    b = benches.add_parser("loader", help="windows/s streamed from a store vs raw decompression")
+    b.add_argument("--store", required=True)
+    b.add_argument("--seconds", type=float, default=10.0)
+    b.add_argument("--json", metavar="FILE")
+    add_storage_option(b)
+    b.set_defaults(func=_loader)
+
+    b = benches.add_parser("predict", help="latency of one 30 s file and of a batch of windows")
+    b.add_argument("--checkpoint", help="a trained checkpoint folder (default: an untrained DFN)")
+    b.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    b.add_argument("--json", metavar="FILE")
+    b.set_defaults(func=_predict)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from pipeline.bench import bench_features_cli
+
+    return bench_features_cli(args)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pipeline.build_bench import bench_build_cli
+
+    return bench_build_cli(args)
+
+
+def _loader(args: argparse.Namespace) -> int:
+    from model.bench import bench_loader_cli
+
+    return bench_loader_cli(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from model.bench import bench_predict_cli
+
+    return bench_predict_cli(args)

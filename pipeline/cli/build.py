@@ -1,0 +1,30 @@
+"""``pipeline build``: a dataset folder -> a Zarr v3 feature store, on Dask."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from pipeline.cli import add_storage_option
+
+    p = commands.add_parser("build", help="build a feature store from a dataset")
+    p.add_argument("--dataset", required=True, help="dataset adapter: demo, gtzan, fma-small, fma-medium, fma-large, folder")
+    p.add_argument("--root", help="dataset root folder (demo: cache folder for the generated audio)")
+    p.add_argument("--out", required=True, help="store URI: path, file://, s3://, gs://, memory://")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores)")
+    where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--config", help="pipeline config file (.toml or .json); defaults otherwise")
+    p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
+    p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
+    p.add_argument("--limit", type=int, help="build only the first N clips of the manifest (smoke tests)")
+    add_storage_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.build import build_from_cli
+
+    return build_from_cli(args)

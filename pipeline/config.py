@@ -1,0 +1,381 @@
+"""Frozen, validated configuration for every stage of the feature pipeline.
+
+One dataclass per stage (audio front end, features, windows, augmentation),
+composed into :class:`PipelineConfig`. A config serialises to a plain dict of
+JSON types (``to_dict``), comes back from one (``from_dict``, which rejects
+unknown keys and lists the valid ones) and hashes to a stable fingerprint
+(``config_hash``). The whole dict is written into every store, so a reader
+never has to guess a default.
+
+An invalid config cannot exist: each ``__post_init__`` validates every field
+and raises :class:`~pipeline.errors.ConfigError` naming the field, the bad
+value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import ConfigError
+
+#: The augmentations this release knows, in the order variants are stored.
+AUGMENTATIONS: tuple[str, ...] = ("time_stretch", "pitch_shift", "noise", "gain")
+#: Name of the un-augmented variant; always stored first.
+ORIGINAL = "original"
+
+
+def _positive_int(section: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{section}.{name}={value!r} must be a positive integer")
+
+
+def _positive_number(section: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{section}.{name}={value!r} must be a positive finite number")
+
+
+def _number(section: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{section}.{name}={value!r} must be a finite number")
+
+
+def _range(section: str, name: str, value: object, lo: float, hi: float) -> None:
+    """A (low, high) pair with lo <= low <= high <= hi."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(f"{section}.{name}={value!r} must be a pair [low, high]")
+    low, high = value
+    _number(section, name, low)
+    _number(section, name, high)
+    if not (lo <= low <= high <= hi):
+        raise ConfigError(
+            f"{section}.{name}={list(value)!r} must satisfy {lo} <= low <= high <= {hi}"
+        )
+
+
+def _choice(section: str, name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{section}.{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """Decoding: what signal a clip becomes before any feature is computed.
+
+    Attributes
+    ----------
+    sample_rate : int
+        Target rate in Hz; every file is resampled to it (soxr).
+    clip_seconds : float
+        Fixed clip length. Longer files contribute their excerpt of this length;
+        shorter ones are zero-padded and their valid length recorded.
+    excerpt : {"centre", "start"}
+        Which part of a longer file is kept ("centre", as FMA's clips were cut).
+    resample_quality : {"VHQ", "HQ", "MQ"}
+        soxr quality preset.
+    """
+
+    sample_rate: int = 22050
+    clip_seconds: float = 30.0
+    excerpt: str = "centre"
+    resample_quality: str = "HQ"
+
+    def __post_init__(self) -> None:
+        _positive_int("audio", "sample_rate", self.sample_rate)
+        _positive_number("audio", "clip_seconds", self.clip_seconds)
+        _choice("audio", "excerpt", self.excerpt, ("centre", "start"))
+        _choice("audio", "resample_quality", self.resample_quality, ("VHQ", "HQ", "MQ"))
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Spectral features, all at one STFT hop so their frames align.
+
+    Attributes
+    ----------
+    n_fft, hop_length : int
+        STFT size and hop in samples (Hann window, centred frames).
+    n_mels : int
+        Bands of the log-mel spectrogram of the original signal (paper: 128).
+    hp_n_mels : int
+        Bands of the log-mel spectra of the harmonic and percussive parts.
+        64 by default: these feed the Bi-GRU as a per-frame sequence, where
+        128 + 128 + 12 inputs would triple the GRU's input weights for detail
+        the CNN branch already sees in the 128-band mel; 64 Slaney bands still
+        resolve about a semitone below 1 kHz. It also halves their storage.
+    fmin, fmax : float
+        Mel filterbank edges in Hz; ``fmax`` 0 means sample_rate / 2.
+    top_db : float
+        Dynamic range kept by the dB conversion (as ``librosa.power_to_db``,
+        ref=1.0, amin=1e-10); 0 disables the floor.
+    n_mfcc : int
+        MFCCs of the harmonic part (DCT-II, ortho) from its 128-band log-mel.
+    hpss_kernel_harmonic, hpss_kernel_percussive : int
+        Median filter lengths in frames (time) and bins (frequency),
+        as ``librosa.decompose.hpss(kernel_size=(h, p))``.
+    hpss_power, hpss_margin : float
+        Soft-mask exponent and margin, as in ``librosa.decompose.hpss``.
+    cens_bins_per_octave, cens_n_octaves, cens_win_len_smooth : int
+        CQT resolution and smoothing of CENS, as ``librosa.feature.chroma_cens``.
+    cens_fmin : float
+        Lowest CQT frequency in Hz (C1 = 32.703 Hz, librosa's default).
+    cens_tuning : float
+        Tuning offset in fractions of a bin; fixed (not estimated per clip) so
+        that a clip's features do not depend on a noisy tuning estimate.
+    """
+
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    hp_n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float = 0.0
+    top_db: float = 80.0
+    n_mfcc: int = 13
+    hpss_kernel_harmonic: int = 31
+    hpss_kernel_percussive: int = 31
+    hpss_power: float = 2.0
+    hpss_margin: float = 1.0
+    cens_bins_per_octave: int = 36
+    cens_n_octaves: int = 7
+    cens_win_len_smooth: int = 41
+    cens_fmin: float = 32.70319566257483
+    cens_tuning: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_fft", "hop_length", "n_mels", "hp_n_mels", "n_mfcc",
+                     "hpss_kernel_harmonic", "hpss_kernel_percussive",
+                     "cens_bins_per_octave", "cens_n_octaves", "cens_win_len_smooth"):
+            _positive_int("features", name, getattr(self, name))
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"features.hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
+        if self.n_mfcc > self.n_mels:
+            raise ConfigError(f"features.n_mfcc={self.n_mfcc} must not exceed n_mels={self.n_mels}")
+        if self.cens_bins_per_octave % 12:
+            raise ConfigError(
+                f"features.cens_bins_per_octave={self.cens_bins_per_octave} must be a multiple of 12"
+            )
+        for name in ("fmin", "fmax", "top_db"):
+            value = getattr(self, name)
+            _number("features", name, value)
+            if value < 0:
+                raise ConfigError(f"features.{name}={value!r} must be >= 0")
+        if self.fmax and self.fmax <= self.fmin:
+            raise ConfigError(f"features.fmax={self.fmax} must exceed fmin={self.fmin} (or be 0 for sr/2)")
+        _positive_number("features", "hpss_power", self.hpss_power)
+        _number("features", "hpss_margin", self.hpss_margin)
+        if self.hpss_margin < 1.0:
+            raise ConfigError(f"features.hpss_margin={self.hpss_margin} must be >= 1.0")
+        _positive_number("features", "cens_fmin", self.cens_fmin)
+        _number("features", "cens_tuning", self.cens_tuning)
+        if not -0.5 <= self.cens_tuning < 0.5:
+            raise ConfigError(f"features.cens_tuning={self.cens_tuning} must be in [-0.5, 0.5)")
+
+    def feature_bands(self) -> dict[str, int]:
+        """Name -> number of bands of every per-frame feature, in store order."""
+        return {
+            "mel": self.n_mels,
+            "harmonic_mel": self.hp_n_mels,
+            "percussive_mel": self.hp_n_mels,
+            "mfcc": self.n_mfcc,
+            "cens": 12,
+        }
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a centred STFT of ``n_samples`` samples."""
+        return 1 + n_samples // self.hop_length
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """The 3 s analysis windows cut from clip-level frames at read time."""
+
+    window_seconds: float = 3.0
+    overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        _positive_number("window", "window_seconds", self.window_seconds)
+        _number("window", "overlap", self.overlap)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"window.overlap={self.overlap} must be in [0, 1)")
+
+    def window_frames(self, sample_rate: int, hop_length: int) -> int:
+        """Frames in one window (3 s at 22,050 Hz, hop 512: 130)."""
+        return 1 + int(round(self.window_seconds * sample_rate)) // hop_length
+
+    def hop_frames(self, sample_rate: int, hop_length: int) -> int:
+        """Frames between window starts (50% overlap of 130 frames: 65)."""
+        return max(1, int(round(self.window_frames(sample_rate, hop_length) * (1.0 - self.overlap))))
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Augmented variants and the ranges their parameters are drawn from.
+
+    Parameters of a variant are drawn from a seed derived from
+    (``seed``, clip id, variant name), so rebuilds and resumes repeat them
+    bit for bit.
+
+    Attributes
+    ----------
+    seed : int
+        Global seed of all augmentation draws.
+    variants : tuple of str
+        Augmentations stored beside the original, from :data:`AUGMENTATIONS`.
+    stretch_rate : (float, float)
+        Time-stretch rate range (>1 is faster/shorter); paper: +-10%.
+    pitch_semitones : (float, float)
+        Pitch-shift range in semitones; paper: +-2.
+    noise_snr_db : (float, float)
+        Signal-to-noise ratio of added white Gaussian noise, dB.
+    gain_db : (float, float)
+        Gain range in dB.
+    augment_splits : tuple of str
+        Splits whose clips get augmented variants ("train" by default; a
+        build that uses folds augments every clip).
+    """
+
+    seed: int = 0
+    variants: tuple[str, ...] = AUGMENTATIONS
+    stretch_rate: tuple[float, float] = (0.9, 1.1)
+    pitch_semitones: tuple[float, float] = (-2.0, 2.0)
+    noise_snr_db: tuple[float, float] = (10.0, 30.0)
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    augment_splits: tuple[str, ...] = ("train",)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"augment.seed={self.seed!r} must be a non-negative integer")
+        object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "augment_splits", tuple(self.augment_splits))
+        for name in self.variants:
+            _choice("augment", "variants", name, AUGMENTATIONS)
+        if len(set(self.variants)) != len(self.variants):
+            raise ConfigError(f"augment.variants={list(self.variants)!r} lists a variant twice")
+        for name, lo, hi in (("stretch_rate", 0.5, 2.0), ("pitch_semitones", -12.0, 12.0),
+                             ("noise_snr_db", -20.0, 120.0), ("gain_db", -60.0, 60.0)):
+            value = getattr(self, name)
+            _range("augment", name, value, lo, hi)
+            object.__setattr__(self, name, (float(value[0]), float(value[1])))
+        for split in self.augment_splits:
+            _choice("augment", "augment_splits", split, ("train", "val", "test", "all"))
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        """All stored variants: the original first, then the augmentations."""
+        return (ORIGINAL, *self.variants)
+
+
+_SECTIONS: dict[str, type] = {
+    "audio": AudioConfig,
+    "features": FeatureConfig,
+    "window": WindowConfig,
+    "augment": AugmentConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that determines the numbers in a feature store."""
+
+    audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
+    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    window: WindowConfig = dataclasses.field(default_factory=WindowConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.features.n_fft > self.audio.clip_samples:
+            raise ConfigError(
+                f"features.n_fft={self.features.n_fft} exceeds the clip length "
+                f"({self.audio.clip_samples} samples); lower n_fft or raise audio.clip_seconds"
+            )
+        if self.window.window_seconds > self.audio.clip_seconds:
+            raise ConfigError(
+                f"window.window_seconds={self.window.window_seconds} exceeds "
+                f"audio.clip_seconds={self.audio.clip_seconds}"
+            )
+
+    # -- derived quantities the store and the trainer share ---------------
+    @property
+    def window_frames(self) -> int:
+        return self.window.window_frames(self.audio.sample_rate, self.features.hop_length)
+
+    @property
+    def window_hop_frames(self) -> int:
+        return self.window.hop_frames(self.audio.sample_rate, self.features.hop_length)
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest decodable clip: one analysis window."""
+        return int(round(self.window.window_seconds * self.audio.sample_rate))
+
+    @property
+    def max_frames(self) -> int:
+        """Frames of the longest stored variant (the slowest time-stretch)."""
+        longest = self.audio.clip_samples
+        if "time_stretch" in self.augment.variants:
+            longest = int(math.ceil(longest / self.augment.stretch_rate[0]))
+        return self.features.n_frames(longest)
+
+    # -- serialisation -----------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain JSON types only (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PipelineConfig":
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are errors."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a pipeline config must be a mapping of sections, got {type(data).__name__}")
+        unknown = set(data) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)}; valid sections: {sorted(_SECTIONS)}"
+            )
+        sections = {}
+        for name, section_cls in _SECTIONS.items():
+            values = dict(data.get(name) or {})
+            valid = {f.name for f in dataclasses.fields(section_cls)}
+            bad = set(values) - valid
+            if bad:
+                raise ConfigError(f"unknown key(s) {sorted(bad)} in [{name}]; valid keys: {sorted(valid)}")
+            for key, value in values.items():
+                if isinstance(value, list):
+                    values[key] = tuple(value)
+            sections[name] = section_cls(**values)
+        return cls(**sections)
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON form; equal configs, equal hashes."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def replace(self, **sections: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **sections)
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Read a TOML or JSON config file (sections as in :class:`PipelineConfig`).
+
+    ``None`` gives the defaults.
+    """
+    if path is None:
+        return PipelineConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing .toml or .json file")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
+    return PipelineConfig.from_dict(data)

@@ -1,0 +1,85 @@
+"""One clip, every variant: decode -> augment -> features.
+
+This is the unit of work inside a build task (a shard is a loop over its
+clips) and the front half of ``pipeline predict``. It composes the pure DSP
+functions of :mod:`pipeline.dsp` and knows nothing of Dask or stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import ORIGINAL, PipelineConfig
+from pipeline.dsp.audio import DecodedClip, load_clip
+from pipeline.dsp.augment import apply_augmentation, draw_params
+from pipeline.dsp.features import extract_features
+
+
+@dataclasses.dataclass
+class ClipFeatures:
+    """Features of one clip for each requested variant.
+
+    features : variant -> feature name -> float32 [shape=(bands, frames)];
+        ``frames`` differs between variants (time-stretch changes length).
+    valid_frames : variant -> frames computed from real (unpadded) audio.
+    params : variant -> the augmentation parameters actually drawn
+        (empty for the original).
+    duration_s : duration of the source file in seconds.
+    valid_seconds : seconds of real audio in the decoded excerpt.
+    """
+
+    features: dict[str, dict[str, np.ndarray]]
+    valid_frames: dict[str, int]
+    params: dict[str, dict[str, float]]
+    duration_s: float
+    valid_seconds: float
+
+
+def decode(path: str | Path, cfg: PipelineConfig) -> DecodedClip:
+    """Decode ``path`` as the config says (rate, excerpt, length, minimum length)."""
+    a = cfg.audio
+    return load_clip(path, sample_rate=a.sample_rate, clip_seconds=a.clip_seconds,
+                     min_seconds=cfg.window.window_seconds, excerpt=a.excerpt,
+                     resample_quality=a.resample_quality)
+
+
+def features_of_signal(samples: np.ndarray, cfg: PipelineConfig) -> dict[str, np.ndarray]:
+    """Features of an already decoded mono signal at ``cfg.audio.sample_rate``."""
+    return extract_features(samples, sr=cfg.audio.sample_rate, cfg=cfg.features)
+
+
+def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
+                 variants: tuple[str, ...] = (ORIGINAL,)) -> ClipFeatures:
+    """Decode ``path`` once and compute the features of each variant.
+
+    Augmentations act on the valid (unpadded) audio only, so padding never
+    leaks into a stretched or shifted signal; their parameters come from
+    (``cfg.augment.seed``, ``clip_id``, variant name) and are returned.
+
+    Raises
+    ------
+    pipeline.errors.AudioError
+        The file cannot be decoded into a usable signal (the reason is in
+        the message); callers quarantine the clip.
+    """
+    clip = decode(path, cfg)
+    signal = clip.samples[: clip.valid_samples]
+    sr = cfg.audio.sample_rate
+    features: dict[str, dict[str, np.ndarray]] = {}
+    valid_frames: dict[str, int] = {}
+    params: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        if variant == ORIGINAL:
+            drawn: dict[str, float] = {}
+            y = signal
+        else:
+            drawn = draw_params(variant, clip_id=clip_id, cfg=cfg.augment)
+            y = apply_augmentation(variant, signal, sr=sr, params=drawn)
+        feats = features_of_signal(y, cfg)
+        features[variant] = feats
+        valid_frames[variant] = next(iter(feats.values())).shape[-1]
+        params[variant] = drawn
+    return ClipFeatures(features, valid_frames, params, clip.source_seconds, clip.valid_samples / sr)
