@@ -1,0 +1,67 @@
+"""The manifest: what every dataset adapter produces and the builder consumes.
+
+A manifest is one row per clip, with the clip's audio path relative to the
+dataset root (absolute paths of the building machine never reach a store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+#: Split names used everywhere ("" when a dataset has no split for a clip).
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRecord:
+    """One clip of a dataset.
+
+    clip_id : unique within the dataset and stable across machines
+        (GTZAN: "blues.00000"; FMA: "000002"; folder: "<label>/<stem>").
+    path : audio file path relative to the dataset root, POSIX separators.
+    label : genre name (one of the manifest's labels).
+    split : "train", "val", "test" or "" (not in the chosen split scheme).
+    fold : cross-validation fold 0..k-1, or -1 when the scheme has none.
+    group : artist (or other leakage group) where known, else "".
+    """
+
+    clip_id: str
+    path: str
+    label: str
+    split: str = ""
+    fold: int = -1
+    group: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """All clips of one dataset under one split scheme.
+
+    dataset : adapter name ("demo", "gtzan", "fma-medium", "folder", ...).
+    root : the dataset root on this machine (never written to a store).
+    labels : sorted genre names; a clip's label index is its position here.
+    clips : the clips, in a stable order (the store's clip axis).
+    split_scheme : name of the split scheme used ("official",
+        "fault-filtered", "random", "folds", ...).
+    n_folds : number of folds when the scheme has folds, else 0.
+    source : short citation/description of where labels and splits come from.
+    """
+
+    dataset: str
+    root: Path
+    labels: tuple[str, ...]
+    clips: tuple[ClipRecord, ...]
+    split_scheme: str
+    n_folds: int = 0
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def absolute_path(self, clip: ClipRecord) -> Path:
+        return self.root / clip.path
+
+    def head(self, n: int) -> "Manifest":
+        """The first ``n`` clips (smoke tests and benchmarks)."""
+        return dataclasses.replace(self, clips=self.clips[:n])
