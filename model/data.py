@@ -1,0 +1,374 @@
+"""Streaming 3 s windows out of a feature store into PyTorch.
+
+The store holds clip-level frame sequences (``clip x variant x bands x
+frames``, float16); a window is a slice of ``store.window_frames`` frames
+starting every ``store.window_hop_frames`` frames within a clip-variant's
+valid frames. :class:`WindowStream` reads whole shards, cuts every window of
+a shard with one fancy-indexing gather over a strided view (no Python loop
+per window), shuffles through a buffer of several shards, and yields ready
+batches, so the DataLoader runs with ``batch_size=None``.
+
+Which windows a loader may see is decided here, once: training uses every
+stored variant of the train split's clips; validation and test use the
+original variant only. Clips never cross splits because selection is by the
+store's per-clip split column.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pipeline.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+
+def open_source(source: Any, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """A store object from a URI (via ``stores.open_store``) or an already open store (returned as is)."""
+    if isinstance(source, (str, os.PathLike)):
+        from stores import open_store
+
+        return open_store(str(source), storage_options=dict(storage_options or {}))
+    return source
+
+
+def window_counts(valid_frames: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """Windows per clip-variant: ``1 + (n - window) // hop`` for ``n >= window``.
+
+    A clip-variant with fewer valid frames than one window but more than zero
+    still yields one window (its tail is the store's padding); zero valid
+    frames (absent variant) yields none.
+    """
+    n = np.asarray(valid_frames, dtype=np.int64)
+    full = 1 + (n - window) // hop
+    return np.where(n >= window, full, np.where(n > 0, 1, 0)).astype(np.int64)
+
+
+def window_index(valid_frames: np.ndarray, clips: np.ndarray, variants: Sequence[int],
+                 window: int, hop: int) -> np.ndarray:
+    """Every window of the given clips and variants.
+
+    Parameters
+    ----------
+    valid_frames : int [shape=(n_clips, n_variants)]
+        The store's valid frame counts.
+    clips : int [shape=(k,)]
+        Clip indices (rows of ``valid_frames``).
+    variants : sequence of int
+        Variant columns to use.
+
+    Returns
+    -------
+    np.ndarray, int64 [shape=(n_windows, 3)]
+        Rows ``(clip, variant, start_frame)``, clip-major, in start order.
+    """
+    clips = np.asarray(clips, dtype=np.int64)
+    variants = np.asarray(variants, dtype=np.int64)
+    cc = np.repeat(clips, len(variants))
+    vv = np.tile(variants, len(clips))
+    counts = window_counts(valid_frames[cc, vv], window, hop) if len(cc) else np.zeros(0, np.int64)
+    total = int(counts.sum())
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    starts = (np.arange(total, dtype=np.int64) - first) * hop
+    return np.stack([np.repeat(cc, counts), np.repeat(vv, counts), starts], axis=1)
+
+
+def split_clips(store: Any, split: str, clips: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``ok`` clips of ``split``, optionally intersected with ``clips``."""
+    selected = np.asarray(store.select(split=split), dtype=np.int64)
+    if clips is not None:
+        outside = np.setdiff1d(np.asarray(clips, dtype=np.int64), selected)
+        if len(outside):
+            raise ModelError(f"clips {outside[:5].tolist()} of store {store.uri} are not ok clips of split "
+                             f"{split!r}; pass only indices from store.select(split={split!r})")
+        selected = np.intersect1d(selected, clips)
+    return selected
+
+
+def split_variants(store: Any, split: str) -> list[int]:
+    """Variant columns a split may use: all of them for ``train``, the original otherwise."""
+    return list(range(len(store.variants))) if split == "train" else [0]
+
+
+def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: int,
+                   out: Mapping[str, np.ndarray] | None = None, at: np.ndarray | slice = slice(None)
+                   ) -> dict[str, np.ndarray]:
+    """Cut windows out of one shard's arrays in one vectorised gather per feature.
+
+    Parameters
+    ----------
+    arrays : name -> [shape=(clips_in_shard, n_variants, bands, frames)] (any float dtype)
+    rows : int [shape=(n, 3)]
+        ``(clip_in_shard, variant, start_frame)`` per window.
+    out : name -> float32 [shape=(m, bands, window)], optional
+        Written at positions ``at`` (float16 -> float32 conversion happens in
+        this copy, for the whole batch at once).
+
+    Returns
+    -------
+    name -> float32 [shape=(n, bands, window)] (or ``out``).
+    """
+    result = {}
+    for name, arr in arrays.items():
+        view = np.lib.stride_tricks.sliding_window_view(arr, window, axis=-1)  # (C, V, B, F-W+1, W)
+        taken = view[rows[:, 0], rows[:, 1], :, rows[:, 2]]  # advanced dims first: (n, B, W)
+        if out is None:
+            result[name] = taken.astype(np.float32)
+        else:
+            out[name][at] = taken
+            result[name] = out[name]
+    return result
+
+
+def _shard_of(shards: Sequence[tuple[int, int]]) -> np.ndarray:
+    stops = np.asarray([s for _, s in shards], dtype=np.int64)
+    return stops
+
+
+class WindowStream(IterableDataset):
+    """Batches of 3 s windows streamed from a store, shards divided among workers and ranks.
+
+    Parameters
+    ----------
+    source : str or store
+        A store URI (opened lazily inside each worker process, so no fsspec
+        client crosses a fork) or an open store object (tests).
+    split : {"train", "val", "test"}
+    features : names of the features to read (only those are decompressed).
+    batch_size : windows per batch.
+    shuffle : shuffle shard order and windows (seeded by ``seed`` and the epoch).
+    buffer_shards : shards held in memory at once; windows are shuffled across them.
+    clips : restrict to these clip indices (must be ``ok`` clips of ``split``).
+    rank, world_size : DDP position; ``None`` reads ``torch.distributed`` when initialised.
+    drop_last : drop each worker's final partial batch.
+    with_keys : also yield the ``(clip, variant, start)`` rows of each batch (tests, evaluation).
+
+    Yields
+    ------
+    (features, labels) or (features, labels, keys): features name -> float32
+    ``(batch, bands, window_frames)``, labels int64 ``(batch,)``, keys int64 ``(batch, 3)``.
+    """
+
+    def __init__(self, source: Any, *, split: str, features: Sequence[str], batch_size: int = 32,
+                 shuffle: bool = True, buffer_shards: int = 4, seed: int = 0, clips: np.ndarray | None = None,
+                 storage_options: Mapping[str, Any] | None = None, rank: int | None = None,
+                 world_size: int | None = None, drop_last: bool = False, with_keys: bool = False) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ModelError(f"batch_size={batch_size} must be a positive integer")
+        if buffer_shards <= 0:
+            raise ModelError(f"buffer_shards={buffer_shards} must be a positive integer")
+        self.source = source
+        self.storage_options = dict(storage_options or {})
+        self.split = split
+        self.features = tuple(features)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.buffer_shards = buffer_shards
+        self.seed = seed
+        self.clips = None if clips is None else np.asarray(clips, dtype=np.int64)
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.with_keys = with_keys
+        self.epoch = 0
+        self._store: Any = None
+        self._store_pid: int | None = None
+
+    # -- process-local store ---------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if isinstance(self.source, (str, os.PathLike)):
+            # Never ship an open store (and its fsspec/async clients) to a worker.
+            state["_store"], state["_store_pid"] = None, None
+        return state
+
+    @property
+    def store(self) -> Any:
+        if self._store is None or self._store_pid != os.getpid():
+            self._store = open_source(self.source, self.storage_options)
+            self._store_pid = os.getpid()
+        return self._store
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed shuffling; call before each epoch (workers are re-created per epoch)."""
+        self.epoch = int(epoch)
+
+    # -- planning ----------------------------------------------------------
+    def _position(self) -> tuple[int, int]:
+        rank, world = self.rank, self.world_size
+        if rank is None or world is None:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            else:
+                rank, world = 0, 1
+        info = get_worker_info()
+        n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return rank * n_workers + worker, world * n_workers
+
+    def plan(self) -> list[tuple[int, np.ndarray]]:
+        """All ``(shard, windows)`` of this epoch in reading order (before the per-worker division).
+
+        ``windows`` are rows ``(clip, variant, start)`` of that shard's clips.
+        """
+        store = self.store
+        clips = split_clips(store, self.split, self.clips)
+        rows = window_index(np.asarray(store.valid_frames), clips, split_variants(store, self.split),
+                            store.window_frames, store.window_hop_frames)
+        shards = list(store.shards)
+        stops = _shard_of(shards)
+        shard_of_row = np.searchsorted(stops, rows[:, 0], side="right")
+        order = np.arange(len(shards))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(shards))
+        plan = []
+        for s in order:
+            mine = rows[shard_of_row == s]
+            if len(mine):
+                plan.append((int(s), mine))
+        return plan
+
+    def __len__(self) -> int:
+        """Batches per epoch over all workers of this rank (upper bound under ``drop_last=False``)."""
+        n = sum(len(r) for _, r in self.plan())
+        world = self._position()[1]
+        return math.ceil(n / max(1, world) / self.batch_size)
+
+    def n_windows(self) -> int:
+        """Windows of one epoch, all workers and ranks together."""
+        return sum(len(r) for _, r in self.plan())
+
+    # -- iteration ---------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        store = self.store
+        me, n = self._position()
+        plan = self.plan()[me::n]
+        rng = np.random.default_rng([self.seed, self.epoch, me])
+        labels_all = np.asarray(store.clips["label_index"], dtype=np.int64)
+        bands = {name: int(store.feature_bands[name]) for name in self.features}
+        window = store.window_frames
+        carry: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+        for g in range(0, len(plan), self.buffer_shards):
+            group = plan[g:g + self.buffer_shards]
+            arrays, pool = [], []
+            for slot, (shard, rows) in enumerate(group):
+                start = store.shards[shard][0]
+                arrays.append(store.read_shard(shard, features=self.features))
+                local = rows.copy()
+                local[:, 0] -= start
+                pool.append(np.column_stack([np.full(len(rows), slot), local, rows[:, 0]]))
+            pool_arr = np.concatenate(pool)  # (n, 5): slot, clip_in_shard, variant, start, clip
+            if self.shuffle:
+                pool_arr = pool_arr[rng.permutation(len(pool_arr))]
+            pos = 0
+            if carry is not None:
+                need = self.batch_size - len(carry[1])
+                take = pool_arr[:need]
+                pos = len(take)
+                carry = self._concat(carry, self._gather(arrays, take, bands, window))
+                if len(carry[1]) == self.batch_size:
+                    yield self._emit(carry, labels_all)
+                    carry = None
+            while pos < len(pool_arr):
+                take = pool_arr[pos:pos + self.batch_size]
+                pos += len(take)
+                part = self._gather(arrays, take, bands, window)
+                if len(take) < self.batch_size:
+                    carry = part  # completed by the next group's windows
+                else:
+                    yield self._emit(part, labels_all)
+        if carry is not None and len(carry[1]) and not self.drop_last:
+            yield self._emit(carry, labels_all)
+
+    def _gather(self, arrays: list[dict[str, np.ndarray]], take: np.ndarray, bands: Mapping[str, int],
+                window: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        out = {name: np.empty((len(take), b, window), np.float32) for name, b in bands.items()}
+        for slot in np.unique(take[:, 0]):
+            at = np.flatnonzero(take[:, 0] == slot)
+            gather_windows(arrays[slot], take[at, 1:4], window, out=out, at=at)
+        keys = np.column_stack([take[:, 4], take[:, 2], take[:, 3]])
+        return out, keys
+
+    @staticmethod
+    def _concat(a: tuple[dict[str, np.ndarray], np.ndarray], b: tuple[dict[str, np.ndarray], np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return {k: np.concatenate([a[0][k], b[0][k]]) for k in a[0]}, np.concatenate([a[1], b[1]])
+
+    def _emit(self, part: tuple[dict[str, np.ndarray], np.ndarray], labels_all: np.ndarray) -> Any:
+        feats, keys = part
+        x = {k: torch.from_numpy(v) for k, v in feats.items()}
+        y = torch.from_numpy(labels_all[keys[:, 0]])
+        if self.with_keys:
+            return x, y, torch.from_numpy(keys)
+        return x, y
+
+
+def iter_clip_windows(store: Any, clips: np.ndarray, features: Sequence[str]
+                      ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Every window of each clip's original variant, clip by clip, reading whole shards.
+
+    Yields
+    ------
+    (clip_index, name -> float32 [shape=(n_windows, bands, window_frames)])
+    """
+    clips = np.sort(np.asarray(clips, dtype=np.int64))
+    window, hop = store.window_frames, store.window_hop_frames
+    valid = np.asarray(store.valid_frames)
+    for shard, (start, stop) in enumerate(store.shards):
+        mine = clips[(clips >= start) & (clips < stop)]
+        if not len(mine):
+            continue
+        arrays = store.read_shard(shard, features=tuple(features))
+        for clip in mine:
+            rows = window_index(valid, np.array([clip]), [0], window, hop)
+            if not len(rows):
+                continue
+            rows[:, 0] -= start
+            yield int(clip), gather_windows(arrays, rows, window)
+
+
+def normalisation_stats(store: Any, clips: np.ndarray, features: Sequence[str]
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-band mean and standard deviation over the valid frames of the clips' original variant.
+
+    Accumulated in float64 shard by shard (sum and sum of squares).
+
+    Returns
+    -------
+    name -> (mean, std), each float32 [shape=(bands,)]
+    """
+    clips = np.sort(np.asarray(clips, dtype=np.int64))
+    if not len(clips):
+        raise ModelError(f"store {store.uri} has no ok clips to compute normalisation statistics from; "
+                         f"check its split column (pipeline info {store.uri})")
+    valid = np.asarray(store.valid_frames)[:, 0].astype(np.int64)
+    sums = {n: np.zeros(int(store.feature_bands[n])) for n in features}
+    squares = {n: np.zeros(int(store.feature_bands[n])) for n in features}
+    count = 0
+    for shard, (start, stop) in enumerate(store.shards):
+        mine = clips[(clips >= start) & (clips < stop)]
+        if not len(mine):
+            continue
+        arrays = store.read_shard(shard, features=tuple(features))
+        for name, arr in arrays.items():
+            x = arr[mine - start, 0].astype(np.float64)  # (k, bands, frames)
+            mask = np.arange(x.shape[-1])[None, :] < valid[mine][:, None]  # (k, frames)
+            x = x * mask[:, None, :]
+            sums[name] += x.sum(axis=(0, 2))
+            squares[name] += (x * x).sum(axis=(0, 2))
+        count += int(np.minimum(valid[mine], next(iter(arrays.values())).shape[-1]).sum())
+    stats = {}
+    for name in features:
+        mean = sums[name] / count
+        var = np.maximum(squares[name] / count - mean * mean, 0.0)
+        stats[name] = (mean.astype(np.float32), np.sqrt(var).astype(np.float32))
+    return stats

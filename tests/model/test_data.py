@@ -1,0 +1,115 @@
+"""The streaming loader: every train window once per epoch, no leakage, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from model.data import (WindowStream, gather_windows, iter_clip_windows, normalisation_stats, window_counts,
+                        window_index)
+from tests.model.fakes import FakeStore
+
+FEATURES = ("mel", "cens")
+
+
+@pytest.fixture(scope="module")
+def store():
+    return FakeStore()
+
+
+def expected_train_windows(store):
+    clips = store.select(split="train")
+    rows = window_index(store.valid_frames, clips, range(len(store.variants)), store.window_frames,
+                        store.window_hop_frames)
+    return {tuple(r) for r in rows.tolist()}, len(rows)
+
+
+def test_window_counts():
+    assert window_counts(np.array([0, 50, 130, 194, 195, 259]), 130, 65).tolist() == [0, 1, 1, 1, 2, 2]
+
+
+def test_window_index_rows():
+    valid = np.array([[259, 0], [200, 300]])
+    rows = window_index(valid, np.array([0, 1]), [0, 1], 130, 65)
+    assert rows.tolist() == [[0, 0, 0], [0, 0, 65], [1, 0, 0], [1, 0, 65], [1, 1, 0], [1, 1, 65], [1, 1, 130]]
+
+
+def test_gather_matches_slicing(store):
+    arrays = store.read_shard(0, features=FEATURES)
+    rows = np.array([[0, 0, 65], [1, 1, 0], [2, 0, 3]])
+    got = gather_windows(arrays, rows, 130)
+    for name in FEATURES:
+        assert got[name].dtype == np.float32 and got[name].shape == (3, store.feature_bands[name], 130)
+        for k, (c, v, s) in enumerate(rows):
+            np.testing.assert_array_equal(got[name][k], arrays[name][c, v, :, s:s + 130].astype(np.float32))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_train_window_exactly_once(store, workers):
+    ds = WindowStream(store, split="train", features=FEATURES, batch_size=5, buffer_shards=2, seed=3,
+                      with_keys=True)
+    ds.set_epoch(1)
+    loader = DataLoader(ds, batch_size=None, num_workers=workers)
+    seen, labels = [], []
+    for x, y, keys in loader:
+        assert x["mel"].shape[1:] == (128, store.window_frames) and x["mel"].dtype == torch.float32
+        assert x["mel"].shape[0] == len(y) <= 5
+        seen += [tuple(k) for k in keys.tolist()]
+        labels += y.tolist()
+        # the window content is the stored slice of that clip-variant
+        c, v, s = keys[0].tolist()
+        np.testing.assert_array_equal(x["cens"][0].numpy(),
+                                      store._data["cens"][c, v, :, s:s + store.window_frames].astype(np.float32))
+    expected, n = expected_train_windows(store)
+    assert len(seen) == n and set(seen) == expected
+    variants = {k[1] for k in seen}
+    assert variants == set(range(len(store.variants)))  # augmented variants are used for training
+    assert labels == [int(store.clips.label_index[k[0]]) for k in seen]
+
+
+def test_no_test_or_val_window_reaches_training(store):
+    ds = WindowStream(store, split="train", features=FEATURES, batch_size=8, with_keys=True)
+    held_out = set(store.select(split="test")) | set(store.select(split="val"))
+    failed = set(np.flatnonzero(store.clips.status != "ok"))
+    for _, _, keys in ds:
+        clips = set(keys[:, 0].tolist())
+        assert not clips & held_out and not clips & failed
+
+
+def test_eval_split_uses_original_only_and_ranks_partition(store):
+    keys = []
+    for rank in range(2):
+        ds = WindowStream(store, split="test", features=FEATURES, batch_size=4, shuffle=False, with_keys=True,
+                          rank=rank, world_size=2)
+        keys.append({tuple(k) for _, _, kk in ds for k in kk.tolist()})
+    assert not keys[0] & keys[1]
+    everything = keys[0] | keys[1]
+    assert {k[1] for k in everything} == {0}
+    assert {k[0] for k in everything} == set(store.select(split="test"))
+
+
+def test_shuffle_is_seeded_per_epoch(store):
+    def order(epoch, seed=0):
+        ds = WindowStream(store, split="train", features=("cens",), batch_size=7, seed=seed, with_keys=True)
+        ds.set_epoch(epoch)
+        return [tuple(k) for _, _, kk in ds for k in kk.tolist()]
+
+    assert order(0) == order(0)
+    assert order(0) != order(1)
+
+
+def test_clip_iterator_and_stats(store):
+    test = store.select(split="test")
+    got = dict(iter_clip_windows(store, test, FEATURES))
+    assert set(got) == set(test)
+    for clip, feats in got.items():
+        n = window_counts(store.valid_frames[clip, :1], store.window_frames, store.window_hop_frames)[0]
+        assert feats["mel"].shape == (n, 128, store.window_frames)
+    train = store.select(split="train")
+    stats = normalisation_stats(store, train, FEATURES)
+    frames = np.concatenate([store._data["mel"][c, 0, :, :store.valid_frames[c, 0]].astype(np.float64)
+                             for c in train], axis=1)
+    np.testing.assert_allclose(stats["mel"][0], frames.mean(axis=1), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(stats["mel"][1], frames.std(axis=1), rtol=1e-4)
