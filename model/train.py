@@ -1,0 +1,429 @@
+"""Training: a store URI in, a checkpoint folder out.
+
+The loop reads top to bottom: set up (device, DDP, seeds), data (window
+streams of the train and validation splits), model (a named preset with its
+normalisation statistics from the train split), optimiser and schedule, then
+one loop per epoch that trains, evaluates, steps the schedule, logs a line of
+``metrics.jsonl`` and saves a checkpoint. Early stopping watches the
+validation loss.
+
+Distributed data parallel runs under ``torchrun``: ``WORLD_SIZE > 1`` in the
+environment initialises the process group (NCCL on CUDA, gloo on CPU), each
+rank streams its own shards, and ``torch.distributed.algorithms.Join`` copes
+with ranks that get different numbers of batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.algorithms.join import Join
+from torch.utils.data import DataLoader
+
+from model.checkpoint import check_store, feature_hash, load_checkpoint, save_checkpoint
+from model.data import WindowStream, normalisation_stats, open_source, split_clips
+from model.networks import NON_NEURAL, GenreClassifier, build_model, model_names
+from pipeline.errors import ConfigError, ModelError
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = ("plateau", "cosine", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every training choice; saved in the checkpoint and ``config.json``.
+
+    Attributes
+    ----------
+    model : a name from :func:`model.networks.model_names`.
+    model_kwargs : builder knobs overriding the preset (e.g. ``{"gru_hidden": 64}``).
+    epochs : maximum epochs.
+    batch_size : windows per optimisation step (per rank under DDP).
+    lr, weight_decay : Adam's learning rate and L2 penalty.
+    patience : epochs without a better validation loss before stopping.
+    schedule : "plateau" (ReduceLROnPlateau on validation loss, factor
+        ``lr_factor`` after ``lr_patience`` bad epochs), "cosine" (to
+        ``min_lr`` over ``epochs``) or "none".
+    grad_clip : max gradient norm, 0 for none.
+    seed : seeds model initialisation, dropout and the loader's shuffling.
+    device : "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    amp : bf16 autocast on CUDA.
+    num_workers : DataLoader worker processes per rank.
+    buffer_shards : shards shuffled together in each worker.
+    val_split : the split that drives early stopping.
+    progress : show a tqdm progress bar.
+    """
+
+    model: str = "dfn"
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    patience: int = 10
+    schedule: str = "plateau"
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    min_lr: float = 1e-6
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 2
+    buffer_shards: int = 4
+    val_split: str = "val"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in model_names():
+            raise ConfigError(f"model={self.model!r} is not one of {', '.join(model_names())}")
+        for name in ("epochs", "batch_size", "patience", "lr_patience", "buffer_shards"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"train.{name}={value!r} must be a positive integer")
+        if self.num_workers < 0:
+            raise ConfigError(f"train.num_workers={self.num_workers} must be >= 0")
+        for name in ("lr", "lr_factor", "min_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"train.{name}={value!r} must be a positive number")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        bad = set(data) - valid
+        if bad:
+            raise ConfigError(f"unknown training option(s) {sorted(bad)}; valid: {sorted(valid)}")
+        return cls(**data)
+
+
+#: Options that may change when resuming (they do not change the numbers).
+RESUMABLE_OVERRIDES = ("epochs", "device", "num_workers", "progress", "patience")
+
+
+# ---------------------------------------------------------------------------
+# setup helpers
+# ---------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available (this rank's ``LOCAL_RANK`` GPU under torchrun), else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={name!r} is not a torch device (use auto, cpu, cuda, cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} asked for CUDA but none is available; use --device cpu or auto")
+    return device
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Initialise the process group when launched by torchrun with ``WORLD_SIZE > 1``; ``(rank, world)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+        logger.info("DDP: rank %d of %d, backend %s", dist.get_rank(), world, backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+
+
+def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    kwargs: dict[str, Any] = {}
+    if cfg.num_workers:
+        # forkserver: workers never inherit an open store's fsspec/async clients
+        # from this process; preloading model.data makes each worker start cheap.
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["model.data"])
+        kwargs.update(multiprocessing_context=ctx, prefetch_factor=4)
+    return DataLoader(ds, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                      **kwargs)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
+                                                          patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.min_lr)
+    return None
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, loader: Any, device: torch.device, amp: bool = True) -> tuple[float, float, int]:
+    """Mean cross-entropy and accuracy over every window of ``loader`` (summed over DDP ranks)."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, windows
+    for x, y in loader:
+        x, y = _to(x, device), y.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
+        totals[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
+        totals[1] += (logits.argmax(1) == y).sum()
+        totals[2] += len(y)
+    if dist.is_initialized():
+        dist.all_reduce(totals)
+    model.train(was_training)
+    n = int(totals[2].item())
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    return float(totals[0] / n), float(totals[1] / n), n
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------
+# the training run
+# ---------------------------------------------------------------------------
+def train(store: Any, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, resume: bool = False,
+          storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on the store's train split; checkpoints and logs go to ``out_dir``.
+
+    Parameters
+    ----------
+    store : a store URI (or an open store object).
+    out_dir : checkpoint folder (``checkpoint.pt``, ``best.pt``, ``metrics.jsonl``, ``config.json``).
+    cfg : the training configuration.
+    resume : continue from ``out_dir/checkpoint.pt`` exactly where it stopped
+        (the saved config is used; only :data:`RESUMABLE_OVERRIDES` may change).
+
+    Returns
+    -------
+    dict : epochs run, best validation loss and its epoch, whether it stopped early, the checkpoint folder.
+
+    Raises
+    ------
+    ModelError
+        ``out_dir`` already holds a run and ``resume`` is false, or nothing to resume.
+    ConfigMismatchError
+        Resuming on a store with other feature settings or labels.
+    """
+    if cfg.model in NON_NEURAL:
+        from model.svm import train_svm
+
+        return train_svm(store, out_dir, cfg, storage_options=storage_options)
+    out = Path(out_dir)
+    latest = out / "checkpoint.pt"
+    state: dict[str, Any] | None = None
+    if resume:
+        if not latest.is_file():
+            raise ModelError(f"--resume: no {latest} to resume from; drop --resume to start a new run")
+        state = load_checkpoint(latest, which="latest")
+        saved = TrainConfig.from_dict(state["train_config"])
+        changed = {k for k in RESUMABLE_OVERRIDES if getattr(cfg, k) != getattr(saved, k)}
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed})
+    elif latest.exists():
+        raise ModelError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+
+    # -- setup --------------------------------------------------------------
+    device = resolve_device(cfg.device)
+    rank, world = init_distributed(device)
+    torch.manual_seed(cfg.seed)
+    source = store
+    store = open_source(store, storage_options)
+    if state is not None:
+        check_store(state, store, what=f"checkpoint {latest}")
+    labels = list(store.labels)
+
+    # -- model ----------------------------------------------------------------
+    model = build_model(cfg.model, n_classes=len(labels), feature_bands=store.feature_bands, **cfg.model_kwargs)
+    if state is None:
+        stats = normalisation_stats(store, split_clips(store, "train"), model.features)
+        model.set_normalisation(stats)
+    else:
+        model.load_state_dict(state["model"])
+    model.to(device)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg)
+
+    # -- data -----------------------------------------------------------------
+    common = dict(features=model.features, batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards,
+                  seed=cfg.seed, storage_options=storage_options, rank=rank, world_size=world)
+    train_ds = WindowStream(source, split="train", shuffle=True, **common)
+    val_ds = WindowStream(source, split=cfg.val_split, shuffle=False, **common)
+    if not len(split_clips(store, cfg.val_split)):
+        logger.warning("store %s has no %r clips: early stopping and the schedule follow the train loss",
+                       store.uri, cfg.val_split)
+        val_ds = None
+    train_loader = _loader(train_ds, cfg, device)
+    val_loader = _loader(val_ds, cfg, device) if val_ds is not None else None
+    batches = len(train_ds)
+
+    # -- resume ---------------------------------------------------------------
+    start_epoch, best_loss, best_epoch, bad_epochs = 0, math.inf, -1, 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
+        bad_epochs = int(state["bad_epochs"])
+        _set_rng_state(state["rng"])
+        if state.get("stopped_early"):
+            logger.info("%s already stopped early at epoch %d; nothing to resume", out, state["epoch"])
+            start_epoch = cfg.epochs
+    store_info = {"uri": str(store.uri), "fingerprint": str(store.fingerprint), "config_hash": str(store.config_hash)}
+    base = {"model_name": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "train_config": cfg.to_dict(),
+            "pipeline_config": store.config.to_dict(), "feature_hash": feature_hash(store.config),
+            "labels": labels, "features": list(model.features), "store": store_info}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({k: v for k, v in base.items()}, indent=2))
+
+    # -- loop -----------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        train_ds.set_epoch(epoch)
+        net.train()
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not cfg.progress or rank != 0, leave=False)
+        # Ranks may hold different numbers of windows; Join shadows the
+        # collectives of ranks that ran out so the others do not hang.
+        join = Join([net]) if world > 1 else contextlib.nullcontext()
+        with join:
+            for x, y in train_loader:
+                x, y = _to(x, device), y.to(device, non_blocking=True)
+                with _autocast(device, cfg.amp):
+                    logits = net(x)
+                loss = nn.functional.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                totals += torch.stack([loss.detach().double() * len(y),
+                                       (logits.argmax(1) == y).sum().double(),
+                                       torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        if world > 1:
+            dist.all_reduce(totals)
+        n_train = max(1.0, float(totals[2]))
+        train_loss, train_acc = float(totals[0]) / n_train, float(totals[1]) / n_train
+        if val_loader is not None:
+            val_loss, val_acc, _ = evaluate_loss(model, val_loader, device, cfg.amp)
+        else:
+            val_loss, val_acc = train_loss, train_acc
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
+        else:
+            bad_epochs += 1
+        stopped_early = bad_epochs >= cfg.patience
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                  "val_acc": val_acc, "lr": lr, "windows": int(totals[2]),
+                  "time_s": round(time.perf_counter() - t0, 3), "split": cfg.val_split, "store": store_info["uri"]}
+        if rank == 0:
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            logger.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f, lr %.2g",
+                        epoch + 1, train_loss, train_acc, val_loss, val_acc, lr)
+            ckpt = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                    "stopped_early": stopped_early, "rng": _rng_state(), "metrics": record}
+            if improved:
+                save_checkpoint(ckpt, out / "best.pt")
+            save_checkpoint(ckpt, latest)
+        if world > 1:
+            dist.barrier()
+        if stopped_early:
+            logger.info("early stop: no better %s loss for %d epochs (best %.4f at epoch %d)",
+                        cfg.val_split, cfg.patience, best_loss, best_epoch + 1)
+            break
+    return {"epochs": epoch + 1, "best_loss": best_loss, "best_epoch": best_epoch + 1,
+            "stopped_early": stopped_early, "out": str(out), "rank": rank, "world_size": world}
+
+
+def load_model(state: Mapping[str, Any]) -> GenreClassifier:
+    """Rebuild the network of a checkpoint dict and load its weights (eval mode, CPU)."""
+    bands = {n: int(b) for n, b in _feature_bands(state).items()}
+    model = build_model(state["model_name"], n_classes=len(state["labels"]), feature_bands=bands,
+                        **dict(state["model_kwargs"]))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def _feature_bands(state: Mapping[str, Any]) -> dict[str, int]:
+    from pipeline.config import PipelineConfig
+
+    return PipelineConfig.from_dict(state["pipeline_config"]).features.feature_bands()
+
+
+def parse_model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
+    """``["gru_hidden=64", "cnn_channels=[16,32,64]"]`` -> kwargs (values parsed as JSON when they parse)."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-arg {pair!r} must look like name=value, e.g. gru_hidden=64")
+        try:
+            kwargs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            kwargs[key] = raw
+    return kwargs
+

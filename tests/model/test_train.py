@@ -1,0 +1,81 @@
+"""Training: the DFN learns, resume continues exactly, mismatched stores are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.train import TrainConfig, train
+from pipeline.config import FeatureConfig
+from pipeline.errors import ConfigError, ConfigMismatchError, ModelError
+from tests.model.fakes import FakeStore, tiny_config
+
+TINY_DFN = dict(cnn_channels=(4, 8, 8), gru_hidden=8, fusion_dim=8, heads=2, fc_hidden=16)
+
+
+def cfg(**kw):
+    base = dict(model="dfn", model_kwargs=TINY_DFN, epochs=3, batch_size=8, lr=3e-3, num_workers=0,
+                progress=False, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def store():
+    return FakeStore()
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_dfn_overfits_a_small_subset(store, tmp_path):
+    c = cfg(epochs=12, model_kwargs={**TINY_DFN, "dropout": 0.0, "gru_dropout": 0.0}, patience=50)
+    train(store, tmp_path, c)
+    log = metrics(tmp_path)
+    assert len(log) == 12
+    assert log[0]["train_loss"] > 0.8  # about ln(3) at the start
+    assert log[-1]["train_loss"] < 0.35 * log[0]["train_loss"]
+    assert log[-1]["train_acc"] > 0.9
+    assert {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"} <= set(log[0])
+    state = load_checkpoint(tmp_path)
+    assert state["labels"] == list(store.labels) and state["store"]["fingerprint"] == store.fingerprint
+    assert set(state["model"]) >= {"mean_mel", "std_mel"}
+
+
+def test_resume_continues_exactly(store, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(store, full, cfg(epochs=4))
+    train(store, part, cfg(epochs=2))
+    with pytest.raises(ModelError, match="--resume"):
+        train(store, part, cfg(epochs=4))
+    train(store, part, cfg(epochs=4), resume=True)
+    a = load_checkpoint(full, which="latest")
+    b = load_checkpoint(part, which="latest")
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    assert [m["train_loss"] for m in metrics(full)] == [m["train_loss"] for m in metrics(part)]
+
+
+def test_early_stopping(store, tmp_path):
+    # lr tiny -> validation loss barely moves; patience 1 stops after the first non-improving epoch
+    result = train(store, tmp_path, cfg(epochs=30, lr=1e-9, patience=1, schedule="none"))
+    assert result["stopped_early"] and result["epochs"] < 30
+
+
+def test_resume_on_other_features_is_refused(store, tmp_path):
+    train(store, tmp_path, cfg(epochs=1))
+    other = FakeStore(config=dataclasses.replace(tiny_config(), features=FeatureConfig(hop_length=256)))
+    with pytest.raises(ConfigMismatchError, match="hop_length"):
+        train(other, tmp_path, cfg(epochs=2), resume=True)
+
+
+def test_bad_options():
+    with pytest.raises(ConfigError, match="dfn"):
+        TrainConfig(model="nope")
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainConfig(schedule="step")
