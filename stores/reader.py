@@ -1,0 +1,293 @@
+"""Reading a store: everything a trainer or an analyst needs from its URI alone.
+
+>>> store = open_store("s3://bucket/gtzan.zarr", storage_options={...})  # doctest: +SKIP
+>>> train = store.select(split="train")
+>>> feats = store.read_clip(train[0], variant="original")  # name -> (bands, frames)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import zarr
+import zarr.errors
+
+from pipeline.config import ORIGINAL, PipelineConfig
+from pipeline.errors import SchemaVersionError, StoreError, StoreIncompleteError, StoreNotFoundError
+from stores import schema
+from stores.uri import filesystem, is_zip, local_path, make_store, quiet_consolidated_warning, redact_uri, scheme_of
+
+logger = logging.getLogger(__name__)
+
+
+def _as_set(value: Any) -> set | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int, np.integer)):
+        return {value}
+    return set(value)
+
+
+class FeatureStore:
+    """A finished (or, on request, unfinished) feature store opened for reading.
+
+    Attributes
+    ----------
+    uri : str
+        The store's URI with any credentials removed.
+    group : zarr.Group
+        The underlying Zarr group, for access beyond this API.
+    attrs : dict
+        The root attributes (see :mod:`stores.writer`).
+    """
+
+    def __init__(self, group: zarr.Group, uri: str | Path,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        self.group = group
+        self.uri = redact_uri(uri)
+        self._raw_uri = str(uri)
+        self._storage_options = dict(storage_options or {})
+        self.attrs: dict[str, Any] = dict(group.attrs)
+
+    def __repr__(self) -> str:
+        return (f"FeatureStore({self.uri!r}, clips={self.n_clips}, variants={list(self.variants)}, "
+                f"complete={self.complete})")
+
+    # -- description ---------------------------------------------------------
+    @functools.cached_property
+    def config(self) -> PipelineConfig:
+        return PipelineConfig.from_dict(self.attrs["config"])
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.attrs["config_hash"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies config and contents: equal fingerprints, equal data.
+
+        An unfinished store has none yet; its config and clip-list hashes
+        stand in, prefixed "incomplete-".
+        """
+        fp = self.attrs.get("fingerprint")
+        return str(fp) if fp else f"incomplete-{self.config_hash[:16]}-{self.attrs['clips_hash'][:16]}"
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.attrs["labels"])
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Stored variants, the original first."""
+        return tuple(self.attrs["variants"])
+
+    @property
+    def feature_bands(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.attrs["features"].items()}
+
+    @property
+    def window_frames(self) -> int:
+        return int(self.attrs["window"]["window_frames"])
+
+    @property
+    def window_hop_frames(self) -> int:
+        return int(self.attrs["window"]["window_hop_frames"])
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.attrs["max_frames"])
+
+    @property
+    def n_clips(self) -> int:
+        return int(self.attrs["layout"]["n_clips"])
+
+    @property
+    def clips_per_shard(self) -> int:
+        return int(self.attrs["layout"]["clips_per_shard"])
+
+    # -- per-clip tables -------------------------------------------------------
+    @functools.cached_property
+    def clips(self) -> pd.DataFrame:
+        """One row per clip (row i = clip index i), columns of :data:`schema.CLIP_COLUMNS`."""
+        data = {}
+        for name in schema.CLIP_COLUMNS:
+            values = self.group[name][:]
+            kind = {**schema.STATIC_COLUMNS, **schema.OUTCOME_COLUMNS}[name]
+            data[name] = values.astype(object).astype(str) if kind == "str" else values
+        frame = pd.DataFrame(data)
+        frame.index.name = "clip"
+        return frame
+
+    @functools.cached_property
+    def valid_frames(self) -> np.ndarray:
+        """int32 [shape=(n_clips, n_variants)]: frames computed; 0 = variant absent."""
+        return np.asarray(self.group[schema.VALID_FRAMES][:], dtype=np.int32)
+
+    @functools.cached_property
+    def aug_params(self) -> pd.DataFrame:
+        """The augmentation parameters drawn: columns "<variant>.<param>", NaN where absent."""
+        columns = {}
+        for variant, params in self.attrs.get("aug_params", {}).items():
+            for param, array in params.items():
+                columns[f"{variant}.{param}"] = self.group[array][:]
+        frame = pd.DataFrame(columns, index=pd.RangeIndex(self.n_clips, name="clip"))
+        return frame
+
+    def select(self, split: str | Iterable[str] | None = None, fold: int | Iterable[int] | None = None,
+               label: str | Iterable[str] | None = None, status: str | None = schema.STATUS_OK) -> np.ndarray:
+        """Clip indices matching every given filter (each a value or a collection).
+
+        Returns
+        -------
+        np.ndarray [shape=(n,)], int64, ascending.
+        """
+        clips = self.clips
+        mask = np.ones(len(clips), bool)
+        for column, wanted in (("split", split), ("fold", fold), ("label", label), ("status", status)):
+            values = _as_set(wanted)
+            if values is None:
+                continue
+            if column == "label":
+                unknown = {v for v in values if v not in self.labels}
+                if unknown:
+                    raise StoreError(f"unknown label(s) {sorted(unknown)} in {self.uri}; labels: {list(self.labels)}")
+            mask &= clips[column].isin(values).to_numpy()
+        return np.flatnonzero(mask).astype(np.int64)
+
+    # -- features --------------------------------------------------------------
+    def _features(self, features: Sequence[str] | None) -> list[str]:
+        names = list(self.feature_bands) if features is None else list(features)
+        unknown = [n for n in names if n not in self.feature_bands]
+        if unknown:
+            raise StoreError(f"unknown feature(s) {unknown} in {self.uri}; features: {list(self.feature_bands)}")
+        return names
+
+    def read_clip(self, index: int, variant: str = ORIGINAL,
+                  features: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One clip-variant's features, trimmed to its valid frames.
+
+        Returns
+        -------
+        dict
+            feature name -> float32 [shape=(bands, valid_frames)].
+
+        Raises
+        ------
+        StoreError
+            Unknown variant or feature, index out of range, or the variant
+            was not computed for this clip (failed clip, or an augmented
+            variant of a clip outside the augmented splits).
+        """
+        if variant not in self.variants:
+            raise StoreError(f"unknown variant {variant!r} in {self.uri}; variants: {list(self.variants)}")
+        index = int(index)
+        if not 0 <= index < self.n_clips:
+            raise StoreError(f"clip index {index} out of range 0..{self.n_clips - 1} in {self.uri}")
+        names = self._features(features)
+        j = self.variants.index(variant)
+        frames = int(self.valid_frames[index, j])
+        if frames == 0:
+            status = self.clips["status"].iat[index]
+            why = (f"the clip's status is {status!r}" if status != schema.STATUS_OK else
+                   f"augmented variants exist only for splits {self.attrs.get('augmented_splits')}")
+            raise StoreError(f"variant {variant!r} of clip {index} was not computed in {self.uri}: {why}")
+        return {name: np.asarray(self.group[name][index, j, :, :frames], dtype=np.float32) for name in names}
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` clip-index ranges of the shards, in order."""
+        cps, n = self.clips_per_shard, self.n_clips
+        return [(s, min(s + cps, n)) for s in range(0, n, cps)]
+
+    def read_shard(self, shard_index: int, features: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Whole shards, as stored: one object read per feature.
+
+        Returns
+        -------
+        dict
+            feature name -> float16 [shape=(clips_in_shard, n_variants, bands, max_frames)];
+            frames past ``valid_frames`` and absent variants are 0.
+        """
+        shards = self.shards
+        if not 0 <= shard_index < len(shards):
+            raise StoreError(f"shard index {shard_index} out of range 0..{len(shards) - 1} in {self.uri}")
+        start, stop = shards[shard_index]
+        return {name: self.group[name][start:stop] for name in self._features(features)}
+
+    # -- size ------------------------------------------------------------------
+    @functools.cached_property
+    def nbytes_stored(self) -> int:
+        """Bytes the store occupies (-1 where the location cannot be listed, e.g. HTTP)."""
+        path = local_path(self._raw_uri)
+        if path is not None and is_zip(self._raw_uri):
+            return path.stat().st_size
+        if scheme_of(self._raw_uri) in ("http", "https"):
+            return -1
+        fs, root = filesystem(self._raw_uri, storage_options=self._storage_options)
+        return int(fs.du(root, total=True))
+
+
+def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None,
+               allow_incomplete: bool = False) -> FeatureStore:
+    """Open the feature store at ``uri`` for reading.
+
+    Parameters
+    ----------
+    uri : str or Path
+        Local path, ``file://``, ``memory://``, ``s3://``, ``gs://`` (fsspec),
+        ``http(s)://`` or a ``.zip`` file.
+    storage_options : mapping, optional
+        fsspec options (endpoint, credentials) of remote URIs.
+    allow_incomplete : bool
+        Open a store whose build has not finished (for inspection).
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing that looks like a feature store is at ``uri``.
+    SchemaVersionError
+        The store was written by a newer schema version.
+    StoreIncompleteError
+        The build has not finished and ``allow_incomplete`` is False.
+    """
+    shown = redact_uri(uri)
+    store = make_store(uri, storage_options=storage_options, read_only=True)
+    try:
+        with quiet_consolidated_warning():
+            group = zarr.open_group(store, mode="r")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
+        raise StoreNotFoundError(
+            f"no feature store at {shown}: nothing there (check the path/URI, its bucket, "
+            "and --storage-option credentials), or run `pipeline build --out` to create one"
+        ) from exc
+    attrs = group.attrs
+    if attrs.get("format") != schema.FORMAT_NAME:
+        raise StoreNotFoundError(
+            f"{shown} holds a Zarr group but not a {schema.FORMAT_NAME} store "
+            f"(format attribute {attrs.get('format')!r})"
+        )
+    version = attrs.get("schema_version")
+    if not isinstance(version, int) or version > schema.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{shown} was written with store schema version {version!r}; this code reads versions "
+            f"<= {schema.SCHEMA_VERSION}. Upgrade harmonic-feature-store to read it"
+        )
+    if not attrs.get("complete") and not allow_incomplete:
+        raise StoreIncompleteError(
+            f"the build of {shown} has not finished; rerun the same `pipeline build` command to resume it "
+            "(or pass allow_incomplete=True / --allow-incomplete to inspect it as it is)"
+        )
+    if not attrs.get("complete"):
+        # An unfinished store may have grown since any consolidated view.
+        with quiet_consolidated_warning():
+            group = zarr.open_group(store, mode="r", use_consolidated=False)
+    return FeatureStore(group, uri, storage_options)

@@ -1,0 +1,541 @@
+"""Writing a store: create (or reopen to resume), write whole shards, finalize.
+
+The protocol the builder follows::
+
+    writer = create_store(uri, config=cfg, clips=columns, ...)   # one process
+    for i in writer.pending_shards():                            # any processes,
+        open_writer(uri).write_shard(i, results)                 # one task per shard
+    writer.finalize()                                            # one process
+
+``create_store`` writes every array's metadata, the root attributes and the
+per-clip columns known from the manifest. A shard's task writes every array's
+objects of that shard and, last, the shard's content digest: a shard whose
+digest is set is finished, so a rerun skips it. ``finalize`` derives the
+store's fingerprint from the config and the digests, marks the store
+complete and consolidates the metadata, once, as the only writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import logging
+import math
+import platform
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import zarr
+import zarr.errors
+from zarr.codecs import BloscCodec
+
+from pipeline.config import ORIGINAL, PipelineConfig
+from pipeline.errors import ConfigMismatchError, StoreError
+from stores import schema
+from stores.uri import make_store, quiet_consolidated_warning, redact_uri
+
+logger = logging.getLogger(__name__)
+
+#: Libraries whose versions determine the numbers in a store (provenance).
+_LIBRARIES = ("numpy", "scipy", "librosa", "numba", "soxr", "soundfile", "av", "zarr", "numcodecs")
+
+
+@dataclasses.dataclass
+class ClipResult:
+    """What the build produced for one clip, ready to be written.
+
+    status : "ok" or "failed".
+    reason : why the clip failed ("" when ok); never an absolute path.
+    duration_s : duration of the source file in seconds (NaN if unknown).
+    features : variant -> feature name -> float [shape=(bands, frames)],
+        ``frames <= max_frames``; variants not computed are simply absent.
+    params : variant -> augmentation parameter -> value actually drawn.
+    """
+
+    status: str
+    reason: str = ""
+    duration_s: float = math.nan
+    features: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    params: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How clips map to shards.
+
+    n_clips : clips in the store (the clip axis).
+    clips_per_shard : clips in one shard of every per-clip array.
+    """
+
+    n_clips: int
+    clips_per_shard: int
+
+    def __post_init__(self) -> None:
+        if self.n_clips <= 0:
+            raise StoreError(f"a store needs at least one clip, got n_clips={self.n_clips}")
+        if isinstance(self.clips_per_shard, bool) or not isinstance(self.clips_per_shard, int) \
+                or self.clips_per_shard <= 0:
+            raise StoreError(f"clips_per_shard={self.clips_per_shard!r} must be a positive integer")
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_clips // self.clips_per_shard)
+
+    def shard_range(self, shard_index: int) -> tuple[int, int]:
+        """``(start, stop)`` clip indices of shard ``shard_index``."""
+        if not 0 <= shard_index < self.n_shards:
+            raise StoreError(f"shard index {shard_index} out of range 0..{self.n_shards - 1}")
+        start = shard_index * self.clips_per_shard
+        return start, min(start + self.clips_per_shard, self.n_clips)
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _package_version() -> str:
+    try:
+        return _metadata.version("harmonic-feature-store")
+    except _metadata.PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def _columns_hash(columns: Mapping[str, Sequence[Any]]) -> str:
+    """SHA-256 of the static per-clip columns: identifies the clip list of a store."""
+    h = hashlib.sha256()
+    for name in schema.STATIC_COLUMNS:
+        h.update(name.encode() + b"\x00")
+        h.update("\x1f".join(str(v) for v in columns[name]).encode() + b"\x1e")
+    return h.hexdigest()
+
+
+def shard_digest(features: Mapping[str, np.ndarray], valid_frames: np.ndarray,
+                 outcome: Mapping[str, np.ndarray], aug: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of everything one shard stores, exactly as it reads back.
+
+    Parameters
+    ----------
+    features : name -> float16 [shape=(clips, variants, bands, max_frames)]
+    valid_frames : int32 [shape=(clips, variants)]
+    outcome : outcome column -> [shape=(clips,)]
+    aug : augmentation array name -> float64 [shape=(clips,)], NaN = absent
+    """
+    h = hashlib.sha256()
+    for name in sorted(features):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(features[name], dtype=np.float16).tobytes())
+    h.update(np.ascontiguousarray(valid_frames, dtype=np.int32).tobytes())
+    for name in sorted(outcome):
+        values = np.asarray(outcome[name])
+        h.update(name.encode())
+        if values.dtype.kind in "fc":
+            values = values.astype(np.float64)
+            h.update(np.isnan(values).tobytes() + np.nan_to_num(values, nan=0.0).tobytes())
+        else:
+            h.update("\x1f".join(str(v) for v in values).encode())
+    for name in sorted(aug):
+        values = np.asarray(aug[name], dtype=np.float64)
+        h.update(name.encode() + np.isnan(values).tobytes() + np.nan_to_num(values, nan=0.0).tobytes())
+    return h.hexdigest()
+
+
+def _open_group(uri: str | Path, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
+    store = make_store(uri, storage_options=storage_options, read_only=(mode == "r"))
+    with quiet_consolidated_warning():
+        if mode == "w":
+            return zarr.open_group(store, mode="w", zarr_format=3)
+        # Never the consolidated view while writing: it may be stale.
+        return zarr.open_group(store, mode=mode, use_consolidated=False)
+
+
+class StoreWriter:
+    """Write access to one store. Cheap to open: build tasks open their own.
+
+    Use :func:`create_store` (the coordinating process) or :func:`open_writer`
+    (a build task) rather than the constructor.
+    """
+
+    def __init__(self, group: zarr.Group, uri: str) -> None:
+        self.group = group
+        self.uri = uri
+        attrs = dict(group.attrs)
+        self.attrs = attrs
+        layout = attrs["layout"]
+        self.layout = Layout(int(layout["n_clips"]), int(layout["clips_per_shard"]))
+        self.variants: tuple[str, ...] = tuple(attrs["variants"])
+        self.feature_bands: dict[str, int] = {k: int(v) for k, v in attrs["features"].items()}
+        self.max_frames = int(attrs["max_frames"])
+        self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in attrs["aug_params"].items()}
+
+    # -- build state -------------------------------------------------------
+    def shard_digests(self) -> list[str]:
+        """Digest of every shard, "" for shards not written yet."""
+        return [str(d) for d in self.group[schema.SHARD_DIGEST][:]]
+
+    def pending_shards(self) -> list[int]:
+        """Shards that a build still has to write."""
+        return [i for i, d in enumerate(self.shard_digests()) if not d]
+
+    # -- one shard ---------------------------------------------------------
+    def write_shard(self, shard_index: int, results: Sequence[ClipResult]) -> str:
+        """Write every array's objects of one shard, then mark it done.
+
+        Parameters
+        ----------
+        shard_index : int
+        results : one :class:`ClipResult` per clip of the shard, in clip order.
+
+        Returns
+        -------
+        str
+            The shard's content digest (also stored in ``shard_digest``).
+        """
+        start, stop = self.layout.shard_range(shard_index)
+        n = stop - start
+        if len(results) != n:
+            raise StoreError(
+                f"shard {shard_index} of {self.uri} holds clips {start}..{stop - 1} ({n} clips) "
+                f"but {len(results)} results were given"
+            )
+        n_var = len(self.variants)
+        var_index = {v: j for j, v in enumerate(self.variants)}
+        blocks = {name: np.zeros((n, n_var, bands, self.max_frames), np.float16)
+                  for name, bands in self.feature_bands.items()}
+        valid = np.zeros((n, n_var), np.int32)
+        outcome = {
+            "duration_s": np.full(n, np.nan),
+            "status": np.empty(n, dtype=object),
+            "reason": np.empty(n, dtype=object),
+        }
+        aug = {array: np.full(n, np.nan) for params in self.aug_arrays.values() for array in params.values()}
+        for c, result in enumerate(results):
+            clip = start + c
+            if result.status not in (schema.STATUS_OK, schema.STATUS_FAILED):
+                raise StoreError(f"clip {clip}: status {result.status!r} must be 'ok' or 'failed'")
+            outcome["duration_s"][c] = result.duration_s
+            outcome["status"][c] = result.status
+            outcome["reason"][c] = result.reason
+            if result.status != schema.STATUS_OK:
+                continue
+            if ORIGINAL not in result.features:
+                raise StoreError(f"clip {clip} is 'ok' but has no {ORIGINAL!r} features")
+            for variant, feats in result.features.items():
+                if variant not in var_index:
+                    raise StoreError(
+                        f"clip {clip}: variant {variant!r} is not in the store's variants {list(self.variants)}"
+                    )
+                j = var_index[variant]
+                missing = set(self.feature_bands) - set(feats)
+                if missing:
+                    raise StoreError(f"clip {clip} variant {variant!r} lacks features {sorted(missing)}")
+                frames = None
+                for name, bands in self.feature_bands.items():
+                    x = np.asarray(feats[name])
+                    if x.ndim != 2 or x.shape[0] != bands or x.shape[1] > self.max_frames:
+                        raise StoreError(
+                            f"clip {clip} variant {variant!r} feature {name!r} has shape {x.shape}; "
+                            f"the store expects ({bands}, frames <= {self.max_frames})"
+                        )
+                    if frames is not None and x.shape[1] != frames:
+                        raise StoreError(
+                            f"clip {clip} variant {variant!r}: features differ in frame count "
+                            f"({name!r} has {x.shape[1]}, others {frames}); they must share one STFT hop"
+                        )
+                    frames = x.shape[1]
+                    blocks[name][c, j, :, :frames] = schema.round_mantissa(x, self.attrs["layout"]["mantissa_bits"])
+                valid[c, j] = frames
+                for param, value in result.params.get(variant, {}).items():
+                    array = self.aug_arrays.get(variant, {}).get(param)
+                    if array is None:
+                        raise StoreError(
+                            f"clip {clip} variant {variant!r}: parameter {param!r} has no array in the store "
+                            f"(known: {sorted(self.aug_arrays.get(variant, {}))})"
+                        )
+                    aug[array][c] = float(value)
+        outcome["status"] = outcome["status"].astype(str)
+        outcome["reason"] = outcome["reason"].astype(str)
+
+        digest = shard_digest(blocks, valid, outcome, aug)
+        g = self.group
+        for name, block in blocks.items():
+            g[name][start:stop] = block
+        g[schema.VALID_FRAMES][start:stop] = valid
+        for name, values in outcome.items():
+            g[name][start:stop] = values
+        for name, values in aug.items():
+            g[name][start:stop] = values
+        # Written last: a shard is only "done" once all of its data is.
+        g[schema.SHARD_DIGEST][shard_index] = digest
+        return digest
+
+    # -- the end -------------------------------------------------------------
+    def finalize(self) -> str:
+        """Mark the store complete and consolidate its metadata; return its fingerprint.
+
+        Raises
+        ------
+        StoreError
+            Some shards are not written yet.
+        """
+        digests = self.shard_digests()
+        pending = [i for i, d in enumerate(digests) if not d]
+        if pending:
+            raise StoreError(
+                f"cannot finalize {self.uri}: {len(pending)} shard(s) not built yet "
+                f"(first: {pending[:5]}); rerun the build to finish them"
+            )
+        h = hashlib.sha256()
+        h.update(self.attrs["config_hash"].encode() + self.attrs["clips_hash"].encode())
+        for d in digests:
+            h.update(d.encode())
+        fingerprint = h.hexdigest()
+        status = self.group["status"][:]
+        summary = {
+            "n_ok": int(np.sum(status == schema.STATUS_OK)),
+            "n_failed": int(np.sum(status == schema.STATUS_FAILED)),
+        }
+        self.group.attrs.update({
+            "complete": True,
+            "fingerprint": fingerprint,
+            "summary": summary,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        with quiet_consolidated_warning():
+            zarr.consolidate_metadata(self.group.store)
+        self.attrs = dict(self.group.attrs)
+        logger.info("finalized %s (fingerprint %s)", self.uri, fingerprint[:12])
+        return fingerprint
+
+
+def open_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """Open an existing store for writing shards (what a build task does)."""
+    shown = redact_uri(uri)
+    try:
+        group = _open_group(uri, storage_options, "r+")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
+        raise StoreError(f"no store to write at {shown}; create it with create_store first") from exc
+    if group.attrs.get("format") != schema.FORMAT_NAME:
+        raise StoreError(f"{shown} is not a {schema.FORMAT_NAME} store")
+    return StoreWriter(group, shown)
+
+
+def create_store(
+    uri: str | Path,
+    *,
+    config: PipelineConfig,
+    clips: Mapping[str, Sequence[Any]],
+    labels: Sequence[str],
+    aug_params: Mapping[str, Sequence[str]],
+    dataset: Mapping[str, Any],
+    augmented_splits: Sequence[str] = ("train",),
+    clips_per_shard: int = schema.DEFAULT_CLIPS_PER_SHARD,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StoreWriter:
+    """Create a store, or reopen one built with the same inputs to resume it.
+
+    Parameters
+    ----------
+    uri : str or Path
+        Where the store lives (see :mod:`stores.uri`); never a zip or HTTP URL.
+    config : PipelineConfig
+        Everything that determines the numbers; written in full, and hashed.
+    clips : mapping
+        The static per-clip columns of :data:`stores.schema.STATIC_COLUMNS`,
+        each a sequence of length ``n_clips`` (``source`` relative to the
+        dataset root).
+    labels : sequence of str
+        Label names; ``label_index`` indexes them.
+    aug_params : mapping
+        Variant -> names of its drawn parameters (one float array each).
+    dataset : mapping
+        ``name``, ``split_scheme``, ``n_folds``, ``source`` (citation) of the
+        dataset; stored as provenance. Never absolute paths.
+    augmented_splits : sequence of str
+        Splits whose clips get augmented variants ("all" for every clip).
+    clips_per_shard : int
+    overwrite : bool
+        Replace a store built from other inputs instead of refusing.
+    storage_options : mapping, optional
+        fsspec options of remote URIs (never written to the store).
+
+    Raises
+    ------
+    ConfigMismatchError
+        A store exists at ``uri`` built with another config, clip list or
+        layout, and ``overwrite`` is False.
+    """
+    shown = redact_uri(uri)
+    for name in schema.STATIC_COLUMNS:
+        if name not in clips:
+            raise StoreError(f"column {name!r} missing; create_store needs {list(schema.STATIC_COLUMNS)}")
+    layout = Layout(len(clips["clip_id"]), clips_per_shard)
+    for name in schema.STATIC_COLUMNS:
+        if len(clips[name]) != layout.n_clips:
+            raise StoreError(f"column {name!r} has {len(clips[name])} values, clip_id has {layout.n_clips}")
+    for source in clips["source"]:
+        if Path(str(source)).is_absolute():
+            raise StoreError(
+                f"source {source!r} is an absolute path; stores hold paths relative to the dataset root"
+            )
+    config_hash = config.config_hash()
+    clips_hash = _columns_hash(clips)
+
+    if not overwrite:
+        existing = _existing_attrs(uri, storage_options)
+        if existing is not None:
+            problems = []
+            if existing.get("format") != schema.FORMAT_NAME:
+                problems.append(f"it is not a {schema.FORMAT_NAME} store (format {existing.get('format')!r})")
+            else:
+                if existing.get("schema_version") != schema.SCHEMA_VERSION:
+                    problems.append(f"schema version {existing.get('schema_version')} != {schema.SCHEMA_VERSION}")
+                if existing.get("config_hash") != config_hash:
+                    problems.append(f"config hash {str(existing.get('config_hash'))[:12]} != {config_hash[:12]} "
+                                    f"(differing sections: {_config_diff(existing.get('config', {}), config)})")
+                if existing.get("clips_hash") != clips_hash:
+                    problems.append(f"clip list differs ({existing.get('layout', {}).get('n_clips')} clips "
+                                    f"stored, {layout.n_clips} now)")
+                if existing.get("layout", {}).get("clips_per_shard") != clips_per_shard:
+                    problems.append(f"clips_per_shard {existing.get('layout', {}).get('clips_per_shard')} "
+                                    f"!= {clips_per_shard}")
+            if problems:
+                raise ConfigMismatchError(
+                    f"refusing to write into the existing store {shown}: " + "; ".join(problems)
+                    + ". Pass --overwrite (overwrite=True) to replace it, or choose another --out"
+                )
+            logger.info("resuming the existing store %s", shown)
+            return open_writer(uri, storage_options=storage_options)
+
+    group = _open_group(uri, storage_options, "w")
+    variants = config.augment.variant_names
+    feature_bands = config.features.feature_bands()
+    max_frames = config.max_frames
+    n, nv, cps = layout.n_clips, len(variants), layout.clips_per_shard
+    compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
+
+    for name, bands in feature_bands.items():
+        group.create_array(
+            name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
+            shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=[compressor],
+            fill_value=0.0, dimension_names=("clip", "variant", schema.feature_dim(name), "frame"),
+            attributes={"units": "dB" if name.endswith("mel") else "", "description": _FEATURE_DOC.get(name, name)},
+        )
+    group.create_array(schema.VALID_FRAMES, shape=(n, nv), chunks=(cps, nv), dtype="int32", fill_value=0,
+                       dimension_names=("clip", "variant"))
+    variant_array = group.create_array(schema.VARIANT, shape=(nv,), chunks=(nv,), dtype=str, fill_value="",
+                                       dimension_names=("variant",))
+    variant_array[:] = np.array(variants)
+    for name, kind in schema.STATIC_COLUMNS.items():
+        arr = group.create_array(name, shape=(n,), chunks=(n,), dtype=str if kind == "str" else kind,
+                                 fill_value="" if kind == "str" else 0, dimension_names=("clip",))
+        values = np.array([str(v) for v in clips[name]]) if kind == "str" else np.asarray(clips[name], dtype=kind)
+        arr[:] = values
+    for name, kind in schema.OUTCOME_COLUMNS.items():
+        fill: Any = {"float64": np.nan, "str": ""}[kind]
+        if name == "status":
+            fill = schema.STATUS_PENDING
+        group.create_array(name, shape=(n,), chunks=(cps,), dtype=str if kind == "str" else kind,
+                           fill_value=fill, dimension_names=("clip",))
+    aug_arrays: dict[str, dict[str, str]] = {}
+    for variant, params in aug_params.items():
+        if variant not in variants:
+            raise StoreError(f"augmentation parameters given for {variant!r}, not a variant of {list(variants)}")
+        aug_arrays[variant] = {}
+        for param in params:
+            array = schema.aug_array_name(variant, param)
+            group.create_array(array, shape=(n,), chunks=(cps,), dtype="float64", fill_value=np.nan,
+                               dimension_names=("clip",), attributes={"variant": variant, "parameter": param})
+            aug_arrays[variant][param] = array
+    group.create_array(schema.SHARD_DIGEST, shape=(layout.n_shards,), chunks=(1,), dtype=str, fill_value="",
+                       dimension_names=("shard",))
+
+    group.attrs.update({
+        "format": schema.FORMAT_NAME,
+        "schema_version": schema.SCHEMA_VERSION,
+        "complete": False,
+        "fingerprint": None,
+        "config": config.to_dict(),
+        "config_hash": config_hash,
+        "clips_hash": clips_hash,
+        "labels": list(labels),
+        "variants": list(variants),
+        "features": feature_bands,
+        "max_frames": max_frames,
+        "window": {
+            "window_frames": config.window_frames,
+            "window_hop_frames": config.window_hop_frames,
+            "window_seconds": config.window.window_seconds,
+            "overlap": config.window.overlap,
+            "hop_length": config.features.hop_length,
+            "sample_rate": config.audio.sample_rate,
+        },
+        "augmented_splits": list(augmented_splits),
+        "aug_params": aug_arrays,
+        "layout": {
+            "n_clips": n,
+            "clips_per_shard": cps,
+            "n_shards": layout.n_shards,
+            "chunk": "one clip-variant: (1, 1, bands, max_frames)",
+            "shard": "clips_per_shard clips x all variants",
+            "dtype": schema.FEATURE_DTYPE,
+            "mantissa_bits": schema.MANTISSA_BITS,
+            "codec": {"name": "blosc", "cname": schema.BLOSC_CNAME, "clevel": schema.BLOSC_CLEVEL,
+                      "shuffle": schema.BLOSC_SHUFFLE},
+            "fill_value": 0.0,
+        },
+        "dataset": {
+            "name": str(dataset.get("name", "")),
+            "split_scheme": str(dataset.get("split_scheme", "")),
+            "n_folds": int(dataset.get("n_folds", 0)),
+            "source": str(dataset.get("source", "")),
+        },
+        "provenance": {
+            "package": "harmonic-feature-store",
+            "package_version": _package_version(),
+            "libraries": _library_versions(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "schema": f"{schema.FORMAT_NAME} v{schema.SCHEMA_VERSION}",
+        },
+    })
+    logger.info("created %s: %d clips, %d shards of %d, variants %s", shown, n, layout.n_shards, cps, variants)
+    return StoreWriter(group, shown)
+
+
+_FEATURE_DOC = {
+    "mel": "log-mel spectrogram of the signal (power dB)",
+    "harmonic_mel": "log-mel spectrogram of the HPSS harmonic part (power dB)",
+    "percussive_mel": "log-mel spectrogram of the HPSS percussive part (power dB)",
+    "mfcc": "MFCCs of the harmonic part",
+    "cens": "chroma energy normalised statistics (CENS)",
+}
+
+
+def _existing_attrs(uri: str | Path, storage_options: Mapping[str, Any] | None) -> dict | None:
+    """Root attributes of the group at ``uri``, or None when nothing is there."""
+    try:
+        group = _open_group(uri, storage_options, "r")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+        return None
+    return dict(group.attrs)
+
+
+def _config_diff(stored: Mapping[str, Any], config: PipelineConfig) -> list[str]:
+    """Dotted names of config fields that differ between a stored dict and ``config``."""
+    now = config.to_dict()
+    diff = []
+    for section in sorted(set(stored) | set(now)):
+        a, b = stored.get(section, {}) or {}, now.get(section, {}) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diff.append(f"{section}.{key}")
+    return diff or ["(none found; the hash algorithm or a default changed)"]
