@@ -25,6 +25,11 @@ class AudioError(PipelineError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Rebuild from (path, reason), not from the formatted message, so the
+        # error survives pickling across Dask worker processes.
+        return (type(self), (self.path, self.reason))
+
 
 class AudioDecodeError(AudioError, ValueError):
     """The file is not decodable audio (empty, header-only, truncated, not audio)."""
@@ -68,3 +73,7 @@ class BuildError(PipelineError):
 
 class ModelError(PipelineError):
     """A model, checkpoint or training run cannot proceed."""
+
+
+class FeatureError(PipelineError, ValueError):
+    """A signal or array cannot go through feature extraction (wrong shape, dtype, length, values)."""
