@@ -82,21 +82,30 @@ def window_index(valid_frames: np.ndarray, clips: np.ndarray, variants: Sequence
     return np.stack([np.repeat(cc, counts), np.repeat(vv, counts), starts], axis=1)
 
 
-def split_clips(store: Any, split: str, clips: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``ok`` clips of ``split``, optionally intersected with ``clips``."""
-    selected = np.asarray(store.select(split=split), dtype=np.int64)
+def split_clips(store: Any, split: str | None, clips: np.ndarray | None = None,
+                folds: Sequence[int] | None = None) -> np.ndarray:
+    """Indices of the ``ok`` clips of ``split`` (or of ``folds`` when given), optionally within ``clips``."""
+    if folds:
+        selected = np.asarray(store.select(fold=tuple(int(f) for f in folds)), dtype=np.int64)
+    else:
+        selected = np.asarray(store.select(split=split), dtype=np.int64)
     if clips is not None:
         outside = np.setdiff1d(np.asarray(clips, dtype=np.int64), selected)
         if len(outside):
-            raise ModelError(f"clips {outside[:5].tolist()} of store {store.uri} are not ok clips of split "
-                             f"{split!r}; pass only indices from store.select(split={split!r})")
+            where = f"folds {list(folds)}" if folds else f"split {split!r}"
+            raise ModelError(f"clips {outside[:5].tolist()} of store {store.uri} are not ok clips of {where}; "
+                             f"pass only indices from store.select(...)")
         selected = np.intersect1d(selected, clips)
     return selected
 
 
-def split_variants(store: Any, split: str) -> list[int]:
-    """Variant columns a split may use: all of them for ``train``, the original otherwise."""
-    return list(range(len(store.variants))) if split == "train" else [0]
+def split_variants(store: Any, variants: str) -> list[int]:
+    """Variant columns to read: ``"all"`` (training) or ``"original"`` (validation, test)."""
+    if variants == "all":
+        return list(range(len(store.variants)))
+    if variants == "original":
+        return [0]
+    raise ModelError(f"variants={variants!r} must be 'all' or 'original'")
 
 
 def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: int,
@@ -143,6 +152,9 @@ class WindowStream(IterableDataset):
         A store URI (opened lazily inside each worker process, so no fsspec
         client crosses a fork) or an open store object (tests).
     split : {"train", "val", "test"}
+    folds : select clips by cross-validation fold instead of by split.
+    variants : "all" (every stored variant) or "original"; default "all" for
+        the train split, "original" for any other selection.
     features : names of the features to read (only those are decompressed).
     batch_size : windows per batch.
     shuffle : shuffle shard order and windows (seeded by ``seed`` and the epoch).
@@ -158,7 +170,8 @@ class WindowStream(IterableDataset):
     ``(batch, bands, window_frames)``, labels int64 ``(batch,)``, keys int64 ``(batch, 3)``.
     """
 
-    def __init__(self, source: Any, *, split: str, features: Sequence[str], batch_size: int = 32,
+    def __init__(self, source: Any, *, split: str | None = "train", features: Sequence[str],
+                 folds: Sequence[int] | None = None, variants: str | None = None, batch_size: int = 32,
                  shuffle: bool = True, buffer_shards: int = 4, seed: int = 0, clips: np.ndarray | None = None,
                  storage_options: Mapping[str, Any] | None = None, rank: int | None = None,
                  world_size: int | None = None, drop_last: bool = False, with_keys: bool = False) -> None:
@@ -170,6 +183,10 @@ class WindowStream(IterableDataset):
         self.source = source
         self.storage_options = dict(storage_options or {})
         self.split = split
+        self.folds = tuple(int(f) for f in folds) if folds else None
+        self.variants = variants or ("all" if split == "train" and not folds else "original")
+        if self.variants not in ("all", "original"):
+            raise ModelError(f"variants={variants!r} must be 'all' or 'original'")
         self.features = tuple(features)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -221,8 +238,8 @@ class WindowStream(IterableDataset):
         ``windows`` are rows ``(clip, variant, start)`` of that shard's clips.
         """
         store = self.store
-        clips = split_clips(store, self.split, self.clips)
-        rows = window_index(np.asarray(store.valid_frames), clips, split_variants(store, self.split),
+        clips = split_clips(store, self.split, self.clips, self.folds)
+        rows = window_index(np.asarray(store.valid_frames), clips, split_variants(store, self.variants),
                             store.window_frames, store.window_hop_frames)
         shards = list(store.shards)
         stops = _shard_of(shards)

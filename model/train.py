@@ -60,9 +60,12 @@ class TrainConfig:
     seed : seeds model initialisation, dropout and the loader's shuffling.
     device : "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     amp : bf16 autocast on CUDA.
-    num_workers : DataLoader worker processes per rank.
+    loader_workers : DataLoader worker processes per rank.
     buffer_shards : shards shuffled together in each worker.
     val_split : the split that drives early stopping.
+    train_folds, val_folds : cross-validation: train on the clips of
+        ``train_folds`` (every stored variant) and validate on ``val_folds``
+        instead of the split column.
     progress : show a tqdm progress bar.
     """
 
@@ -81,9 +84,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    num_workers: int = 2
+    loader_workers: int = 2
     buffer_shards: int = 4
     val_split: str = "val"
+    train_folds: tuple[int, ...] = ()
+    val_folds: tuple[int, ...] = ()
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -93,8 +98,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"train.{name}={value!r} must be a positive integer")
-        if self.num_workers < 0:
-            raise ConfigError(f"train.num_workers={self.num_workers} must be >= 0")
+        if self.loader_workers < 0:
+            raise ConfigError(f"train.loader_workers={self.loader_workers} must be >= 0")
         for name in ("lr", "lr_factor", "min_lr"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -102,6 +107,13 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        object.__setattr__(self, "train_folds", tuple(int(f) for f in self.train_folds))
+        object.__setattr__(self, "val_folds", tuple(int(f) for f in self.val_folds))
+        if set(self.train_folds) & set(self.val_folds):
+            raise ConfigError(f"train.train_folds={list(self.train_folds)} and val_folds={list(self.val_folds)} "
+                              f"overlap; a fold is either trained or validated on")
+        if bool(self.train_folds) != bool(self.val_folds):
+            raise ConfigError("train.train_folds and train.val_folds must be given together")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -116,7 +128,7 @@ class TrainConfig:
 
 
 #: Options that may change when resuming (they do not change the numbers).
-RESUMABLE_OVERRIDES = ("epochs", "device", "num_workers", "progress", "patience")
+RESUMABLE_OVERRIDES = ("epochs", "device", "loader_workers", "progress", "patience")
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +175,7 @@ def _to(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.
 
 def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoader:
     kwargs: dict[str, Any] = {}
-    if cfg.num_workers:
+    if cfg.loader_workers:
         # forkserver: workers never inherit an open store's fsspec/async clients
         # from this process; preloading model.data makes each worker start cheap.
         import multiprocessing
@@ -171,7 +183,7 @@ def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoa
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["model.data"])
         kwargs.update(multiprocessing_context=ctx, prefetch_factor=4)
-    return DataLoader(ds, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+    return DataLoader(ds, batch_size=None, num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
                       **kwargs)
 
 
@@ -223,15 +235,16 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 # the training run
 # ---------------------------------------------------------------------------
-def train(store: Any, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, resume: bool = False,
-          storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``cfg.model`` on the store's train split; checkpoints and logs go to ``out_dir``.
+def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: bool = False,
+          storage_options: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """Train a model on the store's train split (or folds); checkpoints and logs go to ``out_dir``.
 
     Parameters
     ----------
     store : a store URI (or an open store object).
+    model : a model name (then ``options`` are :class:`TrainConfig` fields,
+        e.g. ``epochs=20, lr=1e-3``) or a whole :class:`TrainConfig`.
     out_dir : checkpoint folder (``checkpoint.pt``, ``best.pt``, ``metrics.jsonl``, ``config.json``).
-    cfg : the training configuration.
     resume : continue from ``out_dir/checkpoint.pt`` exactly where it stopped
         (the saved config is used; only :data:`RESUMABLE_OVERRIDES` may change).
 
@@ -246,6 +259,10 @@ def train(store: Any, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, 
     ConfigMismatchError
         Resuming on a store with other feature settings or labels.
     """
+    if isinstance(model, TrainConfig):
+        cfg = dataclasses.replace(model, **options) if options else model
+    else:
+        cfg = TrainConfig.from_dict({"model": model, **options})
     if cfg.model in NON_NEURAL:
         from model.svm import train_svm
 
@@ -276,7 +293,7 @@ def train(store: Any, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, 
     # -- model ----------------------------------------------------------------
     model = build_model(cfg.model, n_classes=len(labels), feature_bands=store.feature_bands, **cfg.model_kwargs)
     if state is None:
-        stats = normalisation_stats(store, split_clips(store, "train"), model.features)
+        stats = normalisation_stats(store, split_clips(store, "train", folds=cfg.train_folds), model.features)
         model.set_normalisation(stats)
     else:
         model.load_state_dict(state["model"])
@@ -291,11 +308,12 @@ def train(store: Any, out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, 
     # -- data -----------------------------------------------------------------
     common = dict(features=model.features, batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards,
                   seed=cfg.seed, storage_options=storage_options, rank=rank, world_size=world)
-    train_ds = WindowStream(source, split="train", shuffle=True, **common)
-    val_ds = WindowStream(source, split=cfg.val_split, shuffle=False, **common)
-    if not len(split_clips(store, cfg.val_split)):
-        logger.warning("store %s has no %r clips: early stopping and the schedule follow the train loss",
-                       store.uri, cfg.val_split)
+    train_ds = WindowStream(source, split="train", folds=cfg.train_folds, variants="all", shuffle=True, **common)
+    val_ds: WindowStream | None = WindowStream(source, split=cfg.val_split, folds=cfg.val_folds,
+                                               variants="original", shuffle=False, **common)
+    if not len(split_clips(store, cfg.val_split, folds=cfg.val_folds)):
+        logger.warning("store %s has no %s clips: early stopping and the schedule follow the train loss",
+                       store.uri, f"fold {list(cfg.val_folds)}" if cfg.val_folds else repr(cfg.val_split))
         val_ds = None
     train_loader = _loader(train_ds, cfg, device)
     val_loader = _loader(val_ds, cfg, device) if val_ds is not None else None

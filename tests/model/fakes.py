@@ -86,12 +86,11 @@ class FakeStore:
 
     def select(self, split=None, fold=None, label=None, status="ok"):
         m = np.ones(len(self.clips), bool)
-        if split is not None:
-            m &= (self.clips.split == split).to_numpy()
-        if label is not None:
-            m &= (self.clips.label == label).to_numpy()
-        if status is not None:
-            m &= (self.clips.status == status).to_numpy()
+        for column, wanted in (("split", split), ("fold", fold), ("label", label), ("status", status)):
+            if wanted is None:
+                continue
+            values = {wanted} if isinstance(wanted, (str, int)) else set(wanted)
+            m &= self.clips[column].isin(values).to_numpy()
         return np.flatnonzero(m)
 
     def read_clip(self, index, variant="original", features=None):

@@ -18,7 +18,7 @@ TINY_DFN = dict(cnn_channels=(4, 8, 8), gru_hidden=8, fusion_dim=8, heads=2, fc_
 
 
 def cfg(**kw):
-    base = dict(model="dfn", model_kwargs=TINY_DFN, epochs=3, batch_size=8, lr=3e-3, num_workers=0,
+    base = dict(model="dfn", model_kwargs=TINY_DFN, epochs=3, batch_size=8, lr=3e-3, loader_workers=0,
                 progress=False, seed=1)
     return TrainConfig(**{**base, **kw})
 
@@ -34,7 +34,7 @@ def metrics(folder):
 
 def test_dfn_overfits_a_small_subset(store, tmp_path):
     c = cfg(epochs=12, model_kwargs={**TINY_DFN, "dropout": 0.0, "gru_dropout": 0.0}, patience=50)
-    train(store, tmp_path, c)
+    train(store, c, tmp_path)
     log = metrics(tmp_path)
     assert len(log) == 12
     assert log[0]["train_loss"] > 0.8  # about ln(3) at the start
@@ -48,11 +48,11 @@ def test_dfn_overfits_a_small_subset(store, tmp_path):
 
 def test_resume_continues_exactly(store, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
-    train(store, full, cfg(epochs=4))
-    train(store, part, cfg(epochs=2))
+    train(store, cfg(), full, epochs=4)
+    train(store, cfg(), part, epochs=2)
     with pytest.raises(ModelError, match="--resume"):
-        train(store, part, cfg(epochs=4))
-    train(store, part, cfg(epochs=4), resume=True)
+        train(store, cfg(), part, epochs=4)
+    train(store, cfg(), part, epochs=4, resume=True)
     a = load_checkpoint(full, which="latest")
     b = load_checkpoint(part, which="latest")
     assert a["epoch"] == b["epoch"] == 3
@@ -63,15 +63,15 @@ def test_resume_continues_exactly(store, tmp_path):
 
 def test_early_stopping(store, tmp_path):
     # lr tiny -> validation loss barely moves; patience 1 stops after the first non-improving epoch
-    result = train(store, tmp_path, cfg(epochs=30, lr=1e-9, patience=1, schedule="none"))
+    result = train(store, cfg(), tmp_path, epochs=30, lr=1e-9, patience=1, schedule="none")
     assert result["stopped_early"] and result["epochs"] < 30
 
 
 def test_resume_on_other_features_is_refused(store, tmp_path):
-    train(store, tmp_path, cfg(epochs=1))
+    train(store, cfg(), tmp_path, epochs=1)
     other = FakeStore(config=dataclasses.replace(tiny_config(), features=FeatureConfig(hop_length=256)))
     with pytest.raises(ConfigMismatchError, match="hop_length"):
-        train(other, tmp_path, cfg(epochs=2), resume=True)
+        train(other, cfg(), tmp_path, epochs=2, resume=True)
 
 
 def test_bad_options():
@@ -79,3 +79,17 @@ def test_bad_options():
         TrainConfig(model="nope")
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="step")
+
+
+def test_cross_validation_folds(tmp_path):
+    store = FakeStore(per_label={"train": 3}, failed=0)
+    store.clips["fold"] = [i % 3 for i in range(len(store.clips))]
+    store.valid_frames[:, 1:] = store.valid_frames[:, :1]  # a fold build augments every clip
+    result = train(store, "cnn-mel", tmp_path, model_kwargs={"cnn_channels": [4, 8, 8], "fc_hidden": 16},
+                   epochs=1, loader_workers=0, progress=False, train_folds=[0, 1], val_folds=[2])
+    log = metrics(tmp_path)
+    fold2 = int((store.clips.fold == 2).sum())
+    per_clip = 2  # windows of a 6 s clip-variant
+    assert result["epochs"] == 1 and log[0]["windows"] == (len(store.clips) - fold2) * 2 * per_clip
+    with pytest.raises(ConfigError, match="overlap"):
+        TrainConfig(train_folds=(0, 1), val_folds=(1,))
