@@ -1,0 +1,537 @@
+"""One runner for every recipe: build -> train -> evaluate -> (noise | latency) -> report.
+
+Every step is a stage of :mod:`workflows.stages`: it records its inputs'
+hash when it finishes and is skipped on the next run when they have not
+changed. Nothing here computes features, trains or scores by itself: the
+stages call the library functions of :mod:`pipeline`, :mod:`stores` and
+:mod:`model` (and :mod:`workflows.noise` for the noisy test set, which itself
+goes through the pipeline's decode and feature functions).
+
+Folder layout of a run (``out``)::
+
+    out/
+      recipe.json            the validated recipe, overrides applied
+      results.json           everything the report shows
+      report.md, figures/    the report
+      build/stage.json       where the store is, its fingerprint
+      models/<name>/         checkpoint + training log (stage.json)
+      models/<name>/eval-<split>/   metrics.json, confusion matrix (stage.json)
+      cv/fold-<k>/<name>/    cross-validation trainings and evaluations
+      noise/, latency/       the extra experiments
+
+The store itself lives in ``store_dir`` (default ``<out>/../stores``), named
+by dataset, split scheme and config hash, so every recipe run on the same
+data and config shares one store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from pipeline.errors import ConfigError, PipelineError
+from workflows.folds import round_roles
+from workflows.recipe import Recipe
+from workflows.report import render_report
+from workflows.stages import StageOutcome, inputs_hash, run_stage
+
+logger = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+
+#: Fold scheme used by cross-validation when the recipe leaves the split empty:
+#: artist-grouped where the adapter knows artists (FMA), stratified otherwise.
+CV_SPLITS: dict[str, str] = {
+    "demo": "folds",
+    "gtzan": "folds",
+    "fma-small": "artist-folds",
+    "fma-medium": "artist-folds",
+    "fma-large": "artist-folds",
+    "folder": "folds",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced.
+
+    out : the run folder.
+    report : ``out/report.md``.
+    figures : PNG files of the report.
+    results : the mapping the report was rendered from (also ``results.json``).
+    stages : every stage with whether it ran or was skipped.
+    """
+
+    out: Path
+    report: Path
+    figures: tuple[Path, ...]
+    results: dict[str, Any]
+    stages: tuple[StageOutcome, ...]
+
+
+# -- the store ---------------------------------------------------------------
+
+def split_scheme(recipe: Recipe) -> str:
+    """The dataset split scheme the run uses ("" = the adapter's default)."""
+    if recipe.kind == "cross-validation" and not recipe.dataset.split:
+        return CV_SPLITS.get(recipe.dataset.name, "folds")
+    return recipe.dataset.split_scheme
+
+
+def manifest_options(recipe: Recipe) -> dict[str, Any]:
+    """Keyword options for :func:`pipeline.datasets.load_manifest`."""
+    options: dict[str, Any] = {}
+    if recipe.dataset.name == "demo":
+        options.update(dataclasses.asdict(recipe.dataset.demo))
+    if "folds" in split_scheme(recipe):
+        options["n_folds"] = recipe.cv.folds
+    return options
+
+
+def load_run_manifest(recipe: Recipe):
+    """The recipe's manifest (first ``dataset.limit`` clips when set)."""
+    from pipeline.datasets import load_manifest
+
+    root = recipe.dataset.root or None
+    manifest = load_manifest(recipe.dataset.name, root, split=split_scheme(recipe) or None,
+                             **manifest_options(recipe))
+    if recipe.dataset.limit:
+        manifest = manifest.head(recipe.dataset.limit)
+    return manifest
+
+
+def store_uri(recipe: Recipe, store_dir: Path) -> str:
+    """Where the recipe's store lives: ``build.store`` or a content-named folder."""
+    if recipe.build.store:
+        return recipe.build.store
+    cfg_hash = recipe.pipeline_config().config_hash()
+    options = manifest_options(recipe)
+    tag = inputs_hash({"options": options, "limit": recipe.dataset.limit, "root": recipe.dataset.root})[:8]
+    scheme = split_scheme(recipe) or "default"
+    return str(Path(store_dir) / f"{recipe.dataset.name}-{scheme}-{cfg_hash[:10]}-{tag}.zarr")
+
+
+def _store_facts(store: Any) -> dict[str, Any]:
+    clips = store.clips
+    ok = clips[clips["status"] == "ok"] if "status" in clips else clips
+    counts: dict[str, int] = {}
+    if "split" in ok:
+        for split, n in ok["split"].value_counts().sort_index().items():
+            counts[str(split) or "(none)"] = int(n)
+    if "fold" in ok and (ok["fold"] >= 0).any():
+        for fold, n in ok["fold"].value_counts().sort_index().items():
+            counts[f"fold {int(fold)}"] = int(n)
+    return {
+        "fingerprint": str(store.fingerprint),
+        "config_hash": str(store.config_hash),
+        "labels": [str(x) for x in store.labels],
+        "clips": counts,
+        "n_ok": int(len(ok)),
+        "n_failed": int(len(clips) - len(ok)),
+    }
+
+
+def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> StageOutcome:
+    """Build the store, or reuse it when a matching one exists (the builder
+    skips finished shards and refuses a store with another config)."""
+    from stores import open_store
+
+    uri = store_uri(recipe, store_dir)
+    cfg = recipe.pipeline_config()
+    inputs = {
+        "dataset": recipe.dataset.name,
+        "root": str(Path(recipe.dataset.root).resolve()) if recipe.dataset.root else "",
+        "split": split_scheme(recipe),
+        "options": manifest_options(recipe),
+        "limit": recipe.dataset.limit,
+        "config_hash": cfg.config_hash(),
+        "store": uri,
+    }
+
+    def build(folder: Path) -> dict[str, Any]:
+        from pipeline.build import build_store
+
+        manifest = load_run_manifest(recipe)
+        echo(f"      {len(manifest)} clips of {manifest.dataset} ({manifest.split_scheme or 'default'} split) "
+             f"-> {uri}")
+        summary = build_store(
+            manifest, uri, config=cfg,
+            workers=recipe.build.workers or None,
+            scheduler=recipe.build.scheduler or None,
+            max_failures=_max_failures(recipe.build.max_failures),
+            progress=True,
+        )
+        facts = _store_facts(open_store(uri))
+        facts.update(uri=uri, dataset=manifest.dataset, split_scheme=manifest.split_scheme,
+                     build_summary=_jsonable(summary))
+        return facts
+
+    outcome = run_stage("build", out / "build", inputs, build, echo=echo)
+    if outcome.skipped:
+        # The record says the store was finished; make sure it still is the same store.
+        try:
+            fingerprint = str(open_store(uri).fingerprint)
+        except PipelineError as exc:
+            echo(f"      the recorded store {uri} cannot be opened ({exc}); building again")
+            return run_stage("build", out / "build", inputs, build, echo=echo, force=True)
+        if fingerprint != outcome.result.get("fingerprint"):
+            echo(f"      the store at {uri} changed since it was recorded; building again")
+            return run_stage("build", out / "build", inputs, build, echo=echo, force=True)
+    return outcome
+
+
+def _max_failures(value: float) -> float | int:
+    return int(value) if value >= 1 else float(value)
+
+
+def _jsonable(obj: Any) -> Any:
+    """A builder summary (dataclass or mapping) as plain JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return json.loads(json.dumps(obj, default=str))
+
+
+# -- training and evaluation ------------------------------------------------------
+
+def train_settings(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's training settings, as the stage inputs record them."""
+    t = recipe.train
+    return {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr, "patience": t.patience,
+            "seed": t.seed, "device": t.device, "loader_workers": t.loader_workers}
+
+
+def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Path, echo: Echo,
+                *, roles: Mapping[int, str] | None = None) -> StageOutcome:
+    """Train one model into ``folder/checkpoint``.
+
+    ``roles`` (fold -> split) trains on a cross-validation round of a fold
+    store (:class:`workflows.folds.FoldView`). A training interrupted with the
+    same inputs is resumed from its last checkpoint; one begun with other
+    inputs is discarded first.
+    """
+    from model.train import TrainConfig, train
+
+    inputs = {"model": model, "store": store["fingerprint"], "train": train_settings(recipe),
+              "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
+    pending = folder / "pending.json"
+
+    def run(stage_dir: Path) -> dict[str, Any]:
+        ckpt = stage_dir / "checkpoint"
+        resume = False
+        if ckpt.exists():
+            same = pending.is_file() and json.loads(pending.read_text()).get("hash") == inputs_hash(inputs)
+            if same and (ckpt / "checkpoint.pt").is_file():
+                echo(f"      resuming the interrupted training in {ckpt}")
+                resume = True
+            else:
+                echo(f"      discarding {ckpt}: it was trained with other inputs")
+                shutil.rmtree(ckpt)
+        pending.write_text(json.dumps({"hash": inputs_hash(inputs), "inputs": inputs}))
+        t = recipe.train
+        cfg = TrainConfig(model=model, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, patience=t.patience,
+                          seed=t.seed, device=t.device, num_workers=t.loader_workers, progress=True)
+        source: Any = store["uri"]
+        if roles:
+            from workflows.folds import FoldView
+            from stores import open_store
+
+            source = FoldView(open_store(store["uri"]), roles)
+        start = time.perf_counter()
+        summary = train(source, ckpt, cfg, resume=resume and model not in _non_neural())
+        return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary)}
+
+    what = f"train {model}" + (f" (test fold {_test_fold(roles)})" if roles else "")
+    return run_stage(what, folder, inputs, run, outputs=("checkpoint",), echo=echo)
+
+
+def _non_neural() -> tuple[str, ...]:
+    from model.networks import NON_NEURAL
+
+    return tuple(NON_NEURAL)
+
+
+def _test_fold(roles: Mapping[int, str] | None) -> int | None:
+    return next((f for f, r in (roles or {}).items() if r == "test"), None)
+
+
+def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained: StageOutcome,
+                   folder: Path, echo: Echo, *, roles: Mapping[int, str] | None = None) -> StageOutcome:
+    """Evaluate a trained checkpoint on ``evaluate.split`` (or on the test fold of ``roles``)."""
+    from model.evaluate import evaluate
+
+    split = "test" if roles else recipe.evaluate.split
+    inputs = {"model": model, "store": store["fingerprint"],
+              "trained": json.loads((trained.folder / "stage.json").read_text())["inputs_hash"],
+              "split": split, "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
+
+    def run(stage_dir: Path) -> dict[str, Any]:
+        source: Any = store["uri"]
+        if roles:
+            from workflows.folds import FoldView
+            from stores import open_store
+
+            source = FoldView(open_store(store["uri"]), roles)
+        metrics = evaluate(trained.result["checkpoint"], source, stage_dir, split=split)
+        return {"metrics": normalise_metrics(_jsonable(metrics))}
+
+    where = f"test fold {_test_fold(roles)}" if roles else f"{split} split"
+    return run_stage(f"evaluate {model} on {where}", folder, inputs, run, echo=echo)
+
+
+def normalise_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluator's metrics JSON -> ``{"window": {...}, "clip": {...}, "confusion", "labels"}``.
+
+    Accepts the level mappings under ``window``/``clip`` (or ``segment``) with
+    ``accuracy`` and ``macro_f1`` (or ``f1_macro``), and the clip-level
+    confusion matrix under ``confusion`` / ``confusion_matrix``.
+    """
+    def level(d: Mapping[str, Any] | None) -> dict[str, float | None]:
+        d = d or {}
+        macro = d.get("macro") if isinstance(d.get("macro"), Mapping) else {}
+        def pick(*names: str) -> float | None:
+            for n in names:
+                if d.get(n) is not None:
+                    return float(d[n])
+                if macro.get(n) is not None:
+                    return float(macro[n])
+            return None
+        return {
+            "accuracy": pick("accuracy", "acc"),
+            "macro_f1": pick("macro_f1", "f1_macro", "f1"),
+            "macro_precision": pick("macro_precision", "precision_macro", "precision"),
+            "macro_recall": pick("macro_recall", "recall_macro", "recall"),
+        }
+
+    window = metrics.get("window") or metrics.get("segment") or {}
+    clip = metrics.get("clip") or {}
+    confusion = (clip.get("confusion") or clip.get("confusion_matrix")
+                 or metrics.get("confusion") or metrics.get("confusion_matrix"))
+    return {
+        "window": level(window),
+        "clip": level(clip),
+        "confusion": confusion,
+        "labels": list(metrics.get("labels") or []),
+        "split": metrics.get("split"),
+    }
+
+
+def read_curves(checkpoint: str | Path) -> list[dict[str, Any]]:
+    """Per-epoch loss and validation accuracy from the trainer's ``metrics.jsonl``."""
+    path = Path(checkpoint) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if "epoch" not in rec:
+            continue
+        rows.append({
+            "epoch": rec["epoch"],
+            "train_loss": rec.get("train_loss", rec.get("loss")),
+            "val_loss": rec.get("val_loss"),
+            "val_accuracy": rec.get("val_accuracy", rec.get("val_acc")),
+        })
+    # A resumed training logs an epoch again: keep the last record of each.
+    by_epoch = {r["epoch"]: r for r in rows}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def model_description(name: str) -> str:
+    try:
+        from model.networks import NON_NEURAL, PRESETS
+    except ImportError:
+        return ""
+    if name in PRESETS:
+        return PRESETS[name].description
+    return NON_NEURAL.get(name, "")
+
+
+# -- experiments -----------------------------------------------------------------
+
+def _train_and_evaluate(recipe: Recipe, store: Mapping[str, Any], out: Path, echo: Echo,
+                        stages: list[StageOutcome]) -> tuple[list[dict[str, Any]], dict[str, StageOutcome]]:
+    rows: list[dict[str, Any]] = []
+    trained: dict[str, StageOutcome] = {}
+    for name in recipe.train.models:
+        t = train_stage(recipe, name, store, out / "models" / name, echo)
+        e = evaluate_stage(recipe, name, store, t, out / "models" / name / f"eval-{recipe.evaluate.split}", echo)
+        stages += [t, e]
+        trained[name] = t
+        m = e.result["metrics"]
+        rows.append({"name": name, "description": model_description(name), "split": recipe.evaluate.split,
+                     "window": m["window"], "clip": m["clip"], "confusion": m["confusion"],
+                     "labels": m["labels"] or list(store["labels"]),
+                     "curves": read_curves(t.result["checkpoint"]),
+                     "train_seconds": t.result.get("seconds")})
+        _echo_headline(echo, name, m, recipe.evaluate.split)
+    return rows, trained
+
+
+def _echo_headline(echo: Echo, name: str, m: Mapping[str, Any], where: str) -> None:
+    w, c = m["window"], m["clip"]
+    fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    echo(f"      {name}: {where}: clip accuracy {fmt(c['accuracy'])}, macro-F1 {fmt(c['macro_f1'])}; "
+         f"window accuracy {fmt(w['accuracy'])}")
+
+
+def _mean_std(folds: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    mean: dict[str, Any] = {}
+    std: dict[str, Any] = {}
+    for level in ("window", "clip"):
+        mean[level], std[level] = {}, {}
+        for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
+            vals = [f[level][key] for f in folds if f[level].get(key) is not None]
+            mean[level][key] = float(np.mean(vals)) if vals else None
+            std[level][key] = float(np.std(vals)) if vals else None
+    return mean, std
+
+
+def _cross_validation(recipe: Recipe, store: Mapping[str, Any], out: Path, echo: Echo,
+                      stages: list[StageOutcome]) -> dict[str, Any]:
+    fold_counts = [k for k in store["clips"] if k.startswith("fold ")]
+    if len(fold_counts) < recipe.cv.folds:
+        raise ConfigError(
+            f"cross-validation needs {recipe.cv.folds} folds but the store {store['uri']} has "
+            f"{len(fold_counts)}; build it with a fold split (--set dataset.split=folds) or lower cv.folds"
+        )
+    result: dict[str, Any] = {}
+    for name in recipe.train.models:
+        folds_out = []
+        for k in range(recipe.cv.folds):
+            roles = round_roles(k, recipe.cv.folds)
+            folder = out / "cv" / f"fold-{k}" / name
+            t = train_stage(recipe, name, store, folder, echo, roles=roles)
+            e = evaluate_stage(recipe, name, store, t, folder / "eval", echo, roles=roles)
+            stages += [t, e]
+            m = e.result["metrics"]
+            folds_out.append({"fold": k, "window": m["window"], "clip": m["clip"]})
+            _echo_headline(echo, name, m, f"test fold {k}")
+        mean, std = _mean_std(folds_out)
+        result[name] = {"folds": folds_out, "mean": mean, "std": std}
+        echo(f"      {name}: {recipe.cv.folds}-fold clip accuracy "
+             f"{100 * mean['clip']['accuracy']:.1f} ± {100 * std['clip']['accuracy']:.1f}%")
+    return result
+
+
+def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, StageOutcome], out: Path,
+           echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
+    from workflows.noise import noisy_accuracy
+
+    inputs = {"store": store["fingerprint"], "split": recipe.evaluate.split,
+              "snr_db": list(recipe.noise.snr_db), "seed": recipe.noise.seed,
+              "max_clips": recipe.noise.max_clips, "root": recipe.dataset.root,
+              "demo": dataclasses.asdict(recipe.dataset.demo),
+              "models": {n: inputs_hash(json.loads((t.folder / "stage.json").read_text())["inputs"])
+                         for n, t in trained.items()}}
+
+    def run(folder: Path) -> dict[str, Any]:
+        manifest = load_run_manifest(recipe)
+        checkpoints = {n: t.result["checkpoint"] for n, t in trained.items()}
+        return {"noise": noisy_accuracy(checkpoints, store["uri"], manifest.root, split=recipe.evaluate.split,
+                                        snr_db=recipe.noise.snr_db, seed=recipe.noise.seed,
+                                        max_clips=recipe.noise.max_clips, echo=echo)}
+
+    outcome = run_stage("noise robustness", out / "noise", inputs, run, echo=echo)
+    stages.append(outcome)
+    return outcome.result["noise"]
+
+
+def _latency(recipe: Recipe, store: Mapping[str, Any] | None, trained: Mapping[str, StageOutcome],
+             out: Path, echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
+    from model.bench import latency as bench_latency
+
+    result: dict[str, Any] = {}
+    for name in recipe.train.models:
+        result[name] = {}
+        for device in recipe.latency.devices:
+            if device == "cuda":
+                import torch
+
+                if not torch.cuda.is_available():
+                    result[name][device] = {"absent": "no CUDA device on this machine"}
+                    continue
+            checkpoint = trained[name].result["checkpoint"] if name in trained else None
+            inputs = {"model": name, "device": device, "repeats": recipe.latency.repeats,
+                      "checkpoint": checkpoint, "config": recipe.pipeline_config().config_hash()}
+
+            def run(folder: Path, name: str = name, device: str = device,
+                    checkpoint: str | None = checkpoint) -> dict[str, Any]:
+                figures = bench_latency(name, checkpoint=checkpoint, device=device,
+                                        config=recipe.pipeline_config(), repeats=recipe.latency.repeats)
+                return _jsonable(figures)
+
+            outcome = run_stage(f"latency {name} on {device}", out / "latency" / name / device, inputs, run,
+                                echo=echo)
+            stages.append(outcome)
+            result[name][device] = outcome.result
+            r = outcome.result
+            echo(f"      {name} on {device}: 30 s file {1000 * r.get('file_latency_s', math.nan):.0f} ms, "
+                 f"batch {1000 * r.get('batch_latency_s', math.nan):.1f} ms")
+    return result
+
+
+# -- the run -----------------------------------------------------------------------
+
+def run_recipe(recipe: Recipe, out: str | Path, *, store_dir: str | Path | None = None,
+               echo: Echo | None = None) -> RunResult:
+    """Run every stage of ``recipe`` into ``out`` and render the report.
+
+    Parameters
+    ----------
+    recipe : a validated recipe (:func:`workflows.recipe.load_recipe`).
+    out : the run folder (created); a rerun into the same folder skips the
+        stages that finished with unchanged inputs.
+    store_dir : where stores named by content live (default ``<out>/../stores``).
+    echo : progress lines (default: the module logger).
+
+    Returns
+    -------
+    RunResult
+    """
+    say: Echo = echo or logger.info
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store_dir = Path(store_dir) if store_dir is not None else out.parent / "stores"
+    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+    say(f"recipe {recipe.name} ({recipe.kind}) on {recipe.dataset.name}; output in {out}")
+    start = time.perf_counter()
+    stages: list[StageOutcome] = []
+
+    built = build_stage(recipe, out, store_dir, say)
+    stages.append(built)
+    store = built.result
+    results: dict[str, Any] = {
+        "recipe": recipe.to_dict(),
+        "kind": recipe.kind,
+        "split": recipe.evaluate.split,
+        "dataset": {"name": recipe.dataset.name, "split_scheme": store.get("split_scheme") or split_scheme(recipe),
+                    "clips": store["clips"], "labels": store["labels"]},
+        "store": {"uri": store["uri"], "fingerprint": store["fingerprint"], "config_hash": store["config_hash"]},
+    }
+    trained: dict[str, StageOutcome] = {}
+    if recipe.kind in ("comparison", "ablation", "noise"):
+        results["models"], trained = _train_and_evaluate(recipe, store, out, say, stages)
+    if recipe.kind == "cross-validation":
+        results["split"] = "test folds"
+        results["cv"] = _cross_validation(recipe, store, out, say, stages)
+    if recipe.kind == "noise":
+        results["noise"] = _noise(recipe, store, trained, out, say, stages)
+    if recipe.kind == "latency":
+        results["latency"] = _latency(recipe, store, trained, out, say, stages)
+
+    results["stages"] = [{"name": s.name, "skipped": s.skipped, "seconds": s.seconds} for s in stages]
+    results["wall_seconds"] = time.perf_counter() - start
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    report, figures = render_report(results, out)
+    say(f"report: {report} ({len(figures)} figures)")
+    return RunResult(out, report, tuple(figures), results, tuple(stages))
