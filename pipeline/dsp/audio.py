@@ -249,6 +249,12 @@ def _decode_excerpt(path: Path, clip_seconds: float, excerpt: str) -> _Excerpt:
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         # Not a format libsndfile knows (or not audio at all): ffmpeg decides.
         return _decode_pyav(path, clip_seconds, excerpt, why=f"libsndfile: {exc}")
+    if sf.format == "RAW":
+        # libsndfile guessed header-less audio from the extension (e.g. any
+        # bytes named .au read as 8 kHz u-law): no header means no rate or
+        # channel count to trust, so only a container ffmpeg recognises counts.
+        sf.close()
+        return _decode_pyav(path, clip_seconds, excerpt, why="libsndfile finds no header (RAW)")
     with sf:
         rate, channels, frames, fmt = sf.samplerate, sf.channels, sf.frames, sf.format
         declared = _declared_data(path, fmt)
@@ -373,7 +379,9 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
         with container:
             total = _packet_frames(container, stream)
         if total is None:
-            raise AudioDecodeError(path, f"holds no decodable audio packets ({why}); exclude it")
+            raise AudioDecodeError(
+                path, f"not a decodable audio file: ffmpeg finds no audio packets in it ({why}); "
+                      "check that it is audio and not a renamed or damaged file")
     container, stream = _open_av(path, why)
     with container:
         rate = stream.codec_context.sample_rate
