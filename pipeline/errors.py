@@ -77,3 +77,11 @@ class ModelError(PipelineError):
 
 class FeatureError(PipelineError, ValueError):
     """A signal or array cannot go through feature extraction (wrong shape, dtype, length, values)."""
+
+
+class StoreAccessError(StoreError, PermissionError):
+    """Object storage refused the credentials for a store URI (the message says where they come from)."""
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The server of a remote store URI cannot be reached (after the backend's own retries)."""

@@ -20,7 +20,8 @@ import zarr.errors
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import SchemaVersionError, StoreError, StoreIncompleteError, StoreNotFoundError
 from stores import schema
-from stores.uri import filesystem, is_zip, local_path, make_store, quiet_consolidated_warning, redact_uri, scheme_of
+from stores.uri import (filesystem, is_zip, local_path, make_store, quiet_consolidated_warning, redact_uri,
+                        remote_errors, scheme_of)
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     shown = redact_uri(uri)
     store = make_store(uri, storage_options=storage_options, read_only=True)
     try:
-        with quiet_consolidated_warning():
+        with quiet_consolidated_warning(), remote_errors(uri):
             group = zarr.open_group(store, mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
         raise StoreNotFoundError(

@@ -35,7 +35,7 @@ from zarr.codecs import BloscCodec
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import ConfigMismatchError, StoreError
 from stores import schema
-from stores.uri import make_store, quiet_consolidated_warning, redact_uri
+from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def shard_digest(features: Mapping[str, np.ndarray], valid_frames: np.ndarray,
 
 def _open_group(uri: str | Path, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
     store = make_store(uri, storage_options=storage_options, read_only=(mode == "r"))
-    with quiet_consolidated_warning():
+    with quiet_consolidated_warning(), remote_errors(uri, writing=(mode == "w")):
         if mode == "w":
             return zarr.open_group(store, mode="w", zarr_format=3)
         # Never the consolidated view while writing: it may be stale.
