@@ -1,0 +1,213 @@
+"""FMA, the Free Music Archive dataset (Defferrard et al., ISMIR 2017).
+
+Layout under ``root``::
+
+    fma_metadata/tracks.csv            two header rows (column group, column
+                                       name) and a ``track_id`` index-name row
+    fma_<subset>/<tid[:3]>/<tid>.mp3   tid zero-padded to 6 digits
+
+Subsets are nested: small (8,000 tracks) ⊂ medium (25,000) ⊂ large
+(106,574). A track belongs to the subset asked for when its
+``('set', 'subset')`` is that subset or a smaller one. The comparison is by
+rank (small < medium < large), not by string order, where "large" would
+sort first. The audio is read from the folder of the subset asked for
+(``fma_medium`` for fma-medium), which holds the smaller subsets' tracks too.
+
+Labels are ``('track', 'genre_top')``. Rows without a top genre are dropped
+and counted. For small and medium every track has one; for **fma-large
+about half of the tracks have none** (their genres are only in the
+multi-label ``('track', 'genres')``), so the fma-large manifest holds only
+the single-label tracks. The group is the artist, ``('artist', 'id')``.
+
+Split schemes
+-------------
+``official`` (default)
+    ``('set', 'split')``: training / validation / test -> train / val / test;
+    artist-disjoint by construction (medium: 19,922 / 2,505 / 2,573).
+``folds``
+    10 stratified folds grouped by artist
+    (:class:`sklearn.model_selection.StratifiedGroupKFold`, seeded), split "".
+
+Missing audio
+-------------
+``missing="include"`` (default) keeps a listed track whose mp3 is not on
+disk: the clip axis is then defined by the metadata alone and is the same on
+every machine, and the builder marks the clip failed ("file missing") so the
+gap is visible in the store. The count is logged. ``missing="skip"`` drops
+such tracks (logged with a count); ``missing="error"`` refuses the dataset.
+A subset's audio folder that does not exist at all is always an error.
+
+The metadata is read column-selectively (the real tracks.csv is ~100k rows
+of 52 columns, many of them long free text): the two header rows are parsed
+to find the five columns used, then only those are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.scan import require_dir
+from pipeline.datasets.splits import DEFAULT_N_FOLDS, grouped_folds
+from pipeline.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+SUBSETS: tuple[str, ...] = ("small", "medium", "large")
+SPLIT_SCHEMES: tuple[str, ...] = ("official", "folds")
+MISSING_POLICIES: tuple[str, ...] = ("include", "skip", "error")
+#: ``('set', 'split')`` values -> manifest split names.
+OFFICIAL_SPLITS: dict[str, str] = {"training": "train", "validation": "val", "test": "test"}
+#: Columns of tracks.csv the adapter reads.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("set", "subset"), ("set", "split"), ("track", "genre_top"), ("artist", "id"), ("artist", "name"),
+)
+
+
+def audio_relpath(track_id: int, subset: str) -> str:
+    """``fma_<subset>/<tid[:3]>/<tid>.mp3`` for a track id (6-digit zero padding)."""
+    tid = f"{int(track_id):06d}"
+    return f"fma_{subset}/{tid[:3]}/{tid}.mp3"
+
+
+def read_tracks(path: Path) -> pd.DataFrame:
+    """The columns of :data:`COLUMNS` of an FMA ``tracks.csv``, indexed by track id.
+
+    Equivalent to ``pd.read_csv(path, index_col=0, header=[0, 1])[list(COLUMNS)]``
+    but reads only those columns.
+
+    Returns
+    -------
+    pandas.DataFrame [shape=(n_tracks, 5)]
+        MultiIndex columns as in :data:`COLUMNS`, int index ``track_id``;
+        text columns as str ("" where empty), ``('artist', 'id')`` as str.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            groups, names, index_row = next(reader), next(reader), next(reader)
+    except (OSError, StopIteration, csv.Error, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read the header of FMA metadata {path}: {exc}") from exc
+    header = list(zip(groups, names))
+    positions = []
+    for col in COLUMNS:
+        if col not in header:
+            raise DatasetError(
+                f"FMA metadata {path} has no column {col}; expected the fma_metadata/tracks.csv of "
+                "fma_metadata.zip (two header rows such as 'set,set' / 'split,subset' and a track_id row)"
+            )
+        positions.append(header.index(col))
+    # The third row names the index ("track_id,,,..."); older re-saves may lack it.
+    skip = 3 if index_row and index_row[0] == "track_id" else 2
+    # Everything is read as text so that an artist id never turns into a float "123.0"
+    # and an empty genre stays "" rather than NaN.
+    try:
+        raw = pd.read_csv(path, header=None, skiprows=skip, usecols=[0, *positions],
+                          index_col=0, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, OSError) as exc:
+        raise DatasetError(f"cannot parse FMA metadata {path}: {exc}") from exc
+    raw = raw[positions]
+    raw.columns = pd.MultiIndex.from_tuples(COLUMNS)
+    try:
+        raw.index = pd.Index([int(t) for t in raw.index], name="track_id")
+    except ValueError as exc:
+        raise DatasetError(f"FMA metadata {path} has a non-integer track id: {exc}") from exc
+    return raw
+
+
+def load_fma(root: str | Path | None, *, subset: str, split: str = "official", seed: int = 0,
+             n_folds: int = DEFAULT_N_FOLDS, missing: str = "include",
+             metadata: str | Path | None = None) -> Manifest:
+    """Manifest of one FMA subset.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``fma_metadata/`` and ``fma_<subset>/``.
+    subset : {"small", "medium", "large"}
+    split : {"official", "folds"}
+    seed, n_folds
+        Fold assignment under "folds".
+    missing : {"include", "skip", "error"}
+        What to do with a listed track whose mp3 is absent (module docstring).
+    metadata : path, optional
+        tracks.csv elsewhere than ``root/fma_metadata/tracks.csv``.
+    """
+    if subset not in SUBSETS:
+        raise ConfigError(f"FMA subset {subset!r} is not one of {', '.join(SUBSETS)}")
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(f"missing={missing!r} is not one of {', '.join(MISSING_POLICIES)}")
+    expected = f"fma_metadata/tracks.csv and fma_{subset}/<000>/<000002>.mp3 under it"
+    path = require_dir(root, f"fma-{subset}", expected)
+    tracks_csv = Path(metadata).expanduser() if metadata is not None else path / "fma_metadata" / "tracks.csv"
+    if not tracks_csv.is_file():
+        raise DatasetError(f"FMA metadata {tracks_csv} not found; unpack fma_metadata.zip into {path} "
+                           "(or pass metadata=/path/to/tracks.csv)")
+    audio_dir = path / f"fma_{subset}"
+    if not audio_dir.is_dir():
+        raise DatasetError(f"FMA audio folder {audio_dir} not found; unpack fma_{subset}.zip into {path}")
+
+    tracks = read_tracks(tracks_csv)
+    rank = {name: i for i, name in enumerate(SUBSETS)}
+    subset_rank = tracks[("set", "subset")].map(rank)
+    unknown = sorted(set(tracks.loc[subset_rank.isna(), ("set", "subset")]))
+    if unknown:
+        raise DatasetError(f"FMA metadata {tracks_csv} has unknown ('set','subset') values {unknown}; "
+                           f"expected {', '.join(SUBSETS)}")
+    tracks = tracks[subset_rank <= rank[subset]]
+    n_listed = len(tracks)
+    genre = tracks[("track", "genre_top")]
+    no_genre = int((genre == "").sum())
+    tracks = tracks[genre != ""]
+    if no_genre:
+        logger.info("fma-%s: %d of %d tracks have no ('track','genre_top') and are dropped",
+                    subset, no_genre, n_listed)
+    if tracks.empty:
+        raise DatasetError(f"no track of subset {subset!r} with a top genre in {tracks_csv}")
+    tracks = tracks.sort_index()
+
+    ids = [int(t) for t in tracks.index]
+    relpaths = [audio_relpath(t, subset) for t in ids]
+    present = [(path / rel).is_file() for rel in relpaths]
+    n_missing = present.count(False)
+    if n_missing:
+        example = relpaths[present.index(False)]
+        if missing == "error":
+            raise DatasetError(f"{n_missing} of {len(ids)} listed fma-{subset} tracks have no mp3 under "
+                               f"{path} (e.g. {example}); complete the download or pass missing='skip'")
+        logger.warning("%d of %d listed fma-%s tracks have no mp3 under %s (e.g. %s); %s",
+                       n_missing, len(ids), subset, path, example,
+                       "they are skipped" if missing == "skip" else "kept; the build marks them failed")
+        if missing == "skip":
+            tracks = tracks[present]
+            ids = [t for t, ok in zip(ids, present) if ok]
+            relpaths = [r for r, ok in zip(relpaths, present) if ok]
+            if not ids:
+                raise DatasetError(f"no fma-{subset} mp3 found under {audio_dir}")
+
+    labels = list(tracks[("track", "genre_top")])
+    groups = list(tracks[("artist", "id")])
+    if split == "official":
+        raw_splits = list(tracks[("set", "split")])
+        bad = sorted(set(raw_splits) - set(OFFICIAL_SPLITS))
+        if bad:
+            raise DatasetError(f"FMA metadata {tracks_csv} has unknown ('set','split') values {bad}; "
+                               f"expected {', '.join(OFFICIAL_SPLITS)}")
+        splits, folds, k = [OFFICIAL_SPLITS[s] for s in raw_splits], [-1] * len(ids), 0
+        source = "FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'), official ('set','split')"
+    elif split == "folds":
+        splits, folds, k = [""] * len(ids), grouped_folds(labels, groups, n_folds=n_folds, seed=seed), n_folds
+        source = (f"FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'); {n_folds} "
+                  f"artist-grouped stratified folds (seed {seed})")
+    else:
+        raise ConfigError(f"unknown split scheme {split!r} for fma-{subset}; valid: {', '.join(SPLIT_SCHEMES)}")
+
+    clips = tuple(ClipRecord(clip_id=f"{t:06d}", path=rel, label=lab, split=s, fold=f, group=g)
+                  for t, rel, lab, s, f, g in zip(ids, relpaths, labels, splits, folds, groups))
+    logger.info("fma-%s: %d clips, %d genres, split %s", subset, len(clips), len(set(labels)), split)
+    return Manifest(dataset=f"fma-{subset}", root=path, labels=tuple(sorted(set(labels))), clips=clips,
+                    split_scheme=split, n_folds=k, source=source)

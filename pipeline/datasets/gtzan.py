@@ -1,0 +1,182 @@
+"""GTZAN (Tzanetakis & Cook 2002): 1,000 30 s clips, 10 genres, 100 each.
+
+Layouts found in the wild, all accepted:
+
+- the original archive: ``genres/<genre>/<genre>.000NN.au`` (Sun AU,
+  22,050 Hz, mono, 16-bit big-endian);
+- re-distributions as ``.wav`` in the same layout;
+- the Kaggle copy: ``Data/genres_original/<genre>/<genre>.000NN.wav``, which
+  also ships macOS ``._*`` files (skipped) and one truncated, undecodable
+  clip (``jazz.00054.wav``: listed here; the builder marks it failed).
+
+``root`` may be the folder that contains ``genres`` (or ``Data``), the
+``genres`` / ``genres_original`` folder itself, or ``Data``.
+
+Split schemes
+-------------
+``fault-filtered`` (default)
+    The artist-aware split of Kereliuk, Sturm & Larsen (2015), "Deep
+    Learning and Music Adversaries", IEEE Trans. Multimedia 17(11): 443 train
+    / 197 val / 290 test clips, 930 in all. It leaves out replicated,
+    mislabelled and distorted excerpts and keeps every artist on one side.
+    The lists are embedded in ``data/gtzan_fault_filtered.json``, taken from
+    torchaudio's ``datasets/gtzan.py`` (``filtered_train/valid/test``).
+    The 70 clips not in the lists are **excluded** from the manifest under
+    this scheme (their count is logged).
+``random``
+    Stratified random train/val/test (60/20/20 by default, seeded). Beware:
+    GTZAN repeats artists (and some excerpts), so random splits leak and
+    score far higher than the artist-aware split.
+``folds``
+    10 stratified folds (fold 0..9, split "").
+
+GTZAN has no artist column, so ``group`` is "" (under fault-filtered the
+lists are artist-disjoint by construction). Clip ids are ``<genre>.000NN``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+
+from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.scan import is_hidden, relative_posix, require_dir
+from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
+                                      assign_scheme)
+from pipeline.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
+                           "jazz", "metal", "pop", "reggae", "rock")
+SPLIT_SCHEMES: tuple[str, ...] = ("fault-filtered", "random", "folds")
+EXPECTED = ("GTZAN genre folders: <root>/genres/<genre>/<genre>.000NN.au (or .wav), "
+            "<root>/Data/genres_original/<genre>/<genre>.000NN.wav, or <root> being the genres folder")
+_CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<num>\d{5})\.(?P<ext>au|wav)$", re.IGNORECASE)
+#: Sub-paths of ``root`` that may hold the genre folders, in the order tried.
+_CANDIDATES: tuple[str, ...] = ("genres", "genres_original", "Data/genres_original", ".")
+
+
+@functools.lru_cache(maxsize=1)
+def fault_filtered_lists() -> dict[str, tuple[str, ...]]:
+    """The embedded fault-filtered split: ``{"train": ids, "val": ids, "test": ids}``.
+
+    Ids look like ``"blues.00029"``; 443 / 197 / 290 of them.
+    """
+    text = resources.files("pipeline.datasets").joinpath("data/gtzan_fault_filtered.json").read_text()
+    data = json.loads(text)
+    return {split: tuple(data[split]) for split in ("train", "val", "test")}
+
+
+def find_genres_dir(root: Path) -> Path:
+    """The folder under ``root`` whose sub-folders are the GTZAN genres."""
+    for candidate in _CANDIDATES:
+        path = (root / candidate) if candidate != "." else root
+        if path.is_dir() and any((path / g).is_dir() for g in GENRES):
+            return path
+    tried = ", ".join(str(root / c) if c != "." else str(root) for c in _CANDIDATES)
+    raise DatasetError(f"no GTZAN genre folders (blues, classical, ...) found; looked in {tried}; "
+                       f"expected {EXPECTED}")
+
+
+def scan_gtzan(genres_dir: Path) -> dict[str, Path]:
+    """clip id -> audio file of every GTZAN clip under ``genres_dir``, sorted by id."""
+    present = [g for g in GENRES if (genres_dir / g).is_dir()]
+    missing = [g for g in GENRES if g not in present]
+    if missing:
+        logger.warning("GTZAN at %s lacks genre folder(s) %s; continuing with %d genres",
+                       genres_dir, ", ".join(missing), len(present))
+    extra = sorted(p.name for p in genres_dir.iterdir()
+                   if p.is_dir() and not is_hidden(p.name) and p.name not in GENRES)
+    if extra:
+        logger.warning("ignoring non-GTZAN folder(s) in %s: %s", genres_dir, ", ".join(extra))
+    found: dict[str, Path] = {}
+    for genre in present:
+        folder = genres_dir / genre
+        ignored = 0
+        n_before = len(found)
+        for f in sorted(folder.iterdir(), key=lambda p: p.name):
+            if is_hidden(f.name) or not f.is_file():
+                continue
+            match = _CLIP_NAME.match(f.name)
+            if match is None or match["genre"] != genre:
+                ignored += 1
+                continue
+            clip_id = f"{genre}.{match['num']}"
+            if clip_id in found:
+                # Both .au and .wav of one clip (an in-place conversion): keep the first by name.
+                logger.warning("GTZAN clip %s exists twice (%s, %s); using %s",
+                               clip_id, found[clip_id].name, f.name, found[clip_id].name)
+                continue
+            found[clip_id] = f
+        if ignored:
+            logger.warning("ignored %d file(s) in %s not named %s.000NN.au/.wav", ignored, folder, genre)
+        if len(found) == n_before:
+            raise DatasetError(f"GTZAN genre folder {folder} holds no clips; expected files named "
+                               f"{genre}.000NN.au or {genre}.000NN.wav there")
+    return dict(sorted(found.items()))
+
+
+def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: int = 0,
+               val_fraction: float = DEFAULT_VAL_FRACTION, test_fraction: float = DEFAULT_TEST_FRACTION,
+               n_folds: int = DEFAULT_N_FOLDS) -> Manifest:
+    """Manifest of a GTZAN copy.
+
+    Parameters
+    ----------
+    root : path
+        A folder holding (or being) the genre folders; see the module docstring.
+    split : {"fault-filtered", "random", "folds"}
+    seed, val_fraction, test_fraction, n_folds
+        Used by "random" and "folds" only.
+
+    Returns
+    -------
+    Manifest
+        ``root`` of the manifest is the given root; clip paths are relative
+        to it (e.g. ``genres/blues/blues.00000.au``).
+    """
+    path = require_dir(root, "gtzan", EXPECTED)
+    genres_dir = find_genres_dir(path)
+    files = scan_gtzan(genres_dir)
+    ids = list(files)
+    labels_of = {cid: cid.split(".", 1)[0] for cid in ids}
+    if split == "fault-filtered":
+        lists = fault_filtered_lists()
+        split_of = {cid: name for name, members in lists.items() for cid in members}
+        kept = [cid for cid in ids if cid in split_of]
+        listed_missing = sorted(set(split_of) - set(files))
+        # Only genres that are present can be expected on disk.
+        listed_missing = [cid for cid in listed_missing if (genres_dir / labels_of_id(cid)).is_dir()]
+        if listed_missing:
+            logger.warning("%d clip(s) of the fault-filtered lists are missing under %s, e.g. %s",
+                           len(listed_missing), genres_dir, ", ".join(listed_missing[:5]))
+        logger.info("GTZAN fault-filtered split: %d of %d clips kept, %d outside the lists excluded",
+                    len(kept), len(ids), len(ids) - len(kept))
+        if not kept:
+            raise DatasetError(f"none of the {len(ids)} GTZAN clips under {genres_dir} is in the "
+                               "fault-filtered lists; check the file names (<genre>.000NN) or use --split random")
+        splits, folds, k = [split_of[c] for c in kept], [-1] * len(kept), 0
+        ids = kept
+        source = ("fault-filtered split of Kereliuk, Sturm & Larsen (2015), lists from "
+                  "torchaudio datasets/gtzan.py")
+    else:
+        splits, folds, k = assign_scheme(split, [labels_of[c] for c in ids], seed=seed,
+                                         val_fraction=val_fraction, test_fraction=test_fraction,
+                                         n_folds=n_folds)
+        source = f"GTZAN (Tzanetakis & Cook 2002); {split} split (seed {seed})"
+    clips = tuple(ClipRecord(clip_id=cid, path=relative_posix(files[cid], path), label=labels_of[cid],
+                             split=s, fold=f)
+                  for cid, s, f in zip(ids, splits, folds))
+    labels = tuple(sorted({c.label for c in clips}))
+    return Manifest(dataset="gtzan", root=path, labels=labels, clips=clips, split_scheme=split,
+                    n_folds=k, source=source)
+
+
+def labels_of_id(clip_id: str) -> str:
+    """Genre of a GTZAN clip id (``"blues.00029"`` -> ``"blues"``)."""
+    return clip_id.split(".", 1)[0]

@@ -1,0 +1,72 @@
+"""Walking dataset folders: which files count as audio, and how paths are written.
+
+Shared by the folder-shaped adapters (GTZAN, folder, demo). Nothing here
+opens an audio file: adapters list clips, the builder decodes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+#: File extensions (lower case) taken as audio by the folder-shaped adapters.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".mp3", ".flac", ".ogg", ".opus", ".au", ".aiff", ".aif", ".m4a"}
+)
+
+
+def is_hidden(name: str) -> bool:
+    """Dot files, including the ``._name`` AppleDouble files macOS leaves in archives."""
+    return name.startswith(".")
+
+
+def is_audio_name(name: str) -> bool:
+    """True for a visible file name with an audio extension (any case)."""
+    return not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def iter_audio_files(folder: Path, *, recursive: bool = True) -> Iterator[Path]:
+    """Audio files under ``folder`` in sorted order, skipping hidden files and folders.
+
+    Sorting happens per directory level on the names, so the order is the
+    same on every file system.
+    """
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"cannot list {folder}: {exc}") from exc
+    for entry in entries:
+        if is_hidden(entry.name):
+            continue
+        if entry.is_dir():
+            if recursive:
+                yield from iter_audio_files(Path(entry.path), recursive=True)
+        elif is_audio_name(entry.name):
+            yield Path(entry.path)
+
+
+def relative_posix(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with forward slashes (the form stored in manifests)."""
+    return path.relative_to(root).as_posix()
+
+
+def require_dir(root: str | Path | None, dataset: str, expected: str) -> Path:
+    """``root`` as a Path that exists and is a folder, or a :class:`DatasetError`.
+
+    ``expected`` describes the layout the adapter looks for there; it goes
+    into the message so the user sees what should be where.
+    """
+    if root is None:
+        raise DatasetError(f"dataset {dataset!r} needs a root folder (--root); expected {expected}")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset root {path} does not exist; expected {expected}")
+    if not path.is_dir():
+        raise DatasetError(f"dataset root {path} is not a folder; expected {expected}")
+    return path
