@@ -163,7 +163,7 @@ class BuildSection:
 
     store : store URI; "" puts it under the run's store folder, named by
         dataset, split and config hash so that recipes share matching stores.
-    workers : local Dask worker processes (0: the builder's default).
+    workers : local Dask worker processes (0: serial, in this process).
     scheduler : address of an existing Dask scheduler ("" = a local cluster).
     max_failures : failed clips tolerated, a count (>= 1) or a fraction (< 1).
     """

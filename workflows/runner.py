@@ -37,8 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pipeline.errors import ConfigError, PipelineError
-from workflows.folds import round_roles
+from pipeline.errors import BuildError, ConfigError, PipelineError
 from workflows.recipe import Recipe
 from workflows.report import render_report
 from workflows.stages import StageOutcome, inputs_hash, run_stage
@@ -164,11 +163,14 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
              f"-> {uri}")
         summary = build_store(
             manifest, uri, config=cfg,
-            workers=recipe.build.workers or None,
+            workers=recipe.build.workers,
             scheduler=recipe.build.scheduler or None,
             max_failures=_max_failures(recipe.build.max_failures),
             progress=True,
         )
+        if summary.failures_exceeded:
+            raise BuildError(f"building {uri}: too many failed clips (build.max_failures="
+                             f"{recipe.build.max_failures}):\n{summary.report()}")
         facts = _store_facts(open_store(uri))
         facts.update(uri=uri, dataset=manifest.dataset, split_scheme=manifest.split_scheme,
                      build_summary=_jsonable(summary))
@@ -213,11 +215,11 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
     """Train one model into ``folder/checkpoint``.
 
     ``roles`` (fold -> split) trains on a cross-validation round of a fold
-    store (:class:`workflows.folds.FoldView`). A training interrupted with the
+    store (train and validation by fold). A training interrupted with the
     same inputs is resumed from its last checkpoint; one begun with other
     inputs is discarded first.
     """
-    from model.train import TrainConfig, train
+    from model.train import train
 
     inputs = {"model": model, "store": store["fingerprint"], "train": train_settings(recipe),
               "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
@@ -235,17 +237,12 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
                 echo(f"      discarding {ckpt}: it was trained with other inputs")
                 shutil.rmtree(ckpt)
         pending.write_text(json.dumps({"hash": inputs_hash(inputs), "inputs": inputs}))
-        t = recipe.train
-        cfg = TrainConfig(model=model, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, patience=t.patience,
-                          seed=t.seed, device=t.device, num_workers=t.loader_workers, progress=True)
-        source: Any = store["uri"]
+        options = dict(train_settings(recipe), progress=True)
         if roles:
-            from workflows.folds import FoldView
-            from stores import open_store
-
-            source = FoldView(open_store(store["uri"]), roles)
+            options.update(train_folds=tuple(sorted(f for f, r in roles.items() if r == "train")),
+                           val_folds=tuple(sorted(f for f, r in roles.items() if r == "val")))
         start = time.perf_counter()
-        summary = train(source, ckpt, cfg, resume=resume and model not in _non_neural())
+        summary = train(store["uri"], model, ckpt, resume=resume and model not in _non_neural(), **options)
         return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary)}
 
     what = f"train {model}" + (f" (test fold {_test_fold(roles)})" if roles else "")
@@ -256,6 +253,14 @@ def _non_neural() -> tuple[str, ...]:
     from model.networks import NON_NEURAL
 
     return tuple(NON_NEURAL)
+
+
+def round_roles(test_fold: int, n_folds: int) -> dict[int, str]:
+    """Fold roles of one cross-validation round: test k, validation k+1 (mod n), train the rest."""
+    if n_folds < 3 or not 0 <= test_fold < n_folds:
+        raise ConfigError(f"test fold {test_fold} of {n_folds} folds: need n_folds >= 3 and 0 <= fold < n_folds")
+    val = (test_fold + 1) % n_folds
+    return {f: ("test" if f == test_fold else "val" if f == val else "train") for f in range(n_folds)}
 
 
 def _test_fold(roles: Mapping[int, str] | None) -> int | None:
@@ -273,13 +278,11 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
               "split": split, "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
 
     def run(stage_dir: Path) -> dict[str, Any]:
-        source: Any = store["uri"]
         if roles:
-            from workflows.folds import FoldView
-            from stores import open_store
-
-            source = FoldView(open_store(store["uri"]), roles)
-        metrics = evaluate(trained.result["checkpoint"], source, stage_dir, split=split)
+            kwargs: dict[str, Any] = {"folds": (_test_fold(roles),)}
+        else:
+            kwargs = {"split": split}
+        metrics = evaluate(trained.result["checkpoint"], store["uri"], stage_dir, **kwargs)
         return {"metrics": normalise_metrics(_jsonable(metrics))}
 
     where = f"test fold {_test_fold(roles)}" if roles else f"{split} split"
@@ -446,11 +449,11 @@ def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, Stage
     return outcome.result["noise"]
 
 
-def _latency(recipe: Recipe, store: Mapping[str, Any] | None, trained: Mapping[str, StageOutcome],
-             out: Path, echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
+def _latency(recipe: Recipe, out: Path, echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
     from model.bench import latency as bench_latency
 
     result: dict[str, Any] = {}
+    cfg = recipe.pipeline_config()
     for name in recipe.train.models:
         result[name] = {}
         for device in recipe.latency.devices:
@@ -460,15 +463,11 @@ def _latency(recipe: Recipe, store: Mapping[str, Any] | None, trained: Mapping[s
                 if not torch.cuda.is_available():
                     result[name][device] = {"absent": "no CUDA device on this machine"}
                     continue
-            checkpoint = trained[name].result["checkpoint"] if name in trained else None
             inputs = {"model": name, "device": device, "repeats": recipe.latency.repeats,
-                      "checkpoint": checkpoint, "config": recipe.pipeline_config().config_hash()}
+                      "config": cfg.config_hash()}
 
-            def run(folder: Path, name: str = name, device: str = device,
-                    checkpoint: str | None = checkpoint) -> dict[str, Any]:
-                figures = bench_latency(name, checkpoint=checkpoint, device=device,
-                                        config=recipe.pipeline_config(), repeats=recipe.latency.repeats)
-                return _jsonable(figures)
+            def run(folder: Path, name: str = name, device: str = device) -> dict[str, Any]:
+                return _jsonable(bench_latency(name, device=device, config=cfg, repeats=recipe.latency.repeats))
 
             outcome = run_stage(f"latency {name} on {device}", out / "latency" / name / device, inputs, run,
                                 echo=echo)
@@ -507,27 +506,28 @@ def run_recipe(recipe: Recipe, out: str | Path, *, store_dir: str | Path | None 
     start = time.perf_counter()
     stages: list[StageOutcome] = []
 
-    built = build_stage(recipe, out, store_dir, say)
-    stages.append(built)
-    store = built.result
-    results: dict[str, Any] = {
-        "recipe": recipe.to_dict(),
-        "kind": recipe.kind,
-        "split": recipe.evaluate.split,
-        "dataset": {"name": recipe.dataset.name, "split_scheme": store.get("split_scheme") or split_scheme(recipe),
-                    "clips": store["clips"], "labels": store["labels"]},
-        "store": {"uri": store["uri"], "fingerprint": store["fingerprint"], "config_hash": store["config_hash"]},
-    }
-    trained: dict[str, StageOutcome] = {}
-    if recipe.kind in ("comparison", "ablation", "noise"):
-        results["models"], trained = _train_and_evaluate(recipe, store, out, say, stages)
-    if recipe.kind == "cross-validation":
-        results["split"] = "test folds"
-        results["cv"] = _cross_validation(recipe, store, out, say, stages)
-    if recipe.kind == "noise":
-        results["noise"] = _noise(recipe, store, trained, out, say, stages)
+    results: dict[str, Any] = {"recipe": recipe.to_dict(), "kind": recipe.kind, "split": recipe.evaluate.split}
     if recipe.kind == "latency":
-        results["latency"] = _latency(recipe, store, trained, out, say, stages)
+        # Latency depends on the model's shape and the feature config, not on
+        # trained weights or a store: the benchmark uses untrained networks.
+        results["dataset"] = {"name": "(none: synthetic 30 s input)", "split_scheme": "n/a"}
+        results["latency"] = _latency(recipe, out, say, stages)
+    else:
+        built = build_stage(recipe, out, store_dir, say)
+        stages.append(built)
+        store = built.result
+        results["dataset"] = {"name": recipe.dataset.name,
+                              "split_scheme": store.get("split_scheme") or split_scheme(recipe),
+                              "clips": store["clips"], "labels": store["labels"]}
+        results["store"] = {"uri": store["uri"], "fingerprint": store["fingerprint"],
+                            "config_hash": store["config_hash"]}
+        if recipe.kind in ("comparison", "ablation", "noise"):
+            results["models"], trained = _train_and_evaluate(recipe, store, out, say, stages)
+            if recipe.kind == "noise":
+                results["noise"] = _noise(recipe, store, trained, out, say, stages)
+        if recipe.kind == "cross-validation":
+            results["split"] = "test folds"
+            results["cv"] = _cross_validation(recipe, store, out, say, stages)
 
     results["stages"] = [{"name": s.name, "skipped": s.skipped, "seconds": s.seconds} for s in stages]
     results["wall_seconds"] = time.perf_counter() - start
