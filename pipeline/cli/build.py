@@ -19,6 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
     p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
+    p.add_argument("--clips-per-shard", type=int, default=None,
+                   help="clips per store shard (default 16; one task builds one shard)")
     p.add_argument("--limit", type=int, help="build only the first N clips of the manifest (smoke tests)")
     add_storage_option(p)
     p.set_defaults(func=run)

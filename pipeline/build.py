@@ -1,0 +1,523 @@
+"""The build: a manifest of clips -> a feature store, one Dask task per shard.
+
+Why one task per shard: a shard of a Zarr v3 array is one object, and
+zarr-python loses data when two writers touch the same shard (zarr-python
+issues 3514 and 3682). So each task decodes and extracts all of its clips and
+writes whole shards of every array itself, then records the shard's digest;
+nothing else ever writes into that shard. The coordinating process creates
+the store before the tasks run and finalizes it after (one writer each time).
+
+Failure handling
+----------------
+- A file that cannot be turned into audio (:class:`~pipeline.errors.AudioError`
+  from the decoder) never stops the build: its clip is stored as "failed"
+  with the reason. ``max_failures`` (a count, or a fraction of the clips)
+  decides whether the build as a whole counts as failed.
+- Any other error in a task is a bug or an infrastructure fault: Dask retries
+  the task (``retries=2``); if it still fails, the other shards still finish
+  and :class:`~pipeline.errors.BuildError` says to rerun once fixed.
+- A lost worker process: Dask reschedules its tasks elsewhere. The redone
+  task rewrites whole shards with the same (deterministic) contents.
+- Interruption (Ctrl-C, a killed process): finished shards carry their
+  digest; rerunning the same build skips them and ends with the same store.
+
+Parallelism is passed in: ``workers=0`` runs the same tasks serially in this
+process (debugging; the same store), ``workers=N`` starts a LocalCluster of N
+single-threaded worker processes, ``scheduler=`` uses an existing cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from pipeline.config import ORIGINAL, PipelineConfig
+from pipeline.datasets.base import Manifest
+from pipeline.errors import AudioError, BuildError, ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import distributed
+
+logger = logging.getLogger(__name__)
+
+#: Threads of numeric libraries in every worker: one, because parallelism
+#: comes from worker processes and oversubscribed BLAS/OpenMP threads only
+#: add contention.
+_SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+#: Dask retries of a task that raised (not counting tasks lost with a worker).
+TASK_RETRIES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """Everything one task needs, picklable and free of open handles.
+
+    clips : per clip of the shard, ``(clip_id, audio path readable by the
+        workers, path relative to the dataset root, variants to compute)``.
+    """
+
+    shard_index: int
+    clips: tuple[tuple[str, str, str, tuple[str, ...]], ...]
+    config: PipelineConfig
+    uri: str
+    storage_options: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardReport:
+    """What a finished task reports back (small: the data went to the store)."""
+
+    shard_index: int
+    n_clips: int
+    n_failed: int
+    seconds: float
+    digest: str
+
+
+def build_shard(task: ShardTask) -> ShardReport:
+    """Decode, extract and write one shard; the body of one Dask task.
+
+    Raises
+    ------
+    pipeline.errors.StoreError
+        The store cannot be written (the task is retried by Dask).
+    """
+    from pipeline.extract import process_clip
+    from stores import ClipResult, open_writer
+
+    t0 = time.perf_counter()
+    results = []
+    for clip_id, path, source, variants in task.clips:
+        try:
+            features = process_clip(path, clip_id, task.config, variants)
+        except AudioError as exc:
+            # A bad file is data, not a crash: quarantine it with its reason.
+            # Decoders quote the file's path; the store holds only the
+            # dataset-relative one.
+            reason = exc.reason.replace(path, source)
+            logger.warning("clip %s (%s) failed: %s", clip_id, source, reason)
+            results.append(ClipResult("failed", reason=reason))
+            continue
+        results.append(ClipResult("ok", duration_s=float(features.duration_s),
+                                  features=features.features, params=features.params))
+    writer = open_writer(task.uri, storage_options=task.storage_options)
+    digest = writer.write_shard(task.shard_index, results)
+    n_failed = sum(r.status != "ok" for r in results)
+    return ShardReport(task.shard_index, len(results), n_failed, time.perf_counter() - t0, digest)
+
+
+@dataclasses.dataclass
+class BuildSummary:
+    """The outcome of :func:`build_store`.
+
+    failures : ``(clip_id, source, reason)`` of every failed clip in the store
+        (including those of earlier, resumed runs).
+    seconds : wall time of the whole call (cluster start included).
+    build_seconds : from submitting the first task to the finalized store.
+    clips_per_s : clips built by this call / ``build_seconds``.
+    """
+
+    uri: str
+    n_clips: int
+    n_ok: int
+    n_failed: int
+    failures: list[tuple[str, str, str]]
+    variants: tuple[str, ...]
+    n_shards: int
+    shards_built: int
+    shards_skipped: int
+    clips_built: int
+    seconds: float
+    build_seconds: float
+    clips_per_s: float
+    nbytes_stored: int
+    fingerprint: str
+    max_failures: int
+    dashboard: str | None = None
+
+    @property
+    def failures_exceeded(self) -> bool:
+        return self.n_failed > self.max_failures
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["failures_exceeded"] = self.failures_exceeded
+        return out
+
+    def report(self) -> str:
+        """The closing summary printed by ``pipeline build``."""
+        lines = [
+            f"store       {self.uri}",
+            f"clips       {self.n_ok} ok, {self.n_failed} failed, {self.n_clips} in all",
+            f"variants    {', '.join(self.variants)}",
+            f"shards      {self.shards_built} built, {self.shards_skipped} already done, {self.n_shards} in all",
+            f"size        {_human_bytes(self.nbytes_stored)}",
+            f"time        {self.seconds:.1f} s ({self.build_seconds:.1f} s building)",
+            f"throughput  {self.clips_per_s:.2f} clips/s",
+            f"fingerprint {self.fingerprint[:16]}",
+        ]
+        if self.failures:
+            lines.append(f"failed clips ({self.n_failed}, allowed {self.max_failures}):")
+            lines += [f"  {cid}  {src}: {why}" for cid, src, why in self.failures[:50]]
+            if len(self.failures) > 50:
+                lines.append(f"  ... and {len(self.failures) - 50} more (see the store's status/reason columns)")
+        if self.failures_exceeded:
+            lines.append(f"FAILED: {self.n_failed} failed clips exceed --max-failures ({self.max_failures})")
+        return "\n".join(lines)
+
+
+def _human_bytes(n: int) -> str:
+    if n < 0:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def parse_max_failures(value: str | int | float, n_clips: int) -> int:
+    """Failed clips allowed: a count ("3"), a fraction ("0.05") or a percentage ("5%").
+
+    Returns
+    -------
+    int
+        The number of failed clips that still counts as a successful build.
+    """
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            fraction: float | None = float(text[:-1]) / 100.0
+        elif isinstance(value, float) or any(ch in text for ch in ".eE"):
+            fraction = float(text)
+        else:
+            fraction, count = None, int(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--max-failures={value!r} must be a count (3), a fraction (0.05) or a percentage (5%)"
+        ) from exc
+    if fraction is not None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"--max-failures={value!r}: a fraction must lie in [0, 1] (a percentage in [0%, 100%])")
+        return int(math.floor(fraction * n_clips + 1e-9))
+    if count < 0:
+        raise ConfigError(f"--max-failures={value!r} must not be negative")
+    return count
+
+
+def augmented_clip(split: str, manifest: Manifest, config: PipelineConfig) -> bool:
+    """Does a clip of ``split`` get augmented variants?
+
+    Every clip does when the split scheme has folds (each clip trains in
+    some fold) or when ``augment_splits`` says "all"; else those of the
+    listed splits (train by default).
+    """
+    splits = config.augment.augment_splits
+    return manifest.n_folds > 0 or "all" in splits or split in splits
+
+
+def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
+    """Variant -> the parameter names it draws (asked of the augmentation code itself)."""
+    from pipeline.dsp.augment import draw_params
+
+    return {v: sorted(draw_params(v, clip_id="", cfg=config.augment)) for v in config.augment.variants}
+
+
+def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
+    labels = list(manifest.labels)
+    cols: dict[str, list[Any]] = {k: [] for k in ("clip_id", "label", "label_index", "split", "fold", "group", "source")}
+    for clip in manifest.clips:
+        if clip.label not in labels:
+            raise BuildError(f"clip {clip.clip_id}: label {clip.label!r} is not one of the manifest's labels {labels}")
+        cols["clip_id"].append(clip.clip_id)
+        cols["label"].append(clip.label)
+        cols["label_index"].append(labels.index(clip.label))
+        cols["split"].append(clip.split)
+        cols["fold"].append(clip.fold)
+        cols["group"].append(clip.group)
+        cols["source"].append(clip.path)
+    return cols
+
+
+def _writable_uri(out_uri: str | Path) -> str:
+    """A URI that other processes resolve to the same place (local paths made absolute)."""
+    from stores.uri import local_path
+
+    path = local_path(out_uri)
+    return str(path.resolve()) if path is not None else str(out_uri)
+
+
+@contextlib.contextmanager
+def _dask_client(workers: int, scheduler: "str | distributed.Client | None") -> Iterator["distributed.Client"]:
+    """A client of an existing scheduler, or of a fresh LocalCluster of worker processes."""
+    import dask
+    import distributed
+
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise BuildError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
+                "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
+            ) from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
+            **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            dashboard_address=":0", silence_logs=logging.ERROR,
+        )
+    try:
+        with distributed.Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def build_store(
+    manifest: Manifest,
+    out_uri: str | Path,
+    *,
+    config: PipelineConfig,
+    workers: int | None = None,
+    scheduler: "str | distributed.Client | None" = None,
+    overwrite: bool = False,
+    max_failures: str | int | float = 0.05,
+    storage_options: Mapping[str, Any] | None = None,
+    clips_per_shard: int | None = None,
+    progress: bool = True,
+    worker_addresses: Sequence[str] | None = None,
+) -> BuildSummary:
+    """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The clips, in store order.
+    out_uri : str or Path
+        A folder, ``file://``, ``s3://``, ``gs://`` or (with ``workers=0``)
+        ``memory://`` URI.
+    config : PipelineConfig
+    workers : int, optional
+        0: serial, in this process. N: a LocalCluster of N single-threaded
+        worker processes. Default: the machine's CPU count (capped by the
+        number of shards to build). Ignored with ``scheduler``.
+    scheduler : str or distributed.Client, optional
+        Address (``tcp://host:8786``) or client of an existing cluster; its
+        workers must be able to read the audio paths and the store URI.
+    overwrite : bool
+        Replace an existing store built with other inputs.
+    max_failures : str, int or float
+        Failed clips tolerated (see :func:`parse_max_failures`); beyond it
+        ``BuildSummary.failures_exceeded`` is True (``pipeline build`` exits 1).
+    storage_options : mapping, optional
+        fsspec options of a remote ``out_uri``; sent to the workers, never
+        written to the store.
+    clips_per_shard : int, optional
+        Default :data:`stores.schema.DEFAULT_CLIPS_PER_SHARD`.
+    progress : bool
+        Show a progress bar and the dashboard address on stderr.
+    worker_addresses : sequence of str, optional
+        Run the tasks only on these workers of the cluster (benchmarks).
+
+    Raises
+    ------
+    ConfigMismatchError
+        The store at ``out_uri`` was built from other inputs (and not ``overwrite``).
+    BuildError
+        Tasks failed for reasons other than bad audio (after retries), or
+        the scheduler cannot be reached. Finished shards are kept.
+    """
+    from stores import create_store, open_store, schema
+    from stores.uri import redact_uri, scheme_of
+
+    t_start = time.perf_counter()
+    shown = redact_uri(out_uri)
+    if len(manifest) == 0:
+        raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to build into {shown}")
+    if workers is not None and (isinstance(workers, bool) or workers < 0):
+        raise ConfigError(f"workers={workers!r} must be 0 (serial) or a positive number of processes")
+    cps = schema.DEFAULT_CLIPS_PER_SHARD if clips_per_shard is None else clips_per_shard
+    allowed = parse_max_failures(max_failures, len(manifest))
+    serial = scheduler is None and workers == 0
+    if scheme_of(out_uri) == "memory" and not serial:
+        raise BuildError(
+            f"{shown} is an in-process memory store that worker processes cannot reach; "
+            "build it with workers=0 (--workers 0) or write to a folder or object storage"
+        )
+    uri = _writable_uri(out_uri)
+    options = dict(storage_options or {})
+
+    writer = create_store(
+        uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
+        aug_params=_aug_param_names(config),
+        dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
+                 "n_folds": manifest.n_folds, "source": manifest.source},
+        augmented_splits=("all",) if manifest.n_folds > 0 else config.augment.augment_splits,
+        clips_per_shard=cps, overwrite=overwrite, storage_options=options,
+    )
+    pending = writer.pending_shards()
+    root = Path(manifest.root).expanduser().resolve()
+    tasks = []
+    for i in pending:
+        start, stop = writer.layout.shard_range(i)
+        clips = tuple(
+            (c.clip_id, str(root / c.path), c.path,
+             config.augment.variant_names if augmented_clip(c.split, manifest, config) else (ORIGINAL,))
+            for c in manifest.clips[start:stop]
+        )
+        tasks.append(ShardTask(i, clips, config, uri, options))
+    n_todo = sum(len(t.clips) for t in tasks)
+    logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
+
+    dashboard = None
+    t_build = time.perf_counter()
+    if tasks:
+        bar = _progress_bar(n_todo, progress)
+        try:
+            if serial:
+                errors = _run_serial(tasks, bar)
+            else:
+                n_workers = workers if workers else min(os.cpu_count() or 1, len(tasks))
+                with _dask_client(n_workers, scheduler) as client:
+                    dashboard = client.dashboard_link if client.dashboard_link else None
+                    if dashboard:
+                        logger.info("Dask dashboard: %s", dashboard)
+                        if progress:
+                            bar.write(f"Dask dashboard: {dashboard}")
+                    t_build = time.perf_counter()
+                    errors = _run_distributed(client, tasks, bar, config, uri, worker_addresses)
+        finally:
+            bar.close()
+        if errors:
+            first = errors[0]
+            raise BuildError(
+                f"{len(errors)} shard task(s) of {shown} failed after {TASK_RETRIES} retries "
+                f"(first: shard {first[0]}: {first[1]!r}); finished shards are kept, fix the cause and "
+                "rerun the same command to resume"
+            ) from first[1]
+    fingerprint = writer.finalize()
+    build_seconds = time.perf_counter() - t_build
+
+    store = open_store(uri, storage_options=options)
+    clips = store.clips
+    failed = clips[clips["status"] == schema.STATUS_FAILED]
+    failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
+    return BuildSummary(
+        uri=shown, n_clips=len(clips), n_ok=int((clips["status"] == schema.STATUS_OK).sum()),
+        n_failed=len(failures), failures=failures, variants=store.variants,
+        n_shards=writer.layout.n_shards, shards_built=len(tasks),
+        shards_skipped=writer.layout.n_shards - len(tasks), clips_built=n_todo,
+        seconds=time.perf_counter() - t_start, build_seconds=build_seconds,
+        clips_per_s=n_todo / build_seconds if build_seconds > 0 else 0.0,
+        nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=allowed, dashboard=dashboard,
+    )
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
+
+
+def _run_serial(tasks: Sequence[ShardTask], bar) -> list[tuple[int, BaseException]]:
+    """The same tasks, one after another, in this process (errors propagate: debugging)."""
+    for task in tasks:
+        report = build_shard(task)
+        bar.update(report.n_clips)
+        bar.set_postfix(failed=report.n_failed, refresh=False)
+    return []
+
+
+def _task_key(config: PipelineConfig, uri: str, shard_index: int) -> str:
+    """Deterministic: the same shard of the same build has the same key on every run."""
+    where = hashlib.sha256(uri.encode()).hexdigest()[:6]
+    return f"shard-{config.config_hash()[:8]}-{where}-{shard_index}"
+
+
+def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], bar, config: PipelineConfig,
+                     uri: str, worker_addresses: Sequence[str] | None) -> list[tuple[int, BaseException]]:
+    """Submit one task per shard; update the bar as shards finish; collect task errors."""
+    import distributed
+
+    futures = {}
+    for task in tasks:
+        future = client.submit(
+            build_shard, task, key=_task_key(config, uri, task.shard_index), retries=TASK_RETRIES, pure=False,
+            workers=list(worker_addresses) if worker_addresses else None,
+            allow_other_workers=False,
+        )
+        futures[future] = task
+    errors: list[tuple[int, BaseException]] = []
+    failed_clips = 0
+    try:
+        for future in distributed.as_completed(list(futures)):
+            task = futures[future]
+            if future.status == "error":
+                exc = future.exception()
+                logger.error("shard %d failed: %r", task.shard_index, exc)
+                errors.append((task.shard_index, exc))
+                bar.update(len(task.clips))
+                continue
+            report: ShardReport = future.result()
+            failed_clips += report.n_failed
+            bar.update(report.n_clips)
+            bar.set_postfix(failed=failed_clips, refresh=False)
+    except BaseException:
+        # Interrupted: stop the remaining tasks; finished shards stay done.
+        client.cancel(list(futures))
+        raise
+    return errors
+
+
+def build_from_cli(args: Any) -> int:
+    """``pipeline build``: load the config and manifest, build, print the summary.
+
+    Returns the exit code: 0, or 1 when failed clips exceed ``--max-failures``.
+    """
+    from pipeline.cli import parse_storage_options
+    from pipeline.config import load_config
+
+    try:
+        from pipeline.datasets import load_manifest
+    except ImportError as exc:
+        raise BuildError(f"the dataset adapters cannot be imported ({exc}); is the package installed?") from exc
+
+    config = load_config(args.config)
+    manifest = load_manifest(args.dataset, args.root, split=args.split)
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
+        manifest = manifest.head(args.limit)
+    summary = build_store(
+        manifest, args.out, config=config, workers=args.workers, scheduler=args.scheduler,
+        overwrite=args.overwrite, max_failures=args.max_failures,
+        storage_options=parse_storage_options(args.storage_option),
+        clips_per_shard=getattr(args, "clips_per_shard", None), progress=True,
+    )
+    print(summary.report())
+    return 1 if summary.failures_exceeded else 0
