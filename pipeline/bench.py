@@ -1,0 +1,371 @@
+"""``pipeline bench features``: our extraction of every variant vs a plain librosa script.
+
+The benchmark writes its own real-length test files into a temporary folder
+(no dataset needed): 30 s, 44.1 kHz stereo MP3 (libmp3lame through PyAV),
+as FMA holds, and 30 s, 22,050 Hz mono 16-bit big-endian Sun ``.au``, as
+GTZAN holds, with musical content (chords with harmonics, percussive noise
+bursts on the beat, a little broadband noise).
+
+Both sides then process every clip into all variants (original + the
+configured augmentations, with the same drawn parameters):
+
+- ours: :func:`pipeline.extract.process_clip`, the exact code a build runs;
+- reference: what a user would write with librosa: ``librosa.load``,
+  ``librosa.effects.time_stretch`` / ``pitch_shift``, numpy noise and gain,
+  ``librosa.stft`` -> ``librosa.decompose.hpss`` ->
+  ``librosa.feature.melspectrogram`` / ``power_to_db`` / ``mfcc`` and
+  ``librosa.istft`` -> ``librosa.feature.chroma_cens``.
+
+Timing is CPU time of this process (``time.process_time``, i.e. core-seconds
+summed over every thread) with BLAS/OpenMP limited to one thread and numba
+running single-threaded code, so the figure is core-seconds per clip. One
+warm-up clip per side runs first and is *not* timed: it pays numba's JIT
+compilation (or cache load) and the one-off filterbank construction, which a
+build pays once per worker process, not per clip. On a shared machine other
+processes slow memory and caches down, so repeated runs vary by ~10%.
+
+Parity is measured on the original variant of every clip, on the signal our
+decoder produced (so it isolates the features from decoder differences):
+our features vs the librosa reference features of that same signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import ORIGINAL, AudioConfig, PipelineConfig
+from pipeline.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+_MP3_RATE = 44100
+_AU_RATE = 22050
+
+
+# -- test material ----------------------------------------------------------
+
+def synth_music(seconds: float, sr: int, *, seed: int, channels: int = 1) -> np.ndarray:
+    """A deterministic, music-like test signal.
+
+    Chords of three notes with five decaying harmonics each, changing every
+    half second; a noise burst with a fast decay on every beat (120 bpm) and
+    a softer one on the off-beats; broadband noise 40 dB down.
+
+    Returns
+    -------
+    np.ndarray [shape=(channels, n)], float32, peak 0.8
+        The channels differ slightly (pan and noise), as in a stereo mix.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    out = np.zeros((channels, n))
+    note_len = int(sr * 0.5)
+    for start in range(0, n, note_len):
+        stop = min(n, start + note_len)
+        root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
+        seg_t = t[start:stop] - t[start]
+        env = np.exp(-seg_t * 1.5)
+        for semis in (0, 4, 7):
+            f0 = root * 2 ** (semis / 12)
+            phase = rng.uniform(0, 2 * np.pi)
+            for h in range(1, 6):
+                if f0 * h >= sr / 2:
+                    break
+                tone = env * np.sin(2 * np.pi * f0 * h * t[start:stop] + phase) / h
+                for c in range(channels):
+                    out[c, start:stop] += tone * (1.0 - 0.2 * c * (semis / 7))
+    beat = int(sr * 0.5)
+    burst_len = int(sr * 0.08)
+    decay = np.exp(-np.arange(burst_len) / (sr * 0.012))
+    for k, start in enumerate(range(0, n - burst_len, beat // 2)):
+        level = 1.2 if k % 2 == 0 else 0.5
+        burst = rng.standard_normal(burst_len) * decay * level
+        out[:, start:start + burst_len] += burst
+    out += 0.01 * rng.standard_normal(out.shape)
+    out *= 0.8 / np.max(np.abs(out))
+    return out.astype(np.float32)
+
+
+def write_mp3(path: Path, audio: np.ndarray, sr: int, bit_rate: int = 192_000) -> None:
+    """Encode [channels, n] float32 audio to MP3 with libmp3lame (PyAV)."""
+    import av
+
+    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=sr, layout=layout)
+        stream.bit_rate = bit_rate
+        step = 1152
+        for start in range(0, audio.shape[1], step):
+            chunk = np.ascontiguousarray(audio[:, start:start + step])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sr
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def write_au(path: Path, audio: np.ndarray, sr: int) -> None:
+    """Write mono audio as a Sun .au file, 16-bit big-endian PCM (GTZAN's format)."""
+    import soundfile as sf
+
+    sf.write(str(path), audio.T, sr, format="AU", subtype="PCM_16", endian="BIG")
+
+
+def make_bench_clips(folder: str | Path, clips_per_format: int, *, seconds: float = 30.0) -> list[Path]:
+    """Write ``clips_per_format`` MP3 (44.1 kHz stereo) and .au (22,050 Hz mono) files into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(clips_per_format):
+        mp3 = folder / f"bench_{i:03d}.mp3"
+        write_mp3(mp3, synth_music(seconds, _MP3_RATE, seed=2 * i, channels=2), _MP3_RATE)
+        au = folder / f"bench_{i:03d}.au"
+        write_au(au, synth_music(seconds, _AU_RATE, seed=2 * i + 1, channels=1), _AU_RATE)
+        paths += [mp3, au]
+    return paths
+
+
+# -- the librosa reference --------------------------------------------------
+
+def reference_features(y: np.ndarray, sr: int, cfg: PipelineConfig) -> dict[str, np.ndarray]:
+    """The five features as a user would compute them with librosa (no shortcuts)."""
+    import librosa
+
+    f = cfg.features
+    fmax = f.fmax or sr / 2
+    top_db = f.top_db or None
+    D = librosa.stft(y, n_fft=f.n_fft, hop_length=f.hop_length)
+    H, P = librosa.decompose.hpss(D, kernel_size=(f.hpss_kernel_harmonic, f.hpss_kernel_percussive),
+                                  power=f.hpss_power, margin=f.hpss_margin)
+
+    def logmel(X: np.ndarray, n_mels: int) -> np.ndarray:
+        mel = librosa.feature.melspectrogram(S=np.abs(X) ** 2, sr=sr, n_fft=f.n_fft, n_mels=n_mels,
+                                             fmin=f.fmin, fmax=fmax)
+        return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=top_db)
+
+    y_h = librosa.istft(H, hop_length=f.hop_length, n_fft=f.n_fft, length=len(y))
+    out = {
+        "mel": logmel(D, f.n_mels),
+        "harmonic_mel": logmel(H, f.hp_n_mels),
+        "percussive_mel": logmel(P, f.hp_n_mels),
+        "mfcc": librosa.feature.mfcc(S=logmel(H, f.n_mels), n_mfcc=f.n_mfcc),
+        "cens": librosa.feature.chroma_cens(y=y_h, sr=sr, hop_length=f.hop_length, fmin=f.cens_fmin,
+                                            tuning=f.cens_tuning, n_octaves=f.cens_n_octaves,
+                                            bins_per_octave=f.cens_bins_per_octave,
+                                            win_len_smooth=f.cens_win_len_smooth),
+    }
+    n_frames = f.n_frames(len(y))
+    return {k: np.asarray(v[:, :n_frames], dtype=np.float32) for k, v in out.items()}
+
+
+def reference_augment(variant: str, y: np.ndarray, sr: int, params: dict[str, float]) -> np.ndarray:
+    """The augmentations as a user would write them with librosa and numpy."""
+    import librosa
+
+    if variant == "time_stretch":
+        return librosa.effects.time_stretch(y, rate=params["rate"])
+    if variant == "pitch_shift":
+        return librosa.effects.pitch_shift(y, sr=sr, n_steps=params["semitones"])
+    if variant == "noise":
+        power = float(np.mean(y.astype(np.float64) ** 2))
+        noise = np.random.default_rng(int(params["noise_seed"])).standard_normal(len(y))
+        return (y + noise * math.sqrt(power / 10 ** (params["snr_db"] / 10))).astype(np.float32)
+    if variant == "gain":
+        return (y * 10 ** (params["gain_db"] / 20)).astype(np.float32)
+    raise PipelineError(f"the benchmark reference has no augmentation {variant!r}")
+
+
+def reference_process(path: Path, clip_id: str, cfg: PipelineConfig,
+                      variants: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
+    """Decode with ``librosa.load`` and compute every variant's features with librosa."""
+    import librosa
+
+    from pipeline.dsp.augment import draw_params
+
+    a = cfg.audio
+    duration = librosa.get_duration(path=str(path))
+    offset = max(0.0, (duration - a.clip_seconds) / 2) if a.excerpt == "centre" else 0.0
+    y, sr = librosa.load(str(path), sr=a.sample_rate, mono=True, offset=offset, duration=a.clip_seconds)
+    out = {}
+    for variant in variants:
+        if variant == ORIGINAL:
+            signal = y
+        else:
+            signal = reference_augment(variant, y, sr, draw_params(variant, clip_id=clip_id, cfg=cfg.augment))
+        out[variant] = reference_features(signal, sr, cfg)
+    return out
+
+
+# -- parity -----------------------------------------------------------------
+
+def feature_parity(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per feature: max |ours - ref|, mean |ours - ref| and the Pearson correlation."""
+    out = {}
+    for name, a in ours.items():
+        b = ref[name]
+        if a.shape != b.shape:
+            raise PipelineError(f"parity: feature {name!r} has shape {a.shape} but the reference has {b.shape}")
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        corr = float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else 1.0
+        out[name] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "correlation": corr}
+    return out
+
+
+def _worst(parities: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    worst: dict[str, dict[str, float]] = {}
+    for parity in parities:
+        for name, figures in parity.items():
+            w = worst.setdefault(name, {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "correlation": 1.0})
+            w["max_abs_diff"] = max(w["max_abs_diff"], figures["max_abs_diff"])
+            w["mean_abs_diff"] = max(w["mean_abs_diff"], figures["mean_abs_diff"])
+            w["correlation"] = min(w["correlation"], figures["correlation"])
+    return worst
+
+
+# -- the benchmark ----------------------------------------------------------
+
+def _stage_breakdown(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
+    """CPU seconds of our decode, each augmentation and each variant's features (one clip)."""
+    from pipeline.dsp.augment import apply_augmentation, draw_params
+    from pipeline.extract import decode, features_of_signal
+
+    stages: dict[str, float] = {}
+    t0 = time.process_time()
+    clip = decode(path, cfg)
+    stages["decode"] = time.process_time() - t0
+    signal = clip.samples[: clip.valid_samples]
+    for variant in cfg.augment.variant_names:
+        y = signal
+        if variant != ORIGINAL:
+            t0 = time.process_time()
+            y = apply_augmentation(variant, signal, sr=cfg.audio.sample_rate,
+                                   params=draw_params(variant, clip_id=clip_id, cfg=cfg.augment))
+            stages[f"augment_{variant}"] = time.process_time() - t0
+        t0 = time.process_time()
+        features_of_signal(y, cfg)
+        stages[f"features_{variant}"] = time.process_time() - t0
+    return stages
+
+
+def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
+                   cfg: PipelineConfig | None = None, folder: str | Path | None = None) -> dict[str, Any]:
+    """Time our extraction of every variant against the librosa reference.
+
+    Parameters
+    ----------
+    clips_per_format : int > 0
+        Clips of each format (MP3 44.1 kHz stereo and .au 22,050 Hz mono).
+    clip_seconds : float > 0
+        Length of the generated files; also the decoded clip length.
+    cfg : PipelineConfig, optional
+        Defaults to the default config with ``audio.clip_seconds = clip_seconds``.
+    folder : path, optional
+        Where to write the test files (default: a temporary folder, removed after).
+
+    Returns
+    -------
+    dict
+        ``ours_core_s_per_clip``, ``reference_core_s_per_clip``, ``speedup``,
+        ``parity`` (worst over clips, per feature), ``ours_stage_core_s``
+        (one clip, per stage), per-format timings and the settings.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.extract import decode, process_clip
+
+    if isinstance(clips_per_format, bool) or not isinstance(clips_per_format, int) or clips_per_format <= 0:
+        raise PipelineError(f"bench features: clips={clips_per_format!r} must be a positive integer")
+    if cfg is None:
+        cfg = PipelineConfig().replace(audio=AudioConfig(clip_seconds=float(clip_seconds)))
+    variants = cfg.augment.variant_names
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp, threadpool_limits(limits=1):
+        root = Path(folder) if folder is not None else Path(tmp)
+        paths = make_bench_clips(root, clips_per_format, seconds=clip_seconds)
+        logger.info("wrote %d bench clips (%.1f s each) to %s", len(paths), clip_seconds, root)
+
+        # Warm-up, untimed: numba JIT / cache load, filterbanks, librosa's lazy imports.
+        process_clip(paths[0], "warmup", cfg, variants)
+        reference_process(paths[0], "warmup", cfg, variants)
+
+        ours_s: dict[str, float] = {}
+        ref_s: dict[str, float] = {}
+        parities = []
+        for path in paths:
+            clip_id = path.stem + path.suffix
+            t0 = time.process_time()
+            result = process_clip(path, clip_id, cfg, variants)
+            ours_s[path.name] = time.process_time() - t0
+
+            t0 = time.process_time()
+            reference_process(path, clip_id, cfg, variants)
+            ref_s[path.name] = time.process_time() - t0
+
+            # Parity on our decoded original (untimed).
+            samples = decode(path, cfg)
+            signal = samples.samples[: samples.valid_samples]
+            parities.append(feature_parity(result.features[ORIGINAL],
+                                           reference_features(signal, cfg.audio.sample_rate, cfg)))
+            logger.info("%s: ours %.3f s, reference %.3f s", path.name, ours_s[path.name], ref_s[path.name])
+        stages = _stage_breakdown(paths[0], paths[0].name, cfg)
+
+    ours = float(np.mean(list(ours_s.values())))
+    ref = float(np.mean(list(ref_s.values())))
+    by_format = {}
+    for suffix in (".mp3", ".au"):
+        names = [p.name for p in paths if p.suffix == suffix]
+        by_format[suffix.lstrip(".")] = {
+            "ours_core_s_per_clip": float(np.mean([ours_s[n] for n in names])),
+            "reference_core_s_per_clip": float(np.mean([ref_s[n] for n in names])),
+        }
+    return {
+        "ours_core_s_per_clip": ours,
+        "reference_core_s_per_clip": ref,
+        "speedup": ref / ours if ours > 0 else float("inf"),
+        "parity": _worst(parities),
+        "ours_stage_core_s": stages,
+        "by_format": by_format,
+        "clips": len(paths),
+        "clip_seconds": float(clip_seconds),
+        "variants": list(variants),
+        "threads": 1,
+        "timer": "time.process_time (core-seconds, all threads of the process)",
+        "warmup_excluded": True,
+    }
+
+
+def _print_report(result: dict[str, Any]) -> None:
+    print(f"clips: {result['clips']} ({result['clip_seconds']:.0f} s each: MP3 44.1 kHz stereo + .au 22,050 Hz), "
+          f"variants: {', '.join(result['variants'])}; one thread; warm-up clip excluded (numba JIT, filterbanks)")
+    print(f"ours:      {result['ours_core_s_per_clip']:.3f} core-s per clip (all variants)")
+    print(f"reference: {result['reference_core_s_per_clip']:.3f} core-s per clip (librosa)")
+    print(f"speedup:   {result['speedup']:.1f}x")
+    for fmt, figures in result["by_format"].items():
+        print(f"  {fmt}: ours {figures['ours_core_s_per_clip']:.3f} s, "
+              f"reference {figures['reference_core_s_per_clip']:.3f} s")
+    print("our stages, one clip (core-s): " +
+          ", ".join(f"{k} {v:.3f}" for k, v in result["ours_stage_core_s"].items()))
+    print("parity on the original variant (worst clip): feature  max|diff|  mean|diff|  correlation")
+    for name, p in result["parity"].items():
+        print(f"  {name:15s} {p['max_abs_diff']:.2e}  {p['mean_abs_diff']:.2e}  {p['correlation']:.6f}")
+
+
+def bench_features_cli(args: argparse.Namespace) -> int:
+    """Entry point of ``pipeline bench features`` (``--clips N``, ``--json FILE``)."""
+    result = bench_features(int(args.clips))
+    _print_report(result)
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
