@@ -31,19 +31,11 @@ logger = logging.getLogger(__name__)
 #: Experiment kinds the runner knows, one per table or figure of the paper.
 KINDS: tuple[str, ...] = ("comparison", "ablation", "cross-validation", "noise", "latency")
 
-#: Datasets a recipe may name; the adapters live in :mod:`pipeline.datasets`.
-DATASETS: tuple[str, ...] = ("demo", "gtzan", "fma-small", "fma-medium", "fma-large", "folder")
+def _adapters() -> Mapping[str, Any]:
+    """The dataset registry of :mod:`pipeline.datasets` (name -> adapter)."""
+    from pipeline.datasets import DATASETS
 
-#: The split scheme used when a recipe leaves ``dataset.split`` empty: the
-#: artist-aware ones the paper's numbers should be compared on.
-DEFAULT_SPLITS: dict[str, str] = {
-    "demo": "",
-    "gtzan": "fault-filtered",
-    "fma-small": "official",
-    "fma-medium": "official",
-    "fma-large": "official",
-    "folder": "",
-}
+    return DATASETS
 
 
 def known_models() -> tuple[str, ...]:
@@ -128,7 +120,7 @@ class DatasetSection:
     """Which clips: adapter name, root folder, split scheme and an optional limit.
 
     root : "" means the adapter's default (demo: a cache folder of generated audio).
-    split : "" means :data:`DEFAULT_SPLITS` for the dataset.
+    split : "" means the adapter's default scheme.
     limit : build only the first N clips of the manifest (0: all); smoke runs.
     """
 
@@ -139,22 +131,30 @@ class DatasetSection:
     demo: DemoOptions = dataclasses.field(default_factory=DemoOptions)
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
+        adapters = _adapters()
+        if self.name not in adapters:
             raise ConfigError(
-                f"recipe dataset.name={self.name!r} is not a known dataset; valid: {', '.join(DATASETS)}"
+                f"recipe dataset.name={self.name!r} is not a known dataset; valid: {', '.join(adapters)}"
             )
         _str("dataset", "root", self.root)
         _str("dataset", "split", self.split)
         _int("dataset", "limit", self.limit)
-        if self.name != "demo" and not self.root:
+        adapter = adapters[self.name]
+        if self.split and self.split not in adapter.split_schemes:
+            raise ConfigError(
+                f"recipe dataset.split={self.split!r} is not a split scheme of {self.name!r}; "
+                f"valid: {', '.join(adapter.split_schemes)}"
+            )
+        if adapter.root_required and not self.root:
             raise ConfigError(
                 f"dataset {self.name!r} needs its root folder: pass --root DIR (or --set dataset.root=DIR)"
             )
 
     @property
     def split_scheme(self) -> str:
-        """The split scheme actually used ("" = the adapter's own default)."""
-        return self.split or DEFAULT_SPLITS.get(self.name, "")
+        """The split scheme used: ``split``, or the adapter's default (GTZAN:
+        fault-filtered; FMA: official; demo: random)."""
+        return self.split or _adapters()[self.name].default_split
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,15 +47,9 @@ logger = logging.getLogger(__name__)
 Echo = Callable[[str], None]
 
 #: Fold scheme used by cross-validation when the recipe leaves the split empty:
-#: artist-grouped where the adapter knows artists (FMA), stratified otherwise.
-CV_SPLITS: dict[str, str] = {
-    "demo": "folds",
-    "gtzan": "folds",
-    "fma-small": "artist-folds",
-    "fma-medium": "artist-folds",
-    "fma-large": "artist-folds",
-    "folder": "folds",
-}
+#: artist-grouped where the adapter knows artists (demo; FMA's "folds" are
+#: artist-grouped already), stratified otherwise (GTZAN has no artist list).
+CV_SPLITS: dict[str, str] = {"demo": "artist-folds"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,6 +97,7 @@ def test_unknown_model_is_rejected_with_the_valid_models():
     ("evaluate.split=holdout", "evaluate.split"),
     ("dataset.name=imagenet", "valid: demo, gtzan"),
     ("kind=table", "comparison, ablation"),
+    ("dataset.split=by-moon", "valid: random, artist, folds"),
     ("pipeline.audio.sample_rate=-1", "sample_rate"),
     ("noise.snr_db=[]", "noise.snr_db"),
     ("latency.devices=[\"tpu\"]", "valid devices"),
