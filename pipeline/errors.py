@@ -85,7 +85,3 @@ class StoreAccessError(StoreError, PermissionError):
 
 class StoreConnectionError(StoreError, ConnectionError):
     """The server of a remote store URI cannot be reached (after the backend's own retries)."""
-
-
-class FeatureError(PipelineError, ValueError):
-    """A signal or array cannot go through feature extraction (wrong shape, dtype, length, values)."""
