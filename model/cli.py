@@ -1,3 +1,124 @@
-"""CLI declarations of train/evaluate/predict (filled in by the trainer work)."""
-def register(commands):  # noqa: D103 - replaced by the trainer implementation
-    pass
+"""``pipeline train``, ``pipeline evaluate`` and ``pipeline predict``: parse, call one library function.
+
+Training options default to ``None`` here so that the defaults live in one
+place, :class:`model.train.TrainConfig`; only the flags given are passed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from pipeline.cli import add_storage_option
+
+    p = commands.add_parser("train", help="train a model on a feature store (DDP under torchrun)")
+    p.add_argument("--store", required=True, help="store URI")
+    p.add_argument("--model", default="dfn", help="model name (dfn, cnn-mel, cnn-bigru-mel, "
+                   "cnn-bigru-hpss-concat, cnn, crnn, attention-cnn, svm-mfcc)")
+    p.add_argument("--out", required=True, help="checkpoint folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (validation loss)")
+    p.add_argument("--schedule", choices=("plateau", "cosine", "none"))
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
+    p.add_argument("--workers", dest="loader_workers", type=int, help="DataLoader workers per process (default 2)")
+    p.add_argument("--buffer-shards", type=int, help="shards shuffled together per worker")
+    p.add_argument("--val-split")
+    p.add_argument("--train-folds", type=_ints, help="cross-validation: comma-separated training folds")
+    p.add_argument("--val-folds", type=_ints, help="cross-validation: comma-separated validation folds")
+    p.add_argument("--model-arg", action="append", metavar="NAME=VALUE", default=[],
+                   help="builder knob (repeatable, JSON values), e.g. gru_hidden=64 cnn_channels=[16,32,64]")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_storage_option(p)
+    p.set_defaults(func=train_command)
+
+    p = commands.add_parser("evaluate", help="window- and clip-level metrics of a checkpoint on a split")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (best.pt is used)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--folds", type=_ints, help="evaluate these folds instead of a split")
+    p.add_argument("--out", help="output folder (default: CHECKPOINT/eval-SPLIT)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON")
+    add_storage_option(p)
+    p.set_defaults(func=evaluate_command)
+
+    p = commands.add_parser("predict", help="top genres of audio files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=predict_command)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 0,1,2") from exc
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from pipeline.cli import parse_storage_options
+    from model.train import TrainConfig, parse_model_kwargs, train
+
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}
+    options: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if args.model_arg:
+        options["model_kwargs"] = parse_model_kwargs(args.model_arg)
+    result = train(args.store, args.model, args.out, resume=args.resume,
+                   storage_options=parse_storage_options(args.storage_option), **options)
+    if result.get("rank", 0) == 0:
+        print(json.dumps(result))
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.cli import parse_storage_options
+    from model.evaluate import evaluate
+
+    where = f"folds-{'-'.join(map(str, args.folds))}" if args.folds else args.split
+    out = args.out or str(Path(args.checkpoint) / f"eval-{where}")
+    metrics = evaluate(args.checkpoint, args.store, out, split=args.split, folds=args.folds,
+                       storage_options=parse_storage_options(args.storage_option), device=args.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for level in ("window", "clip"):
+            m = metrics[level]
+            if m is not None:
+                print(f"{level:>6}: accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  "
+                      f"R {m['macro_recall']:.4f}  F1 {m['macro_f1']:.4f}  (n={m['n']})")
+        print(f"{where} of {metrics['store']['uri']}; outputs in {out}")
+    return 0
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from model.predict import predict_files
+
+    results = predict_files(args.checkpoint, args.files, top=args.top, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['file']}: error: {r['error']}", file=sys.stderr)
+                continue
+            tops = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])
+            print(f"{r['file']}: {tops}")
+    return 0 if all("error" not in r for r in results) else 1
