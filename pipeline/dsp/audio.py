@@ -154,8 +154,10 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
     _check_file(path)
     part = _decode_excerpt(path, clip_seconds, excerpt)
     mono = part.mono
-    bad = ~np.isfinite(mono)
-    if bad.any():
+    # A float64 sum is finite exactly when no sample is NaN or Inf (float32
+    # values cannot overflow it); the element-wise test runs only on failure.
+    if not math.isfinite(float(np.sum(mono, dtype=np.float64))):
+        bad = ~np.isfinite(mono)
         first = int(np.argmax(bad))
         raise InvalidSamplesError(
             path, f"{int(bad.sum())} NaN/Inf samples in the decoded audio (first at "
@@ -289,8 +291,22 @@ def _decode_excerpt(path: Path, clip_seconds: float, excerpt: str) -> _Excerpt:
                        "retrying with PyAV", path, len(block), count)
         return _decode_pyav(path, clip_seconds, excerpt, why="libsndfile stopped early",
                             total=frames, declared=fmt not in ("MP3", "OGG"))
-    mono = block[:, 0] if channels == 1 else block.mean(axis=1, dtype=np.float32)
-    return _Excerpt(np.ascontiguousarray(mono), rate, channels, frames, "soundfile")
+    return _Excerpt(_downmix(block), rate, channels, frames, "soundfile")
+
+
+def _downmix(block: np.ndarray) -> np.ndarray:
+    """Channel mean of ``block`` [shape=(n, channels)], float32 [shape=(n,)].
+
+    Column by column: numpy's ``mean(axis=1)`` over a few interleaved
+    channels is ~10x slower than strided vector additions.
+    """
+    channels = block.shape[1]
+    mono = np.array(block[:, 0], dtype=np.float32)
+    if channels > 1:
+        for c in range(1, channels):
+            mono += block[:, c]
+        mono *= np.float32(1.0 / channels)
+    return mono
 
 
 def _open_av(path: Path, why: str):
