@@ -285,7 +285,7 @@ def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     if not attrs.get("complete") and not allow_incomplete:
         raise StoreIncompleteError(
             f"the build of {shown} has not finished; rerun the same `pipeline build` command to resume it "
-            "(or pass allow_incomplete=True / --allow-incomplete to inspect it as it is)"
+            "(`pipeline info`/`pipeline verify` show an unfinished store as it is)"
         )
     if not attrs.get("complete"):
         # An unfinished store may have grown since any consolidated view.

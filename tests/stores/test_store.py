@@ -17,10 +17,14 @@ from stores.uri import redact_uri
 LABELS = ("jazz", "rock")
 
 
-@pytest.fixture
-def cfg() -> PipelineConfig:
+def small_config() -> PipelineConfig:
     return PipelineConfig(audio=AudioConfig(clip_seconds=4.0),
                           augment=AugmentConfig(variants=("gain", "time_stretch")))
+
+
+@pytest.fixture
+def cfg() -> PipelineConfig:
+    return small_config()
 
 
 def columns(n: int) -> dict[str, list]:
@@ -35,7 +39,8 @@ def columns(n: int) -> dict[str, list]:
     }
 
 
-def fake_result(cfg: PipelineConfig, i: int, split: str, rng: np.random.Generator) -> ClipResult:
+def fake_result(cfg: PipelineConfig, i: int, split: str, rng: np.random.Generator,
+                nan_clip: int = -1) -> ClipResult:
     if i == 3:
         return ClipResult("failed", reason="not decodable: empty file", duration_s=0.0)
     variants = cfg.augment.variant_names if split == "train" else ("original",)
@@ -44,19 +49,21 @@ def fake_result(cfg: PipelineConfig, i: int, split: str, rng: np.random.Generato
         frames = cfg.max_frames - (5 if v == "original" else rng.integers(1, 20))
         feats[v] = {name: (rng.standard_normal((bands, frames)) * 20).astype(np.float32)
                     for name, bands in cfg.features.feature_bands().items()}
+        if i == nan_clip:
+            feats[v]["cens"][2, 7] = np.nan
         params[v] = {"gain": {"gain_db": float(rng.uniform(-6, 6))},
                      "time_stretch": {"rate": float(rng.uniform(0.9, 1.1))}}.get(v, {})
     return ClipResult("ok", duration_s=4.0 + i, features=feats, params=params)
 
 
-def build(uri, cfg, n=7, cps=3, overwrite=False, stop_after=None, storage_options=None):
+def build(uri, cfg, n=7, cps=3, overwrite=False, stop_after=None, storage_options=None, nan_clip=-1):
     cols = columns(n)
     writer = create_store(uri, config=cfg, clips=cols, labels=LABELS,
                           aug_params={"gain": ["gain_db"], "time_stretch": ["rate"]},
                           dataset={"name": "test", "split_scheme": "random", "source": "made up"},
                           clips_per_shard=cps, overwrite=overwrite, storage_options=storage_options)
     rng = np.random.default_rng(0)
-    results = [fake_result(cfg, i, cols["split"][i], rng) for i in range(n)]
+    results = [fake_result(cfg, i, cols["split"][i], rng, nan_clip) for i in range(n)]
     for k, i in enumerate(writer.pending_shards()):
         if stop_after is not None and k >= stop_after:
             return writer, results
@@ -172,7 +179,10 @@ def test_newer_schema_refused(tmp_path, cfg):
     writer, _ = build(uri, cfg)
     writer.group.attrs["schema_version"] = schema.SCHEMA_VERSION + 1
     import zarr
-    zarr.consolidate_metadata(writer.group.store)
+
+    from stores.uri import quiet_consolidated_warning
+    with quiet_consolidated_warning():
+        zarr.consolidate_metadata(writer.group.store)
     with pytest.raises(SchemaVersionError, match="Upgrade"):
         open_store(uri)
 

@@ -1,0 +1,272 @@
+"""Looking at a store as a whole: summarise it, verify it, export it to a zip.
+
+These are the library functions behind ``pipeline info``, ``pipeline verify``
+and ``pipeline export``; they return plain dicts (JSON types) so the command
+line can print them either as text or as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipeline.errors import PipelineError, StoreError
+from stores import schema
+from stores.reader import FeatureStore, open_store
+from stores.uri import filesystem, is_zip, local_path, redact_uri, scheme_of
+from stores.writer import shard_digest
+
+logger = logging.getLogger(__name__)
+
+
+def _raw_float32_bytes(store: FeatureStore) -> int:
+    """Bytes of every computed clip-variant's valid frames as float32."""
+    bands = sum(store.feature_bands.values())
+    return int(store.valid_frames.astype(np.int64).sum()) * bands * 4
+
+
+def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Summary of a store (finished or not): counts, variants, features, size, provenance."""
+    store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
+    clips = store.clips
+    ok = clips[clips["status"] == schema.STATUS_OK]
+    per_split: dict[str, dict[str, int]] = {}
+    for (split, label), n in ok.groupby(["split", "label"]).size().items():
+        per_split.setdefault(split or "(none)", {})[label] = int(n)
+    features = {}
+    for name, bands in store.feature_bands.items():
+        arr = store.group[name]
+        features[name] = {
+            "shape": list(arr.shape), "dims": list(arr.metadata.dimension_names or ()),
+            "dtype": str(arr.dtype), "chunks": list(arr.chunks), "shards": list(arr.shards or arr.chunks),
+        }
+    computed = int((store.valid_frames > 0).sum())
+    nbytes = store.nbytes_stored
+    raw = _raw_float32_bytes(store)
+    return {
+        "uri": store.uri,
+        "format": store.attrs.get("format"),
+        "schema_version": store.attrs.get("schema_version"),
+        "complete": store.complete,
+        "fingerprint": store.fingerprint,
+        "config_hash": store.config_hash,
+        "n_clips": store.n_clips,
+        "status": {k: int(v) for k, v in clips["status"].value_counts().items()},
+        "ok_per_split_and_label": per_split,
+        "ok_per_label": {k: int(v) for k, v in ok["label"].value_counts().sort_index().items()},
+        "labels": list(store.labels),
+        "variants": list(store.variants),
+        "clips_per_variant": {v: int((store.valid_frames[:, j] > 0).sum()) for j, v in enumerate(store.variants)},
+        "augmented_splits": store.attrs.get("augmented_splits"),
+        "features": features,
+        "max_frames": store.max_frames,
+        "window": store.attrs.get("window"),
+        "layout": store.attrs.get("layout"),
+        "nbytes_stored": nbytes,
+        "bytes_per_clip_variant": (nbytes / computed) if computed and nbytes >= 0 else None,
+        "fraction_of_float32": (nbytes / raw) if raw and nbytes >= 0 else None,
+        "dataset": store.attrs.get("dataset"),
+        "provenance": store.attrs.get("provenance"),
+        "finished": store.attrs.get("finished"),
+    }
+
+
+def format_info(info: Mapping[str, Any]) -> str:
+    """Human-readable text of :func:`store_info`."""
+    lines = [
+        f"store        {info['uri']}",
+        f"format       {info['format']} v{info['schema_version']}  "
+        f"({'complete' if info['complete'] else 'INCOMPLETE: rerun the build to finish it'})",
+        f"fingerprint  {info['fingerprint']}",
+        f"dataset      {info['dataset'].get('name')} (split scheme {info['dataset'].get('split_scheme')!r}; "
+        f"{info['dataset'].get('source') or 'no source given'})",
+        f"clips        {info['n_clips']}: " + ", ".join(f"{n} {k}" for k, n in sorted(info["status"].items())),
+        "ok clips per split and label:",
+    ]
+    labels = info["labels"]
+    width = max(len(x) for x in labels + ["split"]) + 2
+    lines.append("  " + "split".ljust(10) + "".join(x.rjust(width) for x in labels) + "total".rjust(8))
+    for split, counts in sorted(info["ok_per_split_and_label"].items()):
+        lines.append("  " + split.ljust(10) + "".join(str(counts.get(x, 0)).rjust(width) for x in labels)
+                     + str(sum(counts.values())).rjust(8))
+    lines.append("variants     " + ", ".join(f"{v} ({n} clips)" for v, n in info["clips_per_variant"].items()))
+    lines.append("features     (dims, shape, dtype, chunk, shard)")
+    for name, f in info["features"].items():
+        lines.append(f"  {name:15s} {tuple(f['dims'])} {tuple(f['shape'])} {f['dtype']} "
+                     f"chunk {tuple(f['chunks'])} shard {tuple(f['shards'])}")
+    w = info["window"] or {}
+    lines.append(f"windows      {w.get('window_frames')} frames, hop {w.get('window_hop_frames')} frames "
+                 f"({w.get('window_seconds')} s, overlap {w.get('overlap')})")
+    size = info["nbytes_stored"]
+    if size >= 0:
+        lines.append(f"size         {size / 2**20:.1f} MiB; {info['bytes_per_clip_variant'] or 0:.0f} B per clip-variant; "
+                     f"{(info['fraction_of_float32'] or 0):.3f} of raw float32")
+    prov = info["provenance"] or {}
+    libs = prov.get("libraries", {})
+    lines.append(f"provenance   {prov.get('package')} {prov.get('package_version')}, created {prov.get('created')}, "
+                 f"finished {info.get('finished')}")
+    lines.append("             " + ", ".join(f"{k} {v}" for k, v in libs.items()))
+    return "\n".join(lines)
+
+
+def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a store end to end; never raises for a damaged store, reports instead.
+
+    Checks: format and schema version; completeness (flag and every shard's
+    digest); array shapes, dtypes and dimension names against the root
+    attributes; consistent statuses and valid frame counts; no NaN/Inf in any
+    valid frame; every shard's digest recomputed from the data read back; the
+    fingerprint recomputed from the digests.
+
+    Returns
+    -------
+    dict
+        ``{"uri", "ok": bool, "checks": [{"name", "ok", "detail"}]}``.
+    """
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, detail: str = "") -> bool:
+        checks.append({"name": name, "ok": bool(ok), "detail": detail})
+        return bool(ok)
+
+    shown = redact_uri(uri)
+    try:
+        store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
+    except PipelineError as exc:
+        check("open", False, str(exc))
+        return {"uri": shown, "ok": False, "checks": checks}
+    check("schema", True, f"{schema.FORMAT_NAME} v{store.attrs['schema_version']}")
+    g = store.group
+    digests = [str(d) for d in g[schema.SHARD_DIGEST][:]]
+    missing = [i for i, d in enumerate(digests) if not d]
+    check("complete", store.complete and not missing,
+          "complete" if store.complete and not missing else
+          f"complete flag {store.complete}; {len(missing)} of {len(digests)} shards not built "
+          "(rerun the build to resume)")
+
+    n, nv, mf = store.n_clips, len(store.variants), store.max_frames
+    shape_problems = []
+    for name, bands in store.feature_bands.items():
+        arr = g[name]
+        want = (n, nv, bands, mf)
+        dims = ("clip", "variant", schema.feature_dim(name), "frame")
+        if tuple(arr.shape) != want or str(arr.dtype) != schema.FEATURE_DTYPE \
+                or tuple(arr.metadata.dimension_names or ()) != dims:
+            shape_problems.append(f"{name}: {tuple(arr.shape)} {arr.dtype} {arr.metadata.dimension_names}, "
+                                  f"expected {want} {schema.FEATURE_DTYPE} {dims}")
+    for name in (*schema.CLIP_COLUMNS, *(a for p in store.attrs["aug_params"].values() for a in p.values())):
+        if tuple(g[name].shape) != (n,):
+            shape_problems.append(f"{name}: shape {tuple(g[name].shape)}, expected ({n},)")
+    if tuple(g[schema.VALID_FRAMES].shape) != (n, nv):
+        shape_problems.append(f"valid_frames: shape {tuple(g[schema.VALID_FRAMES].shape)}, expected ({n}, {nv})")
+    check("shapes", not shape_problems, "; ".join(shape_problems) or f"{len(store.feature_bands)} features, {n} clips")
+    if shape_problems:
+        return {"uri": shown, "ok": False, "checks": checks}
+
+    clips = store.clips
+    valid = store.valid_frames
+    status = clips["status"].to_numpy()
+    problems = []
+    bad_status = sorted(set(status) - {schema.STATUS_OK, schema.STATUS_FAILED, schema.STATUS_PENDING})
+    if bad_status:
+        problems.append(f"unknown status values {bad_status}")
+    if (valid < 0).any() or (valid > mf).any():
+        problems.append(f"valid_frames outside 0..{mf}")
+    is_ok = status == schema.STATUS_OK
+    if (valid[is_ok, 0] <= 0).any():
+        problems.append(f"{int((valid[is_ok, 0] <= 0).sum())} ok clips without original frames")
+    if (valid[~is_ok] != 0).any():
+        problems.append("failed/pending clips with stored frames")
+    if (clips.loc[status == schema.STATUS_FAILED, "reason"] == "").any():
+        problems.append("failed clips without a reason")
+    check("columns", not problems, "; ".join(problems) or
+          f"{int(is_ok.sum())} ok, {int((status == schema.STATUS_FAILED).sum())} failed")
+
+    nonfinite = []
+    digest_mismatch = []
+    aug_arrays = sorted(a for p in store.attrs["aug_params"].values() for a in p.values())
+    for i, (start, stop) in enumerate(store.shards):
+        if not digests[i]:
+            continue
+        blocks = store.read_shard(i)
+        for name, block in blocks.items():
+            frames = np.arange(mf)[None, None, :] < valid[start:stop, :, None]
+            values = block.transpose(0, 1, 3, 2)[frames]  # (valid clip-variant-frames, bands)
+            if not np.isfinite(values).all():
+                nonfinite.append(f"{name} in shard {i}")
+        outcome = {name: g[name][start:stop] for name in schema.OUTCOME_COLUMNS}
+        aug = {name: g[name][start:stop] for name in aug_arrays}
+        if shard_digest(blocks, valid[start:stop], outcome, aug) != digests[i]:
+            digest_mismatch.append(i)
+    check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames")
+    check("digests", not digest_mismatch,
+          f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
+          "rebuild with --overwrite)" if digest_mismatch else f"{len(digests) - len(missing)} shards match")
+    if store.complete and not missing:
+        h = hashlib.sha256()
+        h.update(store.config_hash.encode() + store.attrs["clips_hash"].encode())
+        for d in digests:
+            h.update(d.encode())
+        check("fingerprint", h.hexdigest() == store.attrs.get("fingerprint"),
+              "matches the shard digests" if h.hexdigest() == store.attrs.get("fingerprint") else
+              "the root fingerprint does not match the shard digests")
+    return {"uri": shown, "ok": all(c["ok"] for c in checks), "checks": checks}
+
+
+def format_verify(report: Mapping[str, Any]) -> str:
+    lines = [f"verify {report['uri']}"]
+    for c in report["checks"]:
+        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']:12s} {c['detail']}")
+    lines.append("OK" if report["ok"] else "FAILED")
+    return "\n".join(lines)
+
+
+def export_store(uri: str | Path, out: str | Path, *, storage_options: Mapping[str, Any] | None = None,
+                 overwrite: bool = False) -> Path:
+    """Copy a finished store into one zip file that :func:`open_store` reads directly.
+
+    Members are stored uncompressed (the chunks are compressed already), so
+    a reader seeks straight to any shard.
+
+    Raises
+    ------
+    StoreIncompleteError
+        The store's build has not finished.
+    StoreError
+        ``out`` is not a .zip path, exists (without ``overwrite``), or the
+        source cannot be listed (HTTP).
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise StoreError(f"export target {out} must end in .zip")
+    if out.exists() and not overwrite:
+        raise StoreError(f"export target {out} exists; remove it or choose another name")
+    source = open_store(uri, storage_options=storage_options)  # refuses unfinished stores
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    if is_zip(uri):
+        shutil.copyfile(local_path(uri), tmp)
+    else:
+        if scheme_of(uri) in ("http", "https"):
+            raise StoreError(f"cannot export {source.uri}: HTTP cannot list a store's objects; "
+                             "export from the original location")
+        fs, root = filesystem(uri, storage_options=storage_options)
+        root = root.rstrip("/")
+        files = sorted(fs.find(root))
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for path in files:
+                key = path[len(root):].lstrip("/")
+                zf.writestr(key, fs.cat_file(path))
+    os.replace(tmp, out)
+    exported = open_store(out)
+    if exported.fingerprint != source.fingerprint:
+        raise StoreError(f"the exported {out} does not reproduce {source.uri} (fingerprints differ)")
+    logger.info("exported %s to %s (%d bytes)", source.uri, out, out.stat().st_size)
+    return out
