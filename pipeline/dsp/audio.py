@@ -22,7 +22,8 @@ Never a silently wrong signal
   (FMA) still describes the whole track, and it then stops early without an
   error. So for every MP3 the length libsndfile reports is cross-checked
   against an independent measure, the sum of the MPEG frame (packet)
-  durations that PyAV demuxes without decoding (about 1 ms per 30 s); when
+  durations that PyAV demuxes without decoding (measured: 3 ms of CPU for
+  30 s at 44.1 kHz, 35 ms for 10 minutes); when
   they disagree by more than :data:`MP3_LENGTH_TOLERANCE_S` a warning is
   logged and PyAV decodes the clip with the scanned length.
 * Any decoder that returns fewer frames than it promised (more than
@@ -346,14 +347,15 @@ def _packet_frames(container, stream) -> int | None:
 
     rate = stream.codec_context.sample_rate
     start = stream.start_time or 0
-    end = None
+    end = -1
     try:
         for packet in container.demux(stream):
-            if packet.pts is not None and packet.duration:
-                end = max(end or 0, packet.pts + packet.duration)
+            pts, duration = packet.pts, packet.duration
+            if pts is not None and duration and pts + duration > end:
+                end = pts + duration
     except av.FFmpegError as exc:
         logger.debug("packet scan stopped: %s", exc)
-    if end is None or not rate:
+    if end < 0 or not rate:
         return None
     return max(0, int(round((end - start) * stream.time_base * rate)))
 
