@@ -45,6 +45,7 @@ to find the five columns used, then only those are read.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 from pathlib import Path
 
@@ -88,10 +89,10 @@ def read_tracks(path: Path) -> pd.DataFrame:
     """
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            groups, names, index_row = next(reader), next(reader), next(reader)
-    except (OSError, StopIteration, csv.Error, UnicodeDecodeError) as exc:
+            head = list(itertools.islice(csv.reader(fh), 3))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read the header of FMA metadata {path}: {exc}") from exc
+    groups, names, index_row = (head + [[], [], []])[:3]
     header = list(zip(groups, names))
     positions = []
     for col in COLUMNS:
@@ -153,12 +154,14 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
 
     tracks = read_tracks(tracks_csv)
     rank = {name: i for i, name in enumerate(SUBSETS)}
-    subset_rank = tracks[("set", "subset")].map(rank)
-    unknown = sorted(set(tracks.loc[subset_rank.isna(), ("set", "subset")]))
+    subset_col = tracks[("set", "subset")]
+    unknown = sorted(set(subset_col) - set(SUBSETS) - {""})
     if unknown:
         raise DatasetError(f"FMA metadata {tracks_csv} has unknown ('set','subset') values {unknown}; "
                            f"expected {', '.join(SUBSETS)}")
-    tracks = tracks[subset_rank <= rank[subset]]
+    # A track with no subset belongs to none of them (not expected in the
+    # official file, but a hand-edited one should not stop the whole dataset).
+    tracks = tracks[subset_col.isin(SUBSETS[:rank[subset] + 1])]
     n_listed = len(tracks)
     genre = tracks[("track", "genre_top")]
     no_genre = int((genre == "").sum())

@@ -12,6 +12,7 @@ clip has its split, so windows of one clip never land on both sides.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -175,7 +176,13 @@ def grouped_folds(labels: Sequence[str], groups: Sequence[str], *, n_folds: int 
     names = sorted(set(labels))
     y = np.array([names.index(lab) for lab in labels])
     _, group_codes = np.unique(np.array(groups), return_inverse=True)
-    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y, group_codes)):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parts = list(splitter.split(np.zeros(len(y)), y, group_codes))
+    for w in caught:
+        # e.g. "the least populated class has only 2 members": worth knowing, not fatal.
+        logger.warning("grouped folds: %s", w.message)
+    for fold, (_, test_idx) in enumerate(parts):
         for i in test_idx:
             out[i] = fold
     return out
