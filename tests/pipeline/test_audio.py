@@ -261,6 +261,20 @@ def test_truncated_file(tmp_path, ext):
     _raises(AudioDecodeError, path, "truncated")
 
 
+def test_slightly_miscounted_wav_header_is_not_truncation(tmp_path):
+    path = write_tone(tmp_path / "pad.wav", 4.0, SR)
+    path.write_bytes(path.read_bytes()[:-4])  # two frames short of the declared size
+    clip = _load(path)
+    assert abs(clip.valid_samples - 4 * SR) <= 2
+
+
+def test_mp3_with_only_a_tag_and_no_audio(tmp_path):
+    """Like FMA's empty tracks: an ID3v2 tag and nothing after it."""
+    path = tmp_path / "099134.mp3"
+    path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x02\x00" + b"\x00" * 256)
+    _raises(AudioDecodeError, path, "not a decodable audio file")
+
+
 @pytest.mark.parametrize("name", ["text.mp3", "text.wav", "text.flac", "text.ogg", "text.au"])
 def test_text_file_with_audio_extension(tmp_path, name):
     path = tmp_path / name
