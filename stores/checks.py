@@ -26,7 +26,7 @@ from stores.writer import shard_digest
 logger = logging.getLogger(__name__)
 
 
-def _raw_float32_bytes(store: FeatureStore) -> int:
+def raw_float32_bytes(store: FeatureStore) -> int:
     """Bytes of every computed clip-variant's valid frames as float32."""
     bands = sum(store.feature_bands.values())
     return int(store.valid_frames.astype(np.int64).sum()) * bands * 4
@@ -49,7 +49,7 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         }
     computed = int((store.valid_frames > 0).sum())
     nbytes = store.nbytes_stored
-    raw = _raw_float32_bytes(store)
+    raw = raw_float32_bytes(store)
     return {
         "uri": store.uri,
         "format": store.attrs.get("format"),
