@@ -107,16 +107,17 @@ def _ramp_value(t, seconds):
 def test_long_file_decodes_only_the_centre_quickly(tmp_path):
     seconds = 600.0
     path = _ramp_file(tmp_path / "long.wav", seconds, 8000, subtype="PCM_16")
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: robust to other processes on the machine
     clip = load_clip(path, clip_seconds=30.0)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert clip.valid_samples == 30 * SR
     assert clip.source_seconds == pytest.approx(seconds)
     # The centre: 285 s to 315 s (away from the resampler's edge transient).
     assert clip.samples[SR] == pytest.approx(_ramp_value(286.0, seconds), abs=2e-3)
     assert clip.samples[29 * SR] == pytest.approx(_ramp_value(314.0, seconds), abs=2e-3)
-    # Decoding 30 s of a 10-minute file reads ~5% of it; the whole file takes longer.
-    assert elapsed < 2.0
+    # 30 s of a 10-minute file: ~10 ms of CPU here; decoding and resampling
+    # the whole file would take ~20x as long.
+    assert elapsed < 0.5
 
 
 def test_excerpt_start(tmp_path):
