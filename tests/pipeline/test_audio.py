@@ -104,9 +104,17 @@ def _ramp_value(t, seconds):
     return -0.9 + 1.8 * t / seconds
 
 
-def test_long_file_decodes_only_the_centre_quickly(tmp_path):
+def test_long_file_decodes_only_the_centre_quickly(tmp_path, monkeypatch):
     seconds = 600.0
     path = _ramp_file(tmp_path / "long.wav", seconds, 8000, subtype="PCM_16")
+    requested = []
+    real_read = soundfile.SoundFile.read
+
+    def spy_read(self, frames=-1, **kw):
+        requested.append(frames)
+        return real_read(self, frames, **kw)
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", spy_read)
     t0 = time.process_time()  # CPU time: robust to other processes on the machine
     clip = load_clip(path, clip_seconds=30.0)
     elapsed = time.process_time() - t0
@@ -118,6 +126,8 @@ def test_long_file_decodes_only_the_centre_quickly(tmp_path):
     # 30 s of a 10-minute file: ~10 ms of CPU here; decoding and resampling
     # the whole file would take ~20x as long.
     assert elapsed < 0.5
+    # Bounded memory: only the 30 s excerpt was read, never the whole file.
+    assert requested == [30 * 8000]
 
 
 def test_excerpt_start(tmp_path):
