@@ -1,0 +1,44 @@
+"""``pipeline build`` / ``info`` / ``verify`` through the command line, on a folder dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text('[audio]\nclip_seconds = 4.0\n\n[augment]\nvariants = ["gain"]\n')
+    return path
+
+
+def test_cli_build_info_verify(manifest, config_file, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "folder.zarr"
+    argv = ["build", "--dataset", "folder", "--root", str(manifest.root), "--out", str(out), "--workers", "0",
+            "--config", str(config_file), "--clips-per-shard", "4"]
+    # one undecodable file of 8 is more than --max-failures 0 allows: non-zero exit, store still complete
+    assert main([*argv, "--max-failures", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "1 failed" in captured.out and "FAILED" in captured.out and "metal.00005" in captured.out
+    # rerun: nothing left to build, and 1 failure is within 20%
+    assert main([*argv, "--max-failures", "20%"]) == 0
+    assert "0 built, 2 already done" in capsys.readouterr().out
+
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"]["name"] == "folder" and info["n_clips"] == 8 and info["complete"]
+    assert info["variants"] == ["original", "gain"]
+    assert main(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OK")
+
+    # another config against the same store is refused (exit 2, the message names the fix)
+    other = tmp_path / "other.toml"
+    other.write_text('[audio]\nclip_seconds = 5.0\n\n[augment]\nvariants = ["gain"]\n')
+    argv_other = [*argv[:-4], "--config", str(other), "--clips-per-shard", "4"]
+    assert main(argv_other) == 2
+    assert "--overwrite" in capsys.readouterr().err
