@@ -49,6 +49,7 @@ import logging
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -312,7 +313,8 @@ def _downmix(block: np.ndarray) -> np.ndarray:
     return mono
 
 
-def _open_av(path: Path, why: str):
+def _open_av(path: Path, why: str) -> tuple[Any, Any]:
+    """(container, first audio stream) of ``path``, or AudioDecodeError."""
     import av
 
     try:
@@ -344,7 +346,8 @@ def _scan_frames(path: Path) -> int | None:
         return _packet_frames(container, stream)
 
 
-def _packet_frames(container, stream) -> int | None:
+def _packet_frames(container: Any, stream: Any) -> int | None:
+    """End of the last packet of ``stream``, in frames from the stream start (None: no packets)."""
     import av
 
     rate = stream.codec_context.sample_rate
@@ -362,7 +365,7 @@ def _packet_frames(container, stream) -> int | None:
     return max(0, int(round((end - start) * stream.time_base * rate)))
 
 
-def _frame_to_mono(frame) -> np.ndarray:
+def _frame_to_mono(frame: Any) -> np.ndarray:
     """Mono float32 [shape=(samples,)] of one decoded PyAV audio frame."""
     data = frame.to_ndarray()
     channels = frame.layout.nb_channels
@@ -378,7 +381,7 @@ def _frame_to_mono(frame) -> np.ndarray:
 
 
 def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
-                 total: int | None = None, declared: bool = False) -> _Excerpt:
+                 total: int | None = None, declared: bool = False, seek: bool = True) -> _Excerpt:
     """Decode the excerpt with PyAV (ffmpeg).
 
     Parameters
@@ -391,6 +394,9 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
     declared : bool
         ``total`` is what the file's header declares: decoding clearly less
         means the file is truncated.
+    seek : bool
+        Seek to the excerpt (False: decode from the start and skip to it,
+        for streams whose frames carry no timestamps after a seek).
     """
     import av
 
@@ -413,10 +419,12 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
         first, count = _excerpt_window(total, rate, clip_seconds, excerpt)
         start_time = stream.start_time or 0
         time_base = stream.time_base
-        if first:
+        seeked = False
+        if first and seek:
             target = first / rate - _SEEK_PREROLL_S
             if target > 0:
                 container.seek(int(target / time_base) + start_time, stream=stream, backward=True)
+                seeked = True
         mono = np.zeros(count, np.float32)
         filled = 0
         next_pos: int | None = None
@@ -434,6 +442,9 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
                 data = _frame_to_mono(frame)
                 if frame.pts is not None:
                     pos = int(round((frame.pts - start_time) * time_base * rate))
+                elif next_pos is None and seeked:
+                    # Nothing says where decoding resumed: count from the start instead.
+                    break
                 else:
                     pos = next_pos if next_pos is not None else 0
                 next_pos = pos + len(data)
@@ -444,8 +455,12 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
                 if pos + len(data) >= first + count:
                     done = True
                     break
-            if done:
+            if done or (seeked and next_pos is None and frames):
                 break
+    if seeked and next_pos is None and filled == 0:
+        logger.debug("%s: no timestamps after seeking; decoding from the start", path)
+        return _decode_pyav(path, clip_seconds, excerpt, why=why, total=total, declared=declared,
+                            seek=False)
     if errors:
         logger.warning("%s: ffmpeg skipped %d damaged packet(s)", path, errors)
     if filled == 0:

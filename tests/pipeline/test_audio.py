@@ -143,6 +143,9 @@ def test_pyav_fallback_decodes_the_same_centre_excerpt(tmp_path):
     assert by_sf.decoder == "soundfile" and by_av.decoder == "pyav"
     assert by_av.total_frames == by_sf.total_frames == 60 * 8000
     np.testing.assert_allclose(by_av.mono, by_sf.mono, atol=1e-6)
+    # Decoding from the start and skipping (streams without timestamps) agrees too.
+    unseeked = audio._decode_pyav(path, 10.0, "centre", why="test", seek=False)
+    np.testing.assert_array_equal(unseeked.mono, by_av.mono)
 
 
 def test_short_clip_is_padded_and_valid_length_recorded(tmp_path):
