@@ -198,8 +198,6 @@ def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: i
     frames *= window
     n_frames = frames.shape[0]
     overlap = n_fft // hop
-    if n_fft % hop:
-        raise ConfigError(f"phase vocoder n_fft={n_fft} must be a multiple of hop={hop}")
     # Overlap-add as `overlap` shifted block additions instead of a frame loop.
     out = np.zeros((n_frames + overlap - 1, hop), np.float32)
     norm = np.zeros((n_frames + overlap - 1, hop), np.float32)
@@ -239,6 +237,8 @@ def phase_vocoder_stretch(y: np.ndarray, rate: float, *, n_fft: int = PV_N_FFT, 
     """
     if not (math.isfinite(rate) and rate > 0):
         raise ConfigError(f"time-stretch rate={rate!r} must be a positive finite number")
+    if hop <= 0 or n_fft <= 0 or n_fft % hop:
+        raise ConfigError(f"phase vocoder n_fft={n_fft} must be a positive multiple of hop={hop}")
     y = np.ascontiguousarray(y, dtype=np.float32)
     length = int(round(len(y) / rate))
     if len(y) == 0 or length == 0:
