@@ -135,11 +135,11 @@ def _table(harmonics: tuple[float, ...], max_harmonic: int) -> np.ndarray:
     Cached: a clip plays few distinct (preset, partial count) pairs; the
     table is read-only after it is built.
     """
-    phase = np.arange(_TABLE_SIZE) * (2.0 * np.pi / _TABLE_SIZE)
-    table = np.zeros(_TABLE_SIZE)
-    for k, amp in enumerate(harmonics[:max_harmonic], start=1):
-        if amp:
-            table += amp * np.sin(k * phase)
+    # Sum of sines through one inverse real FFT: bin k = -i * amp * N / 2 gives amp * sin(k * phase).
+    spectrum = np.zeros(_TABLE_SIZE // 2 + 1, dtype=complex)
+    amps = np.asarray(harmonics[:max_harmonic], dtype=float)
+    spectrum[1:1 + len(amps)] = -0.5j * _TABLE_SIZE * amps
+    table = np.fft.irfft(spectrum, n=_TABLE_SIZE)
     table /= np.max(np.abs(table))
     table.flags.writeable = False
     return table
