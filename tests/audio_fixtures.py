@@ -46,9 +46,32 @@ def write_signal(path: str | Path, samples: np.ndarray, sr: int, *, format: str 
     path = Path(path)
     ext = path.suffix.lstrip(".").lower()
     default_format, default_subtype = FORMATS.get(ext, (None, None))
-    soundfile.write(str(path), samples, sr, format=format or default_format,
-                    subtype=subtype or default_subtype)
+    format, subtype = format or default_format, subtype or default_subtype
+    try:
+        soundfile.write(str(path), samples, sr, format=format, subtype=subtype)
+    except (soundfile.LibsndfileError, ValueError, TypeError):
+        # Older libsndfile builds cannot encode MP3 or Opus; ffmpeg (PyAV) can.
+        codec = {"MPEG_LAYER_III": "libmp3lame", "OPUS": "libopus"}.get(subtype or "")
+        if codec is None:
+            raise
+        _write_with_pyav(path, samples, sr, codec)
     return path
+
+
+def _write_with_pyav(path: Path, samples: np.ndarray, sr: int, codec: str) -> None:
+    import av
+
+    data = np.asarray(samples, dtype=np.float32)
+    data = data[:, None] if data.ndim == 1 else data
+    layout = {1: "mono", 2: "stereo"}[data.shape[1]]
+    with av.open(str(path), "w", format="mp3" if codec == "libmp3lame" else "ogg") as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format="fltp", layout=layout)
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
 
 
 def write_tone(path: str | Path, seconds: float = 5.0, sr: int = 22050, *, channels: int = 1,

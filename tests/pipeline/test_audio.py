@@ -315,3 +315,19 @@ def test_audio_errors_survive_pickling(error):
     assert type(back) is type(error)
     assert (back.path, back.reason, str(back)) == (error.path, error.reason, str(error))
     assert isinstance(back, (AudioError, PipelineError, ValueError))
+
+
+@pytest.mark.parametrize("ext, codec, rate, channels", [
+    ("mp3", "libmp3lame", 44100, 2),
+    ("opus", "libopus", 48000, 1),
+])
+def test_files_encoded_by_ffmpeg_decode(tmp_path, ext, codec, rate, channels):
+    """Another encoder's container details (ffmpeg's LAME and Ogg muxers)."""
+    from tests.audio_fixtures import _write_with_pyav
+
+    path = tmp_path / f"ff.{ext}"
+    _write_with_pyav(path, tone(4.0, rate, freq=660.0, channels=channels), rate, codec)
+    clip = _load(path)
+    assert clip.source_channels == channels
+    assert abs(clip.valid_samples - 4 * SR) < 0.06 * SR
+    assert dominant_frequency(clip.samples[SR:3 * SR], SR) == pytest.approx(660.0, rel=2e-3)
