@@ -72,6 +72,11 @@ def fault_filtered_lists() -> dict[str, tuple[str, ...]]:
     return {split: tuple(data[split]) for split in ("train", "val", "test")}
 
 
+def genre_of(clip_id: str) -> str:
+    """Genre of a GTZAN clip id (``"blues.00029"`` -> ``"blues"``)."""
+    return clip_id.split(".", 1)[0]
+
+
 def find_genres_dir(root: Path) -> Path:
     """The folder under ``root`` whose sub-folders are the GTZAN genres."""
     for candidate in _CANDIDATES:
@@ -144,14 +149,14 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
     genres_dir = find_genres_dir(path)
     files = scan_gtzan(genres_dir)
     ids = list(files)
-    labels_of = {cid: cid.split(".", 1)[0] for cid in ids}
+    labels_of = {cid: genre_of(cid) for cid in ids}
     if split == "fault-filtered":
         lists = fault_filtered_lists()
         split_of = {cid: name for name, members in lists.items() for cid in members}
         kept = [cid for cid in ids if cid in split_of]
         listed_missing = sorted(set(split_of) - set(files))
         # Only genres that are present can be expected on disk.
-        listed_missing = [cid for cid in listed_missing if (genres_dir / labels_of_id(cid)).is_dir()]
+        listed_missing = [cid for cid in listed_missing if (genres_dir / genre_of(cid)).is_dir()]
         if listed_missing:
             logger.warning("%d clip(s) of the fault-filtered lists are missing under %s, e.g. %s",
                            len(listed_missing), genres_dir, ", ".join(listed_missing[:5]))
@@ -176,7 +181,3 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
     return Manifest(dataset="gtzan", root=path, labels=labels, clips=clips, split_scheme=split,
                     n_folds=k, source=source)
 
-
-def labels_of_id(clip_id: str) -> str:
-    """Genre of a GTZAN clip id (``"blues.00029"`` -> ``"blues"``)."""
-    return clip_id.split(".", 1)[0]
