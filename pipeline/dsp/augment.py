@@ -72,6 +72,7 @@ because features are computed on floats, not written to 16-bit files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -491,52 +492,50 @@ def wsola_stretch(y: np.ndarray, rate: float, *, frame: int = 1024, tolerance: i
     length = int(round(len(y) / rate))
     hop = frame // 2
     pad = tolerance + frame
-    x = np.pad(np.asarray(y, dtype=np.float32), (pad, pad + int(frame / rate) + frame))
+    # The kernel does no bounds checks: pad the end beyond the last frame it
+    # can read (two synthesis hops past the end, at any rate, plus tolerance).
+    x = np.pad(np.asarray(y, dtype=np.float32), (pad, pad + int(4 * frame * max(rate, 1.0))))
     window = _hann(frame)
     out = _wsola_kernel()(x, float(rate), frame, hop, tolerance, corr_len, pad, length, window)
     return out[:length]
 
 
-_WSOLA = None
-
-
+@functools.lru_cache(maxsize=1)
 def _wsola_kernel() -> Callable:
-    global _WSOLA
-    if _WSOLA is None:
-        import numba
+    """The numba-compiled WSOLA loop (compiled once per process, on first use)."""
+    import numba
 
-        @numba.njit(cache=False, fastmath=False)
-        def kernel(x, rate, frame, hop, tol, corr_len, pad, length, window):  # pragma: no cover
-            n_out = length // hop + 2
-            out = np.zeros(n_out * hop + frame, np.float32)
-            norm = np.zeros(n_out * hop + frame, np.float32)
-            prev = pad  # input position of the previous frame
-            for k in range(n_out):
-                nominal = pad + int(round(k * hop * rate))
-                best, best_score = nominal, -np.inf
-                if k > 0:
-                    cont = prev + hop  # where the previous frame would continue
-                    for step in (4, 1):
-                        lo = -tol if step == 4 else max(-tol, best - nominal - 3)
-                        hi = tol if step == 4 else min(tol, best - nominal + 3)
-                        for d in range(lo, hi + 1, step):
-                            pos = nominal + d
-                            score = 0.0
-                            for i in range(corr_len):
-                                score += x[cont + i] * x[pos + i]
-                            if score > best_score:
-                                best_score, best = score, pos
-                for i in range(frame):
-                    out[k * hop + i] += window[i] * x[best + i]
-                    norm[k * hop + i] += window[i]
-                prev = best
-            for i in range(len(out)):
-                if norm[i] > 1e-3:
-                    out[i] /= norm[i]
-            return out
+    @numba.njit(cache=False, fastmath=False)
+    def kernel(x, rate, frame, hop, tol, corr_len, pad, length, window):  # pragma: no cover
+        n_out = length // hop + 2
+        out = np.zeros(n_out * hop + frame, np.float32)
+        norm = np.zeros(n_out * hop + frame, np.float32)
+        prev = pad  # input position of the previous frame
+        for k in range(n_out):
+            nominal = pad + int(round(k * hop * rate))
+            best, best_score = nominal, -np.inf
+            if k > 0:
+                cont = prev + hop  # where the previous frame would continue
+                for step in (4, 1):
+                    lo = -tol if step == 4 else max(-tol, best - nominal - 3)
+                    hi = tol if step == 4 else min(tol, best - nominal + 3)
+                    for d in range(lo, hi + 1, step):
+                        pos = nominal + d
+                        score = 0.0
+                        for i in range(corr_len):
+                            score += x[cont + i] * x[pos + i]
+                        if score > best_score:
+                            best_score, best = score, pos
+            for i in range(frame):
+                out[k * hop + i] += window[i] * x[best + i]
+                norm[k * hop + i] += window[i]
+            prev = best
+        for i in range(len(out)):
+            if norm[i] > 1e-3:
+                out[i] /= norm[i]
+        return out
 
-        _WSOLA = kernel
-    return _WSOLA
+    return kernel
 
 
 def compare_stretch_methods(seconds: float = 30.0, sr: int = 22050, *, rate: float = 0.9,
