@@ -1,0 +1,296 @@
+"""Feature stores on a real S3 server (the loopback Ceph RADOS Gateway), zip and HTTP.
+
+One store is built per module, through the `pipeline build` command with
+credentials given as `--storage-option`s (the riskiest path for leaking
+them), next to a serial local build of the same dataset. The tests then
+verify, inspect, stream, export and publish it, and check the failure modes:
+missing bucket, bad credentials, a connection dropped mid-build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.build import build_store
+from pipeline.cli import main as pipeline_main
+from pipeline.config import load_config
+from pipeline.datasets import load_manifest
+from pipeline.errors import StoreAccessError, StoreError, StoreNotFoundError
+from stores import open_store
+from tests.integration.helpers import assert_same_store, open_raw, synthetic_manifest
+from tests.s3_fixtures import S3Server
+
+pytestmark = pytest.mark.s3
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+CONFIG = '[audio]\nclip_seconds = 4.0\n[augment]\nvariants = ["gain", "time_stretch"]\n'
+N_CLIPS = 6
+AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+            "AWS_PROFILE", "AWS_SESSION_TOKEN")
+
+
+def cli_options(server: S3Server, endpoint_url: str | None = None) -> list[str]:
+    """``--storage-option`` flags carrying the endpoint and the credentials."""
+    opts = server.storage_options(endpoint_url)
+    flat = {"key": opts["key"], "secret": opts["secret"],
+            "client_kwargs.endpoint_url": opts["client_kwargs"]["endpoint_url"],
+            "client_kwargs.region_name": opts["client_kwargs"]["region_name"]}
+    return [arg for k, v in flat.items() for arg in ("--storage-option", f"{k}={v}")]
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any AWS setting (credentials only where a test puts them)."""
+    return {k: v for k, v in os.environ.items() if k not in AWS_VARS}
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch):
+    for name in AWS_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server):
+    fs = s3_server.filesystem()
+    name = f"hfs-it-{secrets.token_hex(5)}"
+    fs.mkdir(name)
+    yield name
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(name, recursive=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, s3_server: S3Server, bucket: str):
+    """A dataset folder, its serial local store, and the same store built on S3 by the CLI."""
+    tmp = tmp_path_factory.mktemp("s3build")
+    audio = tmp / "audio"
+    synthetic_manifest(audio, N_CLIPS, seconds=4.5)
+    config_file = tmp / "config.toml"
+    config_file.write_text(CONFIG)
+    local = tmp / "local.zarr"
+    build_store(load_manifest("folder", audio), local, config=load_config(config_file), workers=0,
+                progress=False)
+    uri = f"s3://{bucket}/stores/folder.zarr"
+    # a one-process Dask cluster: the options travel to a worker process, as on a real cluster
+    run = subprocess.run(
+        [PIPELINE, "build", "--dataset", "folder", "--root", str(audio), "--config", str(config_file),
+         "--out", uri, "--workers", "1", *cli_options(s3_server)],
+        capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return {"uri": uri, "local": local, "audio": audio, "config": config_file, "tmp": tmp,
+            "output": run.stdout + run.stderr}
+
+
+def test_cli_build_on_s3_is_bit_identical_to_a_local_build(built, s3_server):
+    store = open_store(built["uri"], storage_options=s3_server.storage_options())
+    assert store.complete and store.n_clips == N_CLIPS
+    assert (store.clips["status"] == "ok").all()
+    assert_same_store(built["local"], built["uri"], options_b=s3_server.storage_options())
+
+
+def test_verify_and_info_read_s3_with_credentials_from_the_environment(built, s3_server, monkeypatch, capsys):
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    assert pipeline_main(["verify", built["uri"], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"], report
+    assert pipeline_main(["info", built["uri"], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["uri"] == built["uri"] and info["complete"]
+    assert info["status"] == {"ok": N_CLIPS}
+    assert info["nbytes_stored"] > 0
+
+
+def test_credentials_are_never_written_into_the_store_or_printed(built, s3_server):
+    secret, key = s3_server.secret.encode(), s3_server.key.encode()
+    fs = s3_server.filesystem()
+    root = built["uri"][len("s3://"):]
+    objects = fs.find(root)
+    assert any(p.endswith("zarr.json") for p in objects)
+    for path in objects:
+        data = fs.cat_file(path)
+        assert secret not in data and key not in data, f"credentials found in {path}"
+    assert s3_server.secret not in built["output"]
+    assert s3_server.key not in built["output"]
+
+
+def test_trainer_streams_windows_from_s3_like_from_a_folder(built, s3_server):
+    from model.data import WindowStream
+
+    def windows(source, **options):
+        stream = WindowStream(source, split="train", features=["mel", "cens"], batch_size=4, shuffle=False,
+                              with_keys=True, **options)
+        out = {}
+        for features, labels, keys in stream:
+            for row, key in enumerate(keys.tolist()):
+                out[tuple(key)] = (features["mel"][row].numpy().tobytes(), int(labels[row]))
+        return out
+
+    remote = windows(built["uri"], storage_options=s3_server.storage_options())
+    local = windows(str(built["local"]))
+    assert len(remote) > 0
+    assert remote == local
+
+
+def test_export_to_zip_and_read_the_zip(built, s3_server, tmp_path, monkeypatch):
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "published" / "store.zip"
+    assert pipeline_main(["export", built["uri"], str(out)]) == 0
+    zipped = open_store(out)
+    assert zipped.fingerprint == open_store(built["uri"]).fingerprint
+    assert_same_store(built["uri"], out)
+    with pytest.raises(StoreError, match="read-only"):
+        build_store(load_manifest("folder", built["audio"]), out, config=load_config(built["config"]),
+                    workers=0, progress=False)
+
+
+class _StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server with single byte-range support, as nginx or S3 website hosting have.
+
+    Python's own handler ignores ``Range`` and sends whole files; Zarr reads a
+    shard's index and chunks by byte range, so a real publishing server must
+    honour it.
+    """
+
+    def do_GET(self) -> None:
+        header = self.headers.get("Range")
+        path = Path(self.translate_path(self.path))
+        if not header or not path.is_file():
+            return super().do_GET()
+        size = path.stat().st_size
+        spec = header.strip().removeprefix("bytes=")
+        first, _, last = spec.partition("-")
+        if not first:  # suffix range: the last N bytes
+            start, stop = max(0, size - int(last)), size
+        else:
+            start, stop = int(first), (min(int(last) + 1, size) if last else size)
+        if start >= size or start >= stop:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return None
+        with path.open("rb") as handle:
+            handle.seek(start)
+            body = handle.read(stop - start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+        return None
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHandler,
+                                                                                 directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_published_store_reads_over_plain_http(built):
+    local = built["local"]
+    with serve_folder(local.parent) as base:
+        url = f"{base}/{local.name}"
+        store = open_store(url)
+        assert store.fingerprint == open_store(local).fingerprint
+        assert_same_store(local, url)
+        with pytest.raises(StoreError, match="read-only"):
+            build_store(load_manifest("folder", built["audio"]), url, config=load_config(built["config"]),
+                        workers=0, progress=False)
+        with pytest.raises(StoreNotFoundError):
+            open_store(f"{base}/no-such-store.zarr")
+
+
+def test_missing_bucket_gives_a_clear_message(s3_server, tmp_path, capsys, no_aws_env):
+    missing = f"s3://hfs-missing-{secrets.token_hex(4)}/x.zarr"
+    assert pipeline_main(["info", missing, *cli_options(s3_server)]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "bucket" in err
+    synthetic_manifest(tmp_path / "audio", 1)
+    assert pipeline_main(["build", "--dataset", "folder", "--root", str(tmp_path / "audio"), "--out", missing,
+                          "--workers", "0", *cli_options(s3_server)]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "bucket does not exist" in err and "create the bucket" in err
+
+
+def test_bad_credentials_give_a_clear_message_without_the_secret(built, s3_server, capsys, no_aws_env):
+    wrong = "not-the-secret-" + secrets.token_hex(6)
+    bad = S3Server(s3_server.endpoint_url, s3_server.key, wrong, s3_server.region)
+    assert pipeline_main(["info", built["uri"], *cli_options(bad)]) == 2
+    captured = capsys.readouterr()
+    assert built["uri"] in captured.err and "denied" in captured.err and "AWS_SECRET_ACCESS_KEY" in captured.err
+    assert wrong not in captured.out + captured.err
+    with pytest.raises(StoreAccessError):
+        open_store(built["uri"], storage_options=bad.storage_options())
+
+
+def test_build_interrupted_by_a_dropped_connection_resumes(built, s3_server, bucket, flaky_s3, tmp_path,
+                                                          no_aws_env):
+    """Cut the network after the first shard is on the server; the rerun resumes and matches."""
+    manifest = load_manifest("folder", built["audio"])
+    config = load_config(built["config"])
+    uri = f"s3://{bucket}/stores/resumed.zarr"
+    proxied = s3_server.storage_options(flaky_s3.endpoint_url)
+    direct = s3_server.storage_options()
+    reference = tmp_path / "reference.zarr"
+    build_store(manifest, reference, config=config, workers=0, clips_per_shard=2, progress=False)
+    outcome: dict[str, object] = {}
+
+    def first_attempt() -> None:
+        try:
+            outcome["summary"] = build_store(manifest, uri, config=config, workers=0, clips_per_shard=2,
+                                             progress=False, storage_options=proxied)
+        except Exception as exc:  # the expected failure, examined by the test below
+            outcome["error"] = exc
+
+    builder = threading.Thread(target=first_attempt, daemon=True)
+    builder.start()
+    deadline = time.monotonic() + 120
+    digests: list[str] = []
+    while builder.is_alive() and time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, KeyError, StoreError):
+            digests = [str(d) for d in open_raw(uri, direct)["shard_digest"][:]]
+        if any(digests):
+            flaky_s3.cut()
+            break
+        time.sleep(0.05)
+    builder.join(timeout=180)
+    assert not builder.is_alive()
+    assert "error" in outcome, "the build finished before the connection was cut"
+    finished_before = sum(bool(d) for d in [str(x) for x in open_raw(uri, direct)["shard_digest"][:]])
+    assert 1 <= finished_before < 3
+    assert not open_raw(uri, direct).attrs.get("complete")
+
+    flaky_s3.restore()
+    summary = build_store(manifest, uri, config=config, workers=0, clips_per_shard=2, progress=False,
+                          storage_options=proxied)
+    assert summary.shards_skipped == finished_before
+    assert summary.shards_built == 3 - finished_before
+    assert_same_store(reference, uri, options_b=direct)
