@@ -74,7 +74,7 @@ from pipeline.errors import ConfigError, DatasetError
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the synthesis changes, so cached folders of an older generator are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SAMPLE_RATE = 22050
 MARKER = "demo.json"
 SPLIT_SCHEMES: tuple[str, ...] = ("random", "artist", "folds", "artist-folds")

@@ -36,10 +36,11 @@ _MINOR = (0, 2, 3, 5, 7, 8, 10)
 
 #: Harmony classes: (scale, chord size, progressions as scale degrees 0..6).
 HARMONIES: dict[str, tuple[tuple[int, ...], int, tuple[tuple[int, ...], ...]]] = {
-    # I-V-vi-IV, I-IV-V-I, I-vi-IV-V, IV-V-I-I: major key, triads.
-    "major-triads": (_MAJOR, 3, ((0, 4, 5, 3), (0, 3, 4, 0), (0, 5, 3, 4), (3, 4, 0, 0))),
-    # i-VI-III-VII, i-iv-v-i, i-VII-VI-VII, i-iv-VII-III: natural minor, triads.
-    "minor-triads": (_MINOR, 3, ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 2))),
+    # The same four progression shapes in major and in natural minor, so that
+    # the mode (chord qualities around the tonic), not the shape, tells them apart:
+    # I-IV-V-I / i-iv-v-i, I-V-IV-I / i-v-iv-i, I-IV-I-V / i-iv-i-v, I-vi-IV-V / i-VI-iv-v.
+    "major-triads": (_MAJOR, 3, ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 5, 3, 4))),
+    "minor-triads": (_MINOR, 3, ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 5, 3, 4))),
     # ii7-V7-Imaj7-Imaj7, Imaj7-vi7-ii7-V7, IVmaj7-V7-iii7-vi7, ii7-V7-Imaj7-vi7.
     "seventh-chords": (_MAJOR, 4, ((1, 4, 0, 0), (0, 5, 1, 4), (3, 4, 2, 5), (1, 4, 0, 5))),
 }
