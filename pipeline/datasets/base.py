@@ -65,3 +65,22 @@ class Manifest:
     def head(self, n: int) -> "Manifest":
         """The first ``n`` clips (smoke tests and benchmarks)."""
         return dataclasses.replace(self, clips=self.clips[:n])
+
+    def balanced_head(self, n: int) -> "Manifest":
+        """``n`` clips taken from the labels in turn (the first of each label, then the second, ...).
+
+        Adapters sort clips by label, so :meth:`head` of a small ``n`` holds
+        one or two labels only; this keeps every label in a smoke run. The
+        chosen clips keep their manifest order.
+        """
+        by_label: dict[str, list[int]] = {}
+        for i, clip in enumerate(self.clips):
+            by_label.setdefault(clip.label, []).append(i)
+        chosen: list[int] = []
+        rank = 0
+        while len(chosen) < min(n, len(self.clips)):
+            for indices in by_label.values():
+                if rank < len(indices) and len(chosen) < n:
+                    chosen.append(indices[rank])
+            rank += 1
+        return dataclasses.replace(self, clips=tuple(self.clips[i] for i in sorted(chosen)))

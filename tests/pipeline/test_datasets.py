@@ -319,3 +319,11 @@ def test_grouped_split_keeps_groups_on_one_side():
 def test_errors_share_the_root_class(tmp_path):
     with pytest.raises(PipelineError):
         load_manifest("folder", tmp_path / "nope")
+
+
+def test_balanced_head_keeps_every_label(tmp_path):
+    make_folder_tree(tmp_path, {"a": [f"{i}.wav" for i in range(6)], "b": ["0.wav", "1.wav"], "c": ["0.wav"]})
+    m = load_manifest("folder", tmp_path)
+    assert [c.label for c in m.head(3).clips] == ["a", "a", "a"]
+    assert [c.clip_id for c in m.balanced_head(5).clips] == ["a/0", "a/1", "b/0", "b/1", "c/0"]
+    assert len(m.balanced_head(100)) == 9 and len(m.balanced_head(0)) == 0
