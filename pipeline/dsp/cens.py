@@ -70,7 +70,7 @@ def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
         if i:
             y = _decimate(y, 2)
         spec = scipy.fft.rfft(_frames(y, octave.n_fft, octave.hop), axis=-1)
-        responses.append(np.abs(spec @ octave.basis_t))
+        responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
     n_frames = min(r.shape[0] for r in responses)
     out = np.empty((n_frames, plan.n_bins), np.float32)
     bpo = responses[0].shape[1]

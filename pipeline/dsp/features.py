@@ -84,42 +84,56 @@ def _magnitude(X, out):
             out[i, j] = np.sqrt(v.real * v.real + v.imag * v.imag)
 
 
-@njit(cache=True, nogil=True)
-def _softmask(x, ref, power, zero_value):
-    # librosa.util.softmask for one element: scale by max(x, ref) before the
-    # power so that large magnitudes cannot overflow float32.
-    z = max(x, ref)
-    if z < _TINY32:
-        return zero_value
-    a = x / z
-    b = ref / z
-    if power == 2.0:
-        a = a * a
-        b = b * b
-    elif power != 1.0:
-        a = a ** power
-        b = b ** power
-    return a / (a + b)
+@njit(cache=True, nogil=True, inline="always")
+def _pow(x, power):
+    return x * x if power == 2.0 else x ** power
 
 
-@njit(cache=True, nogil=True)
-def _hpss_parts(S, harm, perc, power, margin, mask_h, pow_s, pow_h, pow_p):
-    """Soft masks and the power spectra of S, H = mask_h * S and P = mask_p * S."""
-    split = np.float32(0.5) if margin == 1.0 else np.float32(0.0)
-    n0, n1 = S.shape
-    for i in range(n0):
-        for j in range(n1):
-            h = harm[i, j]
-            p = perc[i, j]
-            mh = _softmask(h, p * margin, power, split)
-            mp = _softmask(p, h * margin, power, split)
-            s = S[i, j]
-            mask_h[i, j] = mh
-            pow_s[i, j] = s * s
-            sh = s * mh
-            sp = s * mp
-            pow_h[i, j] = sh * sh
-            pow_p[i, j] = sp * sp
+@njit(cache=True, nogil=True, error_model="numpy")
+def _hpss_parts_kernel(S, harm, perc, power, margin, split, mask_h, pow_h, pow_p):
+    # librosa.util.softmask, element-wise and branch-free so that it
+    # vectorises: scale by max(x, ref) before the power (no overflow), and
+    # give ``split`` (0.5 when margins are 1, else 0) where both medians are
+    # below float32 tiny.
+    for i in range(S.shape[0]):
+        h = harm[i]
+        p = perc[i]
+        s = S[i]
+        h_ref = h * margin
+        p_ref = p * margin
+        z1 = max(h, p_ref)
+        ok1 = z1 >= _TINY32
+        z1 = z1 if ok1 else np.float32(1.0)
+        a = _pow(h / z1, power)
+        b = _pow(p_ref / z1, power)
+        z2 = max(p, h_ref)
+        ok2 = z2 >= _TINY32
+        z2 = z2 if ok2 else np.float32(1.0)
+        c = _pow(p / z2, power)
+        d = _pow(h_ref / z2, power)
+        mh = a / (a + b) if ok1 else split
+        mp = c / (c + d) if ok2 else split
+        mask_h[i] = mh
+        sh = s * mh
+        sp = s * mp
+        pow_h[i] = sh * sh
+        pow_p[i] = sp * sp
+
+
+def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: float,
+                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Harmonic mask and the power spectra |H|^2, |P|^2 of a magnitude S (any shape, C-contiguous).
+
+    As ``librosa.decompose.hpss`` (one margin for both masks): ``mask_H =
+    softmask(harm, margin * perc, power)``, ``mask_P = softmask(perc,
+    margin * harm, power)``, ``H = mask_H * S``, ``P = mask_P * S``.
+    """
+    shape = S.shape
+    flat = [a.reshape(-1) for a in (S, harm, perc)]
+    mask_h, pow_h, pow_p = (np.empty(S.size, np.float32) for _ in range(3))
+    split = np.float32(0.5 if margin == 1.0 else 0.0)
+    _hpss_parts_kernel(*flat, np.float32(power), np.float32(margin), split, mask_h, pow_h, pow_p)
+    return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
 def _hpss_time_major(S: np.ndarray, *, kernel_harmonic: int, kernel_percussive: int):
@@ -156,13 +170,10 @@ def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float
     S = np.empty(X.shape, np.float32)
     _magnitude(X, S)
     harm, perc = _hpss_time_major(S, kernel_harmonic=int(kernel_size[0]), kernel_percussive=int(kernel_size[1]))
-    mask_h = np.empty_like(S)
-    scratch = [np.empty_like(S) for _ in range(3)]
-    _hpss_parts(S, harm, perc, float(power), float(margin), mask_h, *scratch)
-    # P's mask is recomputed here only for this public helper; the extractor
-    # needs P's power spectrum, never its complex values.
-    mask_p = np.empty_like(S)
-    _hpss_parts(S, perc, harm, float(power), float(margin), mask_p, *scratch)
+    mask_h, _, _ = _hpss_parts(S, harm, perc, power=float(power), margin=float(margin))
+    # P's mask (the harmonic mask with the roles swapped) is computed only for
+    # this public helper; the extractor needs P's power spectrum, never P.
+    mask_p, _, _ = _hpss_parts(S, perc, harm, power=float(power), margin=float(margin))
     return np.ascontiguousarray((X * mask_h).T), np.ascontiguousarray((X * mask_p).T)
 
 
@@ -275,9 +286,9 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     _magnitude(X, S)
     harm, perc = _hpss_time_major(S, kernel_harmonic=cfg.hpss_kernel_harmonic,
                                   kernel_percussive=cfg.hpss_kernel_percussive)
-    mask_h = np.empty_like(S)
-    pow_s, pow_h, pow_p = np.empty_like(S), np.empty_like(S), np.empty_like(S)
-    _hpss_parts(S, harm, perc, float(cfg.hpss_power), float(cfg.hpss_margin), mask_h, pow_s, pow_h, pow_p)
+    mask_h, pow_h, pow_p = _hpss_parts(S, harm, perc, power=float(cfg.hpss_power),
+                                       margin=float(cfg.hpss_margin))
+    pow_s = np.square(S)
 
     mel_big = mel_basis_t(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
     mel_small = mel_basis_t(sr, n_fft, cfg.hp_n_mels, float(cfg.fmin), float(fmax))

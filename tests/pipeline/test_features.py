@@ -1,0 +1,245 @@
+"""Parity of the fast feature extractor with librosa, on synthetic signals.
+
+Tolerances (float32 throughout; librosa orders some products differently):
+- median filters: bit-identical to scipy.ndimage.median_filter(mode="reflect");
+- HPSS components: max |ours - librosa| <= 1e-5 of max |D|;
+- log-mel (dB, 80 dB floor): max abs diff <= 0.01 dB;
+- MFCC: max abs diff <= 0.01 (values span hundreds);
+- CENS: max abs diff <= 1e-4 and correlation >= 0.9999 (entries in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import librosa
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from pipeline.config import FeatureConfig
+from pipeline.dsp.cens import chroma_cens
+from pipeline.dsp.features import FEATURE_NAMES, extract_features, hpss, istft, stft
+from pipeline.dsp.median import median_filter_axis
+from pipeline.errors import ConfigError, FeatureError, PipelineError
+
+SR = 22050
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def _tones_and_clicks(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    y = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (196.0, 246.9, 293.7, 587.3))
+    clicks = np.zeros(n)
+    clicks[:: SR // 4] = 1.0
+    y = y + np.convolve(clicks, rng.standard_normal(256) * np.exp(-np.arange(256) / 30.0), mode="same")
+    y = y + 0.02 * rng.standard_normal(n)
+    return (0.8 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def _chirp(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:
+    y = librosa.chirp(fmin=80.0, fmax=6000.0, sr=SR, duration=seconds) * 0.5
+    return (y + 0.01 * rng.standard_normal(len(y))).astype(np.float32)
+
+
+def _noise(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:
+    return (0.3 * rng.standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+SIGNALS = {"tones_clicks": _tones_and_clicks, "chirp": _chirp, "noise": _noise}
+
+
+def _librosa_features(y: np.ndarray, cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    fmax = cfg.fmax or SR / 2
+    D = librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    H, P = librosa.decompose.hpss(D, kernel_size=(cfg.hpss_kernel_harmonic, cfg.hpss_kernel_percussive),
+                                  power=cfg.hpss_power, margin=cfg.hpss_margin)
+
+    def logmel(X, n):
+        m = librosa.feature.melspectrogram(S=np.abs(X) ** 2, sr=SR, n_fft=cfg.n_fft, n_mels=n,
+                                           fmin=cfg.fmin, fmax=fmax)
+        return librosa.power_to_db(m, ref=1.0, amin=1e-10, top_db=cfg.top_db or None)
+
+    y_h = librosa.istft(H, hop_length=cfg.hop_length, n_fft=cfg.n_fft, length=len(y))
+    return {
+        "mel": logmel(D, cfg.n_mels),
+        "harmonic_mel": logmel(H, cfg.hp_n_mels),
+        "percussive_mel": logmel(P, cfg.hp_n_mels),
+        "mfcc": librosa.feature.mfcc(S=logmel(H, cfg.n_mels), n_mfcc=cfg.n_mfcc),
+        "cens": librosa.feature.chroma_cens(y=y_h, sr=SR, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
+                                            tuning=cfg.cens_tuning, n_octaves=cfg.cens_n_octaves,
+                                            bins_per_octave=cfg.cens_bins_per_octave,
+                                            win_len_smooth=cfg.cens_win_len_smooth),
+    }
+
+
+# -- median filter ---------------------------------------------------------
+
+@pytest.mark.parametrize("k", [1, 4, 9, 31])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("shape", [(200, 70), (5, 140), (140, 3)])
+def test_median_filter_matches_scipy_exactly(rng, shape, axis, k):
+    X = rng.random(shape).astype(np.float32)
+    X[:, ::4] = np.round(X[:, ::4] * 3)  # ties, which a sorted window must handle
+    size = [1, 1]
+    size[axis] = k
+    expected = scipy.ndimage.median_filter(X, size=size, mode="reflect")
+    np.testing.assert_array_equal(median_filter_axis(X, k, axis), expected)
+
+
+def test_median_filter_float64_and_bad_arguments(rng):
+    X = rng.random((50, 20))
+    np.testing.assert_array_equal(median_filter_axis(X, 7, 1),
+                                  scipy.ndimage.median_filter(X, size=(1, 7), mode="reflect"))
+    with pytest.raises(FeatureError, match="positive integer"):
+        median_filter_axis(X, 0, 0)
+    with pytest.raises(FeatureError, match="axis"):
+        median_filter_axis(X, 3, 2)
+    with pytest.raises(FeatureError, match="2-D"):
+        median_filter_axis(X[0], 3, 0)
+
+
+# -- building blocks --------------------------------------------------------
+
+def test_stft_istft_match_librosa(rng):
+    y = _tones_and_clicks(rng, 2.0)
+    X = stft(y, n_fft=2048, hop_length=512)
+    D = librosa.stft(y, n_fft=2048, hop_length=512)
+    assert X.shape == D.T.shape and X.dtype == np.complex64
+    assert np.max(np.abs(X - D.T)) <= 1e-5 * np.max(np.abs(D))
+    y_back = istft(X, n_fft=2048, hop_length=512, length=len(y))
+    ref = librosa.istft(D, hop_length=512, length=len(y))
+    assert np.max(np.abs(y_back - ref)) < 1e-5
+
+
+@pytest.mark.parametrize("power,margin", [(2.0, 1.0), (1.0, 1.0), (2.0, 3.0)])
+def test_hpss_matches_librosa(rng, power, margin):
+    y = _tones_and_clicks(rng, 2.0)
+    D = librosa.stft(y, n_fft=1024, hop_length=256)
+    H, P = hpss(D, kernel_size=(17, 31), power=power, margin=margin)
+    H_ref, P_ref = librosa.decompose.hpss(D, kernel_size=(17, 31), power=power, margin=margin)
+    scale = np.max(np.abs(D))
+    assert np.max(np.abs(H - H_ref)) <= 1e-5 * scale
+    assert np.max(np.abs(P - P_ref)) <= 1e-5 * scale
+    # The separation is not trivial: the tones go to H, the clicks to P.
+    assert np.sum(np.abs(H) ** 2) > 0.1 * np.sum(np.abs(D) ** 2)
+    assert np.sum(np.abs(P) ** 2) > 0.01 * np.sum(np.abs(D) ** 2)
+
+
+def test_cens_matches_librosa_on_chirp(rng):
+    y = _chirp(rng, 3.0)
+    ours = chroma_cens(y, sr=SR, hop_length=512, fmin=32.70319566257483, bins_per_octave=36, n_octaves=7,
+                       tuning=0.0, win_len_smooth=41)
+    ref = librosa.feature.chroma_cens(y=y, sr=SR, hop_length=512, fmin=32.70319566257483, bins_per_octave=36,
+                                      n_octaves=7, tuning=0.0, win_len_smooth=41)
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) <= 1e-4
+
+
+# -- the extractor ---------------------------------------------------------
+
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
+def test_extract_features_matches_librosa(rng, signal):
+    y = SIGNALS[signal](rng)
+    cfg = FeatureConfig()
+    ours = extract_features(y, sr=SR, cfg=cfg)
+    ref = _librosa_features(y, cfg)
+    n_frames = 1 + len(y) // cfg.hop_length
+    assert tuple(ours) == FEATURE_NAMES
+    for name, bands in cfg.feature_bands().items():
+        a = ours[name]
+        assert a.shape == (bands, n_frames), name
+        assert a.dtype == np.float32 and a.flags.c_contiguous, name
+        b = ref[name][:, :n_frames]
+        tol = {"mel": 0.01, "harmonic_mel": 0.01, "percussive_mel": 0.01, "mfcc": 0.01, "cens": 1e-4}[name]
+        assert np.max(np.abs(a - b)) <= tol, (name, float(np.max(np.abs(a - b))))
+    assert np.corrcoef(ours["cens"].ravel(), ref["cens"][:, :n_frames].ravel())[0, 1] >= 0.9999
+
+
+def test_extract_features_non_default_config(rng):
+    """Other bands, kernels, fmax, top_db off, and a CENS with other resolution and smoothing."""
+    cfg = FeatureConfig(n_fft=1024, hop_length=256, n_mels=96, hp_n_mels=40, fmin=30.0, fmax=8000.0, top_db=0.0,
+                        n_mfcc=20, hpss_kernel_harmonic=17, hpss_kernel_percussive=9, hpss_margin=2.0,
+                        cens_bins_per_octave=24, cens_n_octaves=6, cens_win_len_smooth=21, cens_tuning=0.2)
+    y = _tones_and_clicks(rng, 2.5)
+    ours = extract_features(y, sr=SR, cfg=cfg)
+    ref = _librosa_features(y, cfg)
+    for name in FEATURE_NAMES:
+        n_frames = ours[name].shape[1]
+        assert n_frames == 1 + len(y) // 256
+        tol = 1e-4 if name == "cens" else 0.02
+        # Without a dB floor near-silent bins reach -100 dB, where float32
+        # rounding of tiny powers is relatively larger.
+        assert np.max(np.abs(ours[name] - ref[name][:, :n_frames])) <= tol, name
+
+
+def test_features_change_with_the_signal(rng):
+    cfg = FeatureConfig()
+    a = extract_features(_tones_and_clicks(rng), sr=SR, cfg=cfg)
+    b = extract_features(_noise(rng), sr=SR, cfg=cfg)
+    for name in FEATURE_NAMES:
+        assert not np.allclose(a[name], b[name]), name
+
+
+def test_silence_gives_finite_features():
+    cfg = FeatureConfig()
+    out = extract_features(np.zeros(SR * 2, np.float32), sr=SR, cfg=cfg)
+    for name, value in out.items():
+        assert np.isfinite(value).all(), name
+    np.testing.assert_allclose(out["mel"], -100.0, atol=1e-3)  # the amin floor, 1e-10
+    assert np.all(out["cens"] == 0.0)
+
+
+# -- validation --------------------------------------------------------------
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((2, 4096), np.float32), "mono 1-D"),
+    (np.zeros(4096, np.int16), "floating-point"),
+    (np.zeros(1000, np.float32), "shorter than features.n_fft"),
+    (np.full(4096, np.nan, np.float32), "NaN or Inf"),
+])
+def test_bad_signals_raise_feature_error(bad, match):
+    with pytest.raises(FeatureError, match=match) as info:
+        extract_features(bad, sr=SR, cfg=FeatureConfig())
+    assert isinstance(info.value, PipelineError) and isinstance(info.value, ValueError)
+
+
+def test_bad_sample_rate_and_fmax():
+    y = np.zeros(4096, np.float32)
+    with pytest.raises(FeatureError, match="sr=0"):
+        extract_features(y, sr=0, cfg=FeatureConfig())
+    with pytest.raises(FeatureError, match="exceeds Nyquist"):
+        extract_features(y, sr=8000, cfg=FeatureConfig(fmax=6000.0))
+
+
+def test_cens_that_does_not_fit_the_rate_raises():
+    with pytest.raises(FeatureError, match="Nyquist"):
+        extract_features(np.zeros(8192, np.float32), sr=8000, cfg=FeatureConfig(cens_n_octaves=8))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("n_fft", 0, "positive integer"),
+    ("hop_length", 4096, "must not exceed n_fft"),
+    ("n_mfcc", 200, "must not exceed n_mels"),
+    ("cens_bins_per_octave", 30, "multiple of 12"),
+    ("hpss_margin", 0.5, ">= 1.0"),
+    ("hpss_power", -1.0, "positive finite"),
+    ("cens_tuning", 0.7, r"\[-0.5, 0.5\)"),
+    ("fmax", 10.0, "must exceed fmin"),
+])
+def test_feature_config_validation(field, value, match):
+    kwargs = {field: value}
+    if field == "fmax":
+        kwargs["fmin"] = 20.0
+    with pytest.raises(ConfigError, match=match):
+        FeatureConfig(**kwargs)
+
+
+def test_feature_config_round_trips():
+    cfg = FeatureConfig(hp_n_mels=32)
+    assert FeatureConfig(**dataclasses.asdict(cfg)) == cfg
