@@ -35,7 +35,8 @@ disk: the clip axis is then defined by the metadata alone and is the same on
 every machine, and the builder marks the clip failed ("file missing") so the
 gap is visible in the store. The count is logged. ``missing="skip"`` drops
 such tracks (logged with a count); ``missing="error"`` refuses the dataset.
-A subset's audio folder that does not exist at all is always an error.
+A subset's audio folder that does not exist, or holds none of the listed
+files, is always an error (a wrong root or an archive not unpacked).
 
 The metadata is read column-selectively (the real tracks.csv is ~100k rows
 of 52 columns, many of them long free text): the two header rows are parsed
@@ -179,6 +180,10 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
     n_missing = present.count(False)
     if n_missing:
         example = relpaths[present.index(False)]
+        if n_missing == len(ids):
+            # Nothing matches: a wrong root or an archive not unpacked, not a few bad files.
+            raise DatasetError(f"none of the {len(ids)} listed fma-{subset} mp3 files exists under {audio_dir} "
+                               f"(e.g. {example}); unpack fma_{subset}.zip into {path}")
         if missing == "error":
             raise DatasetError(f"{n_missing} of {len(ids)} listed fma-{subset} tracks have no mp3 under "
                                f"{path} (e.g. {example}); complete the download or pass missing='skip'")

@@ -216,6 +216,9 @@ def test_fma_errors(tmp_path):
     make_fma_tree(tmp_path / "meta_only", audio=False)
     with pytest.raises(DatasetError, match=r"fma_small not found; unpack fma_small.zip"):
         load_manifest("fma-small", tmp_path / "meta_only")
+    (tmp_path / "meta_only" / "fma_small").mkdir()
+    with pytest.raises(DatasetError, match=r"none of the 8 listed fma-small mp3 files exists"):
+        load_manifest("fma-small", tmp_path / "meta_only", missing="include")
     bad = tmp_path / "bad"
     (bad / "fma_metadata").mkdir(parents=True)
     (bad / "fma_small").mkdir()
