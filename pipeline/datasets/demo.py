@@ -33,6 +33,12 @@ lounge     seventh chords  none (no drums)      70-104
   The artist is the clip's ``group`` ("<genre>.a<k>"), so artist-disjoint
   splits (scheme "artist") show how much a model leans on the artist's sound.
 
+A check of the design (generator v3, defaults: 10 genres x 30 clips x 10 s,
+logistic regression, artist-grouped 5-fold CV, chance 10%): per-clip
+histograms of chord qualities matched on chroma alone reach 45%, a mean
+tempogram alone 44%, the two together 68%. Neither side suffices.
+Generating the defaults takes about 6 s of CPU and 127 MB of WAV.
+
 Files: ``<folder>/<genre>/<genre>.<NNNNN>.wav``, mono 16-bit PCM at
 22,050 Hz, plus ``demo.json`` (parameters, generator version, every file
 with its size), written last: a folder with a matching ``demo.json`` whose
