@@ -219,7 +219,12 @@ def generate(folder: str | Path, params: DemoParams) -> Path:
             if is_complete(folder, params):  # another process finished first
                 return folder
             shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError as exc:
+            # Another process renamed its copy into place between our check and rename.
+            if not is_complete(folder, params):
+                raise DatasetError(f"cannot move the generated demo audio into {folder}: {exc}") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
