@@ -34,6 +34,9 @@ Never a silently wrong signal
   :class:`~pipeline.errors.AudioDecodeError`. FLAC declares its sample count;
   if neither decoder reaches it, the file is truncated too. (An MP3 or OGG
   cut short is just a shorter file: nothing declares otherwise.)
+* libsndfile's guess of header-less RAW audio (it reads any bytes named
+  ``.au`` as 8 kHz u-law) is not trusted: such files go to ffmpeg, which
+  rejects non-audio.
 * Empty files, header-only files (no samples), non-audio files and files
   without an audio stream raise :class:`~pipeline.errors.AudioDecodeError`;
   NaN or Inf samples raise :class:`~pipeline.errors.InvalidSamplesError`;
