@@ -86,6 +86,7 @@ class ShardReport:
     n_clips: int
     n_failed: int
     seconds: float
+    write_seconds: float
     digest: str
 
 
@@ -97,10 +98,29 @@ def build_shard(task: ShardTask) -> ShardReport:
     pipeline.errors.StoreError
         The store cannot be written (the task is retried by Dask).
     """
-    from pipeline.extract import process_clip
-    from stores import ClipResult, open_writer
+    from stores import open_writer
+    from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
+    # One BLAS/OpenMP thread whatever process runs the task (this one, a
+    # LocalCluster worker, or a worker someone started without the thread
+    # variables): a multi-threaded BLAS sums in another order, which moves a
+    # few float16 roundings and would make serial and distributed stores differ.
+    with threadpool_limits(limits=1):
+        results = _extract_shard(task)
+    t_write = time.perf_counter()
+    writer = open_writer(task.uri, storage_options=task.storage_options)
+    digest = writer.write_shard(task.shard_index, results)
+    n_failed = sum(r.status != "ok" for r in results)
+    t_end = time.perf_counter()
+    return ShardReport(task.shard_index, len(results), n_failed, t_end - t0, t_end - t_write, digest)
+
+
+def _extract_shard(task: ShardTask) -> list:
+    """Decode and extract every clip of the shard; bad audio becomes a failed ClipResult."""
+    from pipeline.extract import process_clip
+    from stores import ClipResult
+
     results = []
     for clip_id, path, source, variants in task.clips:
         try:
@@ -115,10 +135,7 @@ def build_shard(task: ShardTask) -> ShardReport:
             continue
         results.append(ClipResult("ok", duration_s=float(features.duration_s),
                                   features=features.features, params=features.params))
-    writer = open_writer(task.uri, storage_options=task.storage_options)
-    digest = writer.write_shard(task.shard_index, results)
-    n_failed = sum(r.status != "ok" for r in results)
-    return ShardReport(task.shard_index, len(results), n_failed, time.perf_counter() - t0, digest)
+    return results
 
 
 @dataclasses.dataclass
@@ -130,6 +147,8 @@ class BuildSummary:
     seconds : wall time of the whole call (cluster start included).
     build_seconds : from submitting the first task to the finalized store.
     clips_per_s : clips built by this call / ``build_seconds``.
+    task_seconds : summed duration of the shard tasks (decode, extract, write).
+    write_seconds : the part of ``task_seconds`` spent writing to the store.
     """
 
     uri: str
@@ -148,6 +167,8 @@ class BuildSummary:
     nbytes_stored: int
     fingerprint: str
     max_failures: int
+    task_seconds: float = 0.0
+    write_seconds: float = 0.0
     dashboard: str | None = None
 
     @property
@@ -395,12 +416,13 @@ def build_store(
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
 
     dashboard = None
+    reports: list[ShardReport] = []
     t_build = time.perf_counter()
     if tasks:
         bar = _progress_bar(n_todo, progress)
         try:
             if serial:
-                errors = _run_serial(tasks, bar)
+                errors = _run_serial(tasks, bar, reports)
             else:
                 n_workers = workers if workers else min(os.cpu_count() or 1, len(tasks))
                 with _dask_client(n_workers, scheduler) as client:
@@ -410,7 +432,7 @@ def build_store(
                         if progress:
                             bar.write(f"Dask dashboard: {dashboard}")
                     t_build = time.perf_counter()
-                    errors = _run_distributed(client, tasks, bar, config, uri, worker_addresses)
+                    errors = _run_distributed(client, tasks, bar, config, uri, worker_addresses, reports)
         finally:
             bar.close()
         if errors:
@@ -434,7 +456,9 @@ def build_store(
         shards_skipped=writer.layout.n_shards - len(tasks), clips_built=n_todo,
         seconds=time.perf_counter() - t_start, build_seconds=build_seconds,
         clips_per_s=n_todo / build_seconds if build_seconds > 0 else 0.0,
-        nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=allowed, dashboard=dashboard,
+        nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=allowed,
+        task_seconds=sum(r.seconds for r in reports), write_seconds=sum(r.write_seconds for r in reports),
+        dashboard=dashboard,
     )
 
 
@@ -444,12 +468,15 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
 
 
-def _run_serial(tasks: Sequence[ShardTask], bar) -> list[tuple[int, BaseException]]:
+def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport]) -> list[tuple[int, BaseException]]:
     """The same tasks, one after another, in this process (errors propagate: debugging)."""
+    failed_clips = 0
     for task in tasks:
         report = build_shard(task)
+        reports.append(report)
+        failed_clips += report.n_failed
         bar.update(report.n_clips)
-        bar.set_postfix(failed=report.n_failed, refresh=False)
+        bar.set_postfix(failed=failed_clips, refresh=False)
     return []
 
 
@@ -460,7 +487,8 @@ def _task_key(config: PipelineConfig, uri: str, shard_index: int) -> str:
 
 
 def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], bar, config: PipelineConfig,
-                     uri: str, worker_addresses: Sequence[str] | None) -> list[tuple[int, BaseException]]:
+                     uri: str, worker_addresses: Sequence[str] | None,
+                     reports: list[ShardReport]) -> list[tuple[int, BaseException]]:
     """Submit one task per shard; update the bar as shards finish; collect task errors."""
     import distributed
 
@@ -484,6 +512,7 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
                 bar.update(len(task.clips))
                 continue
             report: ShardReport = future.result()
+            reports.append(report)
             failed_clips += report.n_failed
             bar.update(report.n_clips)
             bar.set_postfix(failed=failed_clips, refresh=False)
