@@ -28,7 +28,7 @@ from pipeline.build import build_store
 from pipeline.cli import main as pipeline_main
 from pipeline.config import load_config
 from pipeline.datasets import load_manifest
-from pipeline.errors import StoreAccessError, StoreError, StoreNotFoundError
+from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
 from stores import open_store
 from tests.integration.helpers import assert_same_store, open_raw, synthetic_manifest
 from tests.s3_fixtures import S3Server
@@ -251,6 +251,18 @@ def test_bad_credentials_give_a_clear_message_without_the_secret(built, s3_serve
         open_store(built["uri"], storage_options=bad.storage_options())
 
 
+def test_a_short_network_outage_is_retried_with_backoff(built, s3_server, flaky_s3, no_aws_env):
+    """A connection dropped for a second while streaming: the read waits and succeeds."""
+    store = open_store(built["uri"], storage_options=s3_server.storage_options(flaky_s3.endpoint_url))
+    expected = open_store(built["local"]).read_shard(0, features=["mel"])["mel"]
+    flaky_s3.cut()
+    threading.Timer(1.0, flaky_s3.restore).start()
+    t0 = time.monotonic()
+    got = store.read_shard(0, features=["mel"])["mel"]
+    assert time.monotonic() - t0 >= 0.5  # it did wait out the outage
+    assert got.tobytes() == expected.tobytes()
+
+
 def test_build_interrupted_by_a_dropped_connection_resumes(built, s3_server, bucket, flaky_s3, tmp_path,
                                                           no_aws_env):
     """Cut the network after the first shard is on the server; the rerun resumes and matches."""
@@ -284,6 +296,9 @@ def test_build_interrupted_by_a_dropped_connection_resumes(built, s3_server, buc
     builder.join(timeout=180)
     assert not builder.is_alive()
     assert "error" in outcome, "the build finished before the connection was cut"
+    # after the backend's own retries, the failure names the store and the way out
+    assert isinstance(outcome["error"], StoreConnectionError), repr(outcome["error"])
+    assert uri in str(outcome["error"]) and "rerun" in str(outcome["error"])
     finished_before = sum(bool(d) for d in [str(x) for x in open_raw(uri, direct)["shard_digest"][:]])
     assert 1 <= finished_before < 3
     assert not open_raw(uri, direct).attrs.get("complete")
