@@ -63,7 +63,6 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         recipe.name if recipe.dataset.name == "demo" else f"{recipe.name}-{recipe.dataset.name}")
     result = run_recipe(recipe, out, store_dir=args.store_dir, echo=lambda s: print(s, flush=True))
-    print(f"report: {result.report}")
     return 0
 
 

@@ -35,7 +35,7 @@ def headline_lines(result: RunResult) -> list[str]:
 
 def store_info_text(uri: str) -> str:
     """The store summary ``pipeline info URI`` prints."""
-    from stores.info import format_info, store_info
+    from stores.checks import format_info, store_info
 
     return format_info(store_info(uri))
 

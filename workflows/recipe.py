@@ -190,6 +190,10 @@ class TrainSection:
     epochs, batch_size, lr, patience, seed : as in ``pipeline train``.
     device : "auto", "cpu" or "cuda".
     loader_workers : DataLoader worker processes (0: in the main process).
+    threads : torch intra-op threads while training and evaluating (0: torch's
+        default, one per core). On a small machine shared with other work, 1
+        avoids OpenMP threads spinning while a sibling thread is descheduled,
+        which we measured to make a batch 3-6x slower on 2 busy cores.
     """
 
     models: tuple[str, ...] = ("dfn",)
@@ -200,6 +204,7 @@ class TrainSection:
     seed: int = 0
     device: str = "auto"
     loader_workers: int = 0
+    threads: int = 0
 
     def __post_init__(self) -> None:
         models = _str_list("train", "models", self.models)
@@ -220,6 +225,7 @@ class TrainSection:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"recipe train.device={self.device!r} must be one of 'auto', 'cpu', 'cuda'")
         _int("train", "loader_workers", self.loader_workers)
+        _int("train", "threads", self.threads)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ data and config shares one store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -33,7 +34,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -197,6 +198,22 @@ def _jsonable(obj: Any) -> Any:
 
 # -- training and evaluation ------------------------------------------------------
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (0: leave torch's setting)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_settings(recipe: Recipe) -> dict[str, Any]:
     """The recipe's training settings, as the stage inputs record them."""
     t = recipe.train
@@ -236,7 +253,8 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
             options.update(train_folds=tuple(sorted(f for f, r in roles.items() if r == "train")),
                            val_folds=tuple(sorted(f for f, r in roles.items() if r == "val")))
         start = time.perf_counter()
-        summary = train(store["uri"], model, ckpt, resume=resume and model not in _non_neural(), **options)
+        with torch_threads(recipe.train.threads):
+            summary = train(store["uri"], model, ckpt, resume=resume and model not in _non_neural(), **options)
         return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary)}
 
     what = f"train {model}" + (f" (test fold {_test_fold(roles)})" if roles else "")
@@ -276,7 +294,8 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
             kwargs: dict[str, Any] = {"folds": (_test_fold(roles),)}
         else:
             kwargs = {"split": split}
-        metrics = evaluate(trained.result["checkpoint"], store["uri"], stage_dir, **kwargs)
+        with torch_threads(recipe.train.threads):
+            metrics = evaluate(trained.result["checkpoint"], store["uri"], stage_dir, **kwargs)
         return {"metrics": normalise_metrics(_jsonable(metrics))}
 
     where = f"test fold {_test_fold(roles)}" if roles else f"{split} split"
@@ -337,6 +356,7 @@ def read_curves(checkpoint: str | Path) -> list[dict[str, Any]]:
             "train_loss": rec.get("train_loss", rec.get("loss")),
             "val_loss": rec.get("val_loss"),
             "val_accuracy": rec.get("val_accuracy", rec.get("val_acc")),
+            "train_accuracy": rec.get("train_accuracy", rec.get("train_acc")),
         })
     # A resumed training logs an epoch again: keep the last record of each.
     by_epoch = {r["epoch"]: r for r in rows}
