@@ -41,7 +41,7 @@ from numba import njit
 
 from pipeline.config import FeatureConfig
 from pipeline.dsp.cens import chroma_cens
-from pipeline.dsp.filterbanks import dct_ortho, hann_window, mel_basis_t
+from pipeline.dsp.filterbanks import dct_ortho, hann_window, mel_basis_sparse
 from pipeline.dsp.median import median_filter_axis
 from pipeline.errors import FeatureError
 
@@ -82,6 +82,32 @@ def _magnitude(X, out):
         for j in range(n1):
             v = X[i, j]
             out[i, j] = np.sqrt(v.real * v.real + v.imag * v.imag)
+
+
+_TILE = 32
+
+
+@njit(cache=True, nogil=True)
+def _magnitude_transposed(X, out):
+    """``out[f, t] = |X[t, f]|``, in tiles so that both sides stay in cache."""
+    n_t, n_f = X.shape
+    for t0 in range(0, n_t, _TILE):
+        for f0 in range(0, n_f, _TILE):
+            for t in range(t0, min(t0 + _TILE, n_t)):
+                for f in range(f0, min(f0 + _TILE, n_f)):
+                    v = X[t, f]
+                    out[f, t] = np.sqrt(v.real * v.real + v.imag * v.imag)
+
+
+@njit(cache=True, nogil=True)
+def _apply_mask_transposed(X, mask):
+    """``X[t, f] *= mask[f, t]`` (complex time-major STFT, real frequency-major mask), tiled."""
+    n_t, n_f = X.shape
+    for t0 in range(0, n_t, _TILE):
+        for f0 in range(0, n_f, _TILE):
+            for t in range(t0, min(t0 + _TILE, n_t)):
+                for f in range(f0, min(f0 + _TILE, n_f)):
+                    X[t, f] *= mask[f, t]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -281,35 +307,32 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
         raise FeatureError(f"features.fmax={cfg.fmax} exceeds Nyquist ({sr / 2.0} Hz at sr={sr}); lower fmax")
     top_db = cfg.top_db or None
 
+    # The FFT yields frames x bins; everything after it runs frequency-major
+    # [F, T], the layout of the outputs, so the sparse mel banks produce
+    # [bands, T] without a transpose.
     X = stft(y, n_fft=n_fft, hop_length=hop)                      # [T, F] complex64
-    S = np.empty(X.shape, np.float32)
-    _magnitude(X, S)
-    harm, perc = _hpss_time_major(S, kernel_harmonic=cfg.hpss_kernel_harmonic,
-                                  kernel_percussive=cfg.hpss_kernel_percussive)
+    S = np.empty((X.shape[1], X.shape[0]), np.float32)            # [F, T] magnitude
+    _magnitude_transposed(X, S)
+    harm = median_filter_axis(S, cfg.hpss_kernel_harmonic, axis=1)     # along time
+    perc = median_filter_axis(S, cfg.hpss_kernel_percussive, axis=0)   # along frequency
     mask_h, pow_h, pow_p = _hpss_parts(S, harm, perc, power=float(cfg.hpss_power),
                                        margin=float(cfg.hpss_margin))
     pow_s = np.square(S)
 
-    mel_big = mel_basis_t(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
-    mel_small = mel_basis_t(sr, n_fft, cfg.hp_n_mels, float(cfg.fmin), float(fmax))
-    mel_db = power_to_db(pow_s @ mel_big, top_db=top_db)           # [T, n_mels]
-    h_mel_db = power_to_db(pow_h @ mel_big, top_db=top_db)         # [T, n_mels], for the MFCCs
-    h_small_db = power_to_db(pow_h @ mel_small, top_db=top_db)     # [T, hp_n_mels]
-    p_small_db = power_to_db(pow_p @ mel_small, top_db=top_db)
-    mfcc = h_mel_db @ dct_ortho(cfg.n_mfcc, cfg.n_mels).T          # [T, n_mfcc]
+    mel_big = mel_basis_sparse(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
+    mel_small = mel_basis_sparse(sr, n_fft, cfg.hp_n_mels, float(cfg.fmin), float(fmax))
+    h_mel_db = power_to_db(mel_big @ pow_h, top_db=top_db)         # [n_mels, T], for the MFCCs
+    out = {
+        "mel": power_to_db(mel_big @ pow_s, top_db=top_db),
+        "harmonic_mel": power_to_db(mel_small @ pow_h, top_db=top_db),
+        "percussive_mel": power_to_db(mel_small @ pow_p, top_db=top_db),
+        "mfcc": dct_ortho(cfg.n_mfcc, cfg.n_mels) @ h_mel_db,
+    }
 
-    X *= mask_h                                                     # X is now H (complex)
+    _apply_mask_transposed(X, mask_h)                               # X is now H
     y_h = istft(X, n_fft=n_fft, hop_length=hop, length=len(y))
     cens = chroma_cens(y_h, sr=sr, hop_length=hop, fmin=cfg.cens_fmin, bins_per_octave=cfg.cens_bins_per_octave,
                        n_octaves=cfg.cens_n_octaves, tuning=cfg.cens_tuning,
                        win_len_smooth=cfg.cens_win_len_smooth)     # [12, T]
-
-    n_frames = X.shape[0]
-    out = {
-        "mel": mel_db.T,
-        "harmonic_mel": h_small_db.T,
-        "percussive_mel": p_small_db.T,
-        "mfcc": mfcc.T,
-        "cens": cens[:, :n_frames],
-    }
+    out["cens"] = cens[:, : X.shape[0]]
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
