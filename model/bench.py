@@ -1,0 +1,238 @@
+"""Benchmarks of the trainer side: the window loader and prediction latency.
+
+``pipeline bench loader --store URI``: windows per second that one loader
+process (no DataLoader workers) streams into ready float32 batches from the
+store's train split, and, over the same shards, the raw rate of reading
+(decompressing) them in a tight loop, counted in the windows they hold.
+Targets: >= 5,000 windows/s, and >= 50% of the raw rate.
+
+``pipeline bench predict``: end-to-end latency of one 30 s file (decode +
+features of the original variant + windows + model) with one CPU thread, and
+model-only latency of one batch of windows; on CUDA too where present.
+Target: a 30 s file in under 0.5 s on one CPU core.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from model.data import WindowStream, open_source, split_clips, window_counts
+
+logger = logging.getLogger(__name__)
+
+#: Features of the full model: a loader benchmark reads all of them.
+DFN_FEATURES = ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
+
+
+def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, features: tuple[str, ...] = DFN_FEATURES,
+                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Loader rate and raw read rate in windows/s (each measured for about ``seconds``).
+
+    Returns
+    -------
+    dict : ``windows_per_s``, ``raw_windows_per_s``, ``ratio``, ``batches``, ``windows``,
+    ``windows_per_cpu_s`` and ``raw_windows_per_cpu_s`` (per second of this
+    process's CPU time), ``shards``, ``batch_size``, ``features``, ``store``.
+    """
+    src = store
+    store = open_source(store, storage_options)
+    features = tuple(f for f in features if f in store.feature_bands)
+    clips = split_clips(store, "train")
+    if not len(clips):
+        clips = np.asarray(store.select(), dtype=np.int64)
+        split = None
+    else:
+        split = "train"
+    valid = np.asarray(store.valid_frames)
+    per_shard = []
+    for s, (start, stop) in enumerate(store.shards):
+        mine = clips[(clips >= start) & (clips < stop)]
+        n = int(window_counts(valid[mine], store.window_frames, store.window_hop_frames).sum()) if len(mine) else 0
+        if n:
+            per_shard.append((s, n))
+    if not per_shard:
+        from pipeline.errors import ModelError
+
+        raise ModelError(f"store {store.uri} holds no windows to benchmark (no ok clips)")
+
+    # One loader process = one DataLoader worker, where torch runs one thread.
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(store, src, per_shard, features, seconds, batch_size, split, storage_options)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...], seconds: float,
+             batch_size: int, split: str | None, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    # raw: whole shards read (decompressed) in a tight loop, nothing else
+    windows, t0, c0, k = 0, time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - t0 < seconds:
+        shard, n = per_shard[k % len(per_shard)]
+        store.read_shard(shard, features=features)
+        windows += n
+        k += 1
+    raw_rate = windows / (time.perf_counter() - t0)
+    raw_cpu_rate = windows / max(1e-9, time.process_time() - c0)
+
+    # loader: the training stream, epoch after epoch, in this process
+    ds = WindowStream(src if isinstance(src, str) else store, split=split, variants="all", features=features,
+                      batch_size=batch_size, storage_options=storage_options)
+    windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        ds.set_epoch(epoch)
+        for x, y in ds:
+            windows += len(y)
+            batches += 1
+            if time.perf_counter() - t0 >= seconds:
+                break
+        epoch += 1
+    rate = windows / (time.perf_counter() - t0)
+    cpu_rate = windows / max(1e-9, time.process_time() - c0)
+    # The CPU-time rates say what one core does when the machine is shared
+    # (wall-clock rates drop with every other process on the cores).
+    return {"windows_per_s": rate, "raw_windows_per_s": raw_rate, "ratio": rate / raw_rate,
+            "windows_per_cpu_s": cpu_rate, "raw_windows_per_cpu_s": raw_cpu_rate, "batches": batches,
+            "windows": windows, "shards": len(per_shard), "batch_size": batch_size, "features": list(features),
+            "store": str(store.uri)}
+
+
+def bench_loader_cli(args: Any) -> int:
+    from pipeline.cli import parse_storage_options
+
+    result = bench_loader(args.store, seconds=args.seconds,
+                          storage_options=parse_storage_options(getattr(args, "storage_option", None)))
+    print(f"loader {result['windows_per_s']:,.0f} windows/s (target >= 5,000); raw read "
+          f"{result['raw_windows_per_s']:,.0f} windows/s; ratio {result['ratio']:.0%} (target >= 50%); "
+          f"per CPU second: loader {result['windows_per_cpu_s']:,.0f}, raw {result['raw_windows_per_cpu_s']:,.0f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _synthetic_file(folder: Path, seconds: float, sr: int) -> Path:
+    """A 30 s test signal: chords, clicks and noise, 16-bit WAV."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    y = y + 0.5 * (rng.random(len(t)) < 4 / sr) + 0.02 * rng.standard_normal(len(t))
+    path = folder / "bench-30s.wav"
+    sf.write(path, (0.5 * y / np.abs(y).max()).astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+def _untrained_state(name: str, config: Any) -> dict[str, Any]:
+    """A checkpoint dict of an untrained network (latency does not depend on the weights)."""
+    from model.checkpoint import feature_hash
+    from model.networks import build_model
+
+    labels = [f"genre{i}" for i in range(10)]
+    model = build_model(name, n_classes=len(labels), feature_bands=config.features.feature_bands())
+    return {"model_name": name, "model_kwargs": {}, "labels": labels, "pipeline_config": config.to_dict(),
+            "feature_hash": feature_hash(config), "model": model.state_dict(), "store": {"uri": "", "fingerprint": ""}}
+
+
+def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: str = "cpu", config: Any = None,
+            repeats: int = 5, batch_size: int = 32, seconds: float = 30.0, threads: int | None = 1) -> dict[str, Any]:
+    """Median end-to-end latency of one ``seconds`` file and model-only latency of one batch.
+
+    Parameters
+    ----------
+    name : model preset used when ``checkpoint`` is None (an untrained network).
+    checkpoint : a trained checkpoint folder (its model and pipeline config are used).
+    device : "cpu" or "cuda".
+    config : pipeline config of the untrained model (default: the defaults).
+    threads : torch intra-op threads during the measurement on CPU (1 = one core).
+
+    Returns
+    -------
+    dict : ``file_latency_s``, ``batch_latency_s``, ``batch_size``, ``windows_per_file``, ``device``,
+    ``model``, ``threads``, ``repeats``.
+    """
+    from model.predict import Predictor
+    from pipeline.config import PipelineConfig
+
+    if checkpoint is not None:
+        predictor = Predictor(checkpoint, device=device)
+    else:
+        predictor = Predictor(_untrained_state(name, config or PipelineConfig()), device=device)
+    if predictor.model is None:
+        name = predictor.state["model_name"]
+    dev = predictor.device
+    old_threads = torch.get_num_threads()
+    if threads and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = _synthetic_file(Path(tmp), seconds, predictor.config.audio.sample_rate)
+            predictor.predict(path)  # warm-up: filterbanks, kernels, allocator
+            file_times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                predictor.predict(path)
+                file_times.append(time.perf_counter() - t0)
+            feats = predictor.features(path)
+        frames = next(iter(feats.values())).shape[-1]
+        cfg = predictor.config
+        n_windows = int(window_counts(np.array([frames]), cfg.window_frames, cfg.window_hop_frames)[0])
+        batch_times: list[float] = []
+        if predictor.model is not None:
+            model = predictor.model
+            bands = cfg.features.feature_bands()
+            x = {n: torch.randn(batch_size, bands[n], cfg.window_frames, device=dev) for n in model.features}
+            with torch.no_grad():
+                for i in range(repeats + 2):
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                    t0 = time.perf_counter()
+                    with (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _nullcontext()):
+                        model(x)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                    if i >= 2:
+                        batch_times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old_threads)
+    return {"file_latency_s": statistics.median(file_times),
+            "batch_latency_s": statistics.median(batch_times) if batch_times else None,
+            "batch_size": batch_size, "windows_per_file": n_windows, "file_seconds": seconds,
+            "device": str(dev), "model": predictor.state["model_name"], "threads": threads if dev.type == "cpu" else None,
+            "repeats": repeats}
+
+
+def _nullcontext() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def bench_predict_cli(args: Any) -> int:
+    devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
+    results = {}
+    for device in devices:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            results[device] = {"absent": "no CUDA device on this machine"}
+            continue
+        r = latency(checkpoint=args.checkpoint, device=device)
+        results[device] = r
+        batch = "n/a" if r["batch_latency_s"] is None else f"{1000 * r['batch_latency_s']:.1f} ms"
+        print(f"{device}: 30 s file {1000 * r['file_latency_s']:.0f} ms (target < 500 ms on one core); "
+              f"batch of {r['batch_size']} windows {batch}")
+    first = next(v for v in results.values() if "absent" not in v)
+    out = {"file_latency_s": first["file_latency_s"], "batch_latency_s": first["batch_latency_s"],
+           "devices": results}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
