@@ -54,10 +54,22 @@ class FeatureStore:
         self._raw_uri = str(uri)
         self._storage_options = dict(storage_options or {})
         self.attrs: dict[str, Any] = dict(group.attrs)
+        self._arrays: dict[str, zarr.Array] = {}
 
     def __repr__(self) -> str:
         return (f"FeatureStore({self.uri!r}, clips={self.n_clips}, variants={list(self.variants)}, "
                 f"complete={self.complete})")
+
+    def array(self, name: str) -> zarr.Array:
+        """The Zarr array ``name`` (opened once; its metadata is not re-read per access)."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            try:
+                arr = self.group[name]
+            except KeyError as exc:
+                raise StoreError(f"{self.uri} has no array {name!r}") from exc
+            self._arrays[name] = arr
+        return arr
 
     # -- description ---------------------------------------------------------
     @functools.cached_property
@@ -201,7 +213,7 @@ class FeatureStore:
             why = (f"the clip's status is {status!r}" if status != schema.STATUS_OK else
                    f"augmented variants exist only for splits {self.attrs.get('augmented_splits')}")
             raise StoreError(f"variant {variant!r} of clip {index} was not computed in {self.uri}: {why}")
-        return {name: np.asarray(self.group[name][index, j, :, :frames], dtype=np.float32) for name in names}
+        return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
 
     @property
     def shards(self) -> list[tuple[int, int]]:
@@ -222,7 +234,7 @@ class FeatureStore:
         if not 0 <= shard_index < len(shards):
             raise StoreError(f"shard index {shard_index} out of range 0..{len(shards) - 1} in {self.uri}")
         start, stop = shards[shard_index]
-        return {name: self.group[name][start:stop] for name in self._features(features)}
+        return {name: self.array(name)[start:stop] for name in self._features(features)}
 
     # -- size ------------------------------------------------------------------
     @functools.cached_property

@@ -30,32 +30,43 @@ variants of clips outside the augmented splits cost nothing on disk.
 
 dtype and compression (measured, not assumed)
 ---------------------------------------------
-Measured on the features of a 30 s test signal (chords, noise bursts and
-background noise), 5 variants, a 4-clip shard, default
-:class:`~pipeline.config.FeatureConfig`; size relative to the valid frames
-in raw float32 (the padding up to ``max_frames`` is included in the stored
-size)::
+dtype, measured on the features of a 30 s test signal (chords, noise bursts
+and background noise), 5 variants, one 4-clip shard, default
+:class:`~pipeline.config.FeatureConfig`; stored size relative to the valid
+frames in raw float32 (the zero padding up to ``max_frames`` is included in
+the stored size)::
 
-    float32, Zstd level 3                      0.842   decode  440 MB/s
-    float16, Zstd level 3                      0.378           940 MB/s
-    float16, Blosc lz4 + byte shuffle          0.394          1220 MB/s
-    float16, Blosc zstd-5 + bitshuffle         0.358           990 MB/s
-    float16, Blosc zstd-5 + byte shuffle       0.330          1030 MB/s
-    float16 rounded to 9 mantissa bits, same   0.295          1060 MB/s
-    float16 rounded to 8 mantissa bits, same   0.270          1055 MB/s
+    float32, Zstd level 3                      0.842
+    float16, Zstd level 3                      0.378
+    float16, Blosc zstd-5 + byte shuffle       0.330
+    float16 rounded to 9 mantissa bits, same   0.295
+    float16 rounded to 8 mantissa bits, same   0.270
 
-(decode rates are of the decompressed float32 size, one thread). We store
-float16 rounded to nearest with :data:`MANTISSA_BITS` = 9 of its 10 mantissa
-bits, compressed with Blosc(zstd, level 5, byte shuffle). Plain float16
-only just met the 0.35 target on this synthetic signal and real recordings
-are noisier; dropping one more mantissa bit buys ~10 % of size for an error
-that is still far below what the features resolve. Maximum absolute error
-against float32 on that signal: log-mel dB 0.023 (mel) / 0.047 (harmonic and
+Codec, on the same signal rounded to 9 bits, per clip of 5 variants (one
+core of a busy shared 2-core machine, so the times are upper bounds)::
+
+    Blosc zstd-5 + shuffle   0.300   encode 193 ms   decode 11 ms
+    Blosc zstd-3 + shuffle   0.309   encode  73 ms   decode 11 ms
+    Blosc zstd-1 + shuffle   0.325   encode  28 ms   decode 13 ms
+    Blosc lz4hc-5 + shuffle  0.353   encode 153 ms   decode  3 ms
+    Blosc lz4 + shuffle      0.393   encode   8 ms   decode  3 ms
+    Zstd-3, no shuffle       0.348   encode  59 ms   decode 11 ms
+
+We store float16 rounded to nearest with :data:`MANTISSA_BITS` = 9 of its 10
+mantissa bits, compressed with Blosc(zstd, level 3, byte shuffle): level 5
+saves 3 % of size for 2.6x the encode time, which the build pays in every
+task (extraction of a 5-variant clip is ~2.7 s, so level 3 costs ~3 %);
+decoding, which the trainer pays, is the same. Plain float16 only just met
+the 0.35 target on the test signal and real recordings are noisier; the
+dropped mantissa bit buys ~10 % of size. Maximum absolute error against
+float32 on the test signal: log-mel dB 0.023 (mel) / 0.047 (harmonic and
 percussive mel, |values| up to 48 dB), MFCC 0.37 (|values| up to 385, i.e.
 0.1 % relative), CENS 7e-4 (values in [0, 1]): a relative error of at most
-2**-10, against an 80 dB dynamic range and the dB quantisation of any
-mel-band energy estimate. The values are plain IEEE float16 on disk, so any
-Zarr v3 reader decodes them without a custom codec.
+2**-10, far below the 80 dB dynamic range and the estimation noise of any
+mel-band energy. The values are plain IEEE float16 on disk, so any Zarr v3
+reader decodes them without a custom codec. On 40 demo clips (30 s, 20 of
+them with 4 augmented variants) a whole store takes 0.29 of raw float32
+(``pipeline bench build``).
 """
 
 from __future__ import annotations
@@ -73,7 +84,7 @@ FEATURE_DTYPE = "float16"
 MANTISSA_BITS = 9
 #: Blosc compressor settings of feature arrays (see the module docstring).
 BLOSC_CNAME = "zstd"
-BLOSC_CLEVEL = 5
+BLOSC_CLEVEL = 3
 BLOSC_SHUFFLE = "shuffle"
 #: Default clips per shard: 16 clips x 5 variants of 30 s is ~7 MB stored,
 #: a good object size for both local disks and object stores.
@@ -138,9 +149,12 @@ def round_mantissa(x: np.ndarray, bits: int = MANTISSA_BITS) -> np.ndarray:
     drop = 23 - min(int(bits), 10)
     # Round once, from float32: rounding to float16 first and then to fewer
     # bits would round twice and could double the error at ties.
-    u = single.view(np.uint32).astype(np.uint64)
-    rounded = ((u + ((1 << (drop - 1)) - 1) + ((u >> drop) & 1)) & ~np.uint64((1 << drop) - 1))
-    out = rounded.astype(np.uint32).view(np.float32)
+    u = np.ascontiguousarray(single).view(np.uint32)
+    # No uint32 overflow: finite magnitudes are < 0x7F800000 and we add < 2**13.
+    rounded = u + np.uint32((1 << (drop - 1)) - 1)
+    rounded += (u >> np.uint32(drop)) & np.uint32(1)
+    rounded &= np.uint32(0xFFFFFFFF ^ ((1 << drop) - 1))
+    out = rounded.view(np.float32)
     # Non-finite inputs keep their value; a carry never turns a finite value into NaN.
     out = np.where(np.isfinite(single), out, single)
     with np.errstate(over="ignore"):
