@@ -75,15 +75,6 @@ def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     return scipy.fft.rfft(frames * hann_window(n_fft), axis=-1)
 
 
-@njit(cache=True, nogil=True)
-def _magnitude(X, out):
-    n0, n1 = X.shape
-    for i in range(n0):
-        for j in range(n1):
-            v = X[i, j]
-            out[i, j] = np.sqrt(v.real * v.real + v.imag * v.imag)
-
-
 _TILE = 32
 
 
@@ -162,11 +153,16 @@ def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: flo
     return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
-def _hpss_time_major(S: np.ndarray, *, kernel_harmonic: int, kernel_percussive: int):
-    """Median-filtered magnitudes: along time (harmonic) and frequency (percussive) of S [T, F]."""
-    harm = median_filter_axis(S, kernel_harmonic, axis=0)
-    perc = median_filter_axis(S, kernel_percussive, axis=1)
-    return harm, perc
+def _hpss_power(S: np.ndarray, *, kernel_harmonic: int, kernel_percussive: int, power: float,
+                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HPSS of a frequency-major magnitude ``S`` [F, T]: (mask_H, |H|^2, |P|^2), each [F, T] float32.
+
+    The harmonic median runs along time (axis 1), the percussive one along
+    frequency (axis 0), both as ``scipy.ndimage.median_filter(mode="reflect")``.
+    """
+    harm = median_filter_axis(S, kernel_harmonic, axis=1)
+    perc = median_filter_axis(S, kernel_percussive, axis=0)
+    return _hpss_parts(S, harm, perc, power=power, margin=margin)
 
 
 def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float = 2.0,
@@ -192,15 +188,15 @@ def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float
     D = np.asarray(D)
     if D.ndim != 2 or not np.iscomplexobj(D):
         raise FeatureError(f"hpss needs a 2-D complex STFT, got shape {D.shape} dtype {D.dtype}")
-    X = np.ascontiguousarray(D.T, dtype=np.complex64)
-    S = np.empty(X.shape, np.float32)
-    _magnitude(X, S)
-    harm, perc = _hpss_time_major(S, kernel_harmonic=int(kernel_size[0]), kernel_percussive=int(kernel_size[1]))
+    D = np.ascontiguousarray(D, dtype=np.complex64)
+    S = np.abs(D)
+    harm = median_filter_axis(S, int(kernel_size[0]), axis=1)
+    perc = median_filter_axis(S, int(kernel_size[1]), axis=0)
     mask_h, _, _ = _hpss_parts(S, harm, perc, power=float(power), margin=float(margin))
-    # P's mask (the harmonic mask with the roles swapped) is computed only for
-    # this public helper; the extractor needs P's power spectrum, never P.
+    # The extractor never needs P itself, only |P|^2; here P's mask is the
+    # same soft mask with the roles of the medians swapped.
     mask_p, _, _ = _hpss_parts(S, perc, harm, power=float(power), margin=float(margin))
-    return np.ascontiguousarray((X * mask_h).T), np.ascontiguousarray((X * mask_p).T)
+    return D * mask_h, D * mask_p
 
 
 @njit(cache=True, nogil=True)
@@ -313,10 +309,9 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     X = stft(y, n_fft=n_fft, hop_length=hop)                      # [T, F] complex64
     S = np.empty((X.shape[1], X.shape[0]), np.float32)            # [F, T] magnitude
     _magnitude_transposed(X, S)
-    harm = median_filter_axis(S, cfg.hpss_kernel_harmonic, axis=1)     # along time
-    perc = median_filter_axis(S, cfg.hpss_kernel_percussive, axis=0)   # along frequency
-    mask_h, pow_h, pow_p = _hpss_parts(S, harm, perc, power=float(cfg.hpss_power),
-                                       margin=float(cfg.hpss_margin))
+    mask_h, pow_h, pow_p = _hpss_power(S, kernel_harmonic=cfg.hpss_kernel_harmonic,
+                                       kernel_percussive=cfg.hpss_kernel_percussive,
+                                       power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
     pow_s = np.square(S)
 
     mel_big = mel_basis_sparse(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
