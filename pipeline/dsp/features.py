@@ -33,6 +33,7 @@ intermediate products in a different order); tests bound them.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -200,19 +201,36 @@ def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float
 
 
 @njit(cache=True, nogil=True)
-def _overlap_add(frames, window, hop, out):
-    """Windowed overlap-add of [T, n_fft] frames, divided by the window's sum of squares."""
+def _overlap_add(frames, window, hop, inv_wss, out):
+    """Windowed overlap-add of [T, n_fft] frames, times the inverse window sum of squares."""
     n_frames, n_fft = frames.shape
-    wss = np.zeros(out.shape[0], np.float32)
     for t in range(n_frames):
         o = t * hop
+        seg = out[o:o + n_fft]
+        row = frames[t]
         for j in range(n_fft):
-            w = window[j]
-            out[o + j] += frames[t, j] * w
-            wss[o + j] += w * w
+            seg[j] += row[j] * window[j]
     for i in range(out.shape[0]):
-        if wss[i] > _TINY32:
-            out[i] /= wss[i]
+        out[i] *= inv_wss[i]
+
+
+@functools.lru_cache(maxsize=8)
+def _inverse_window_sumsquare(n_fft: int, hop_length: int, n_frames: int) -> np.ndarray:
+    """1 / sum of squared, shifted Hann windows (0 where that sum is below float32 tiny), float32.
+
+    As ``librosa.filters.window_sumsquare``: a constant of (n_fft, hop,
+    frames), so it is computed once per clip length, not per call.
+    """
+    win_sq = hann_window(n_fft).astype(np.float64) ** 2
+    wss = np.zeros(n_fft + hop_length * (n_frames - 1))
+    for t in range(n_frames):
+        wss[t * hop_length: t * hop_length + n_fft] += win_sq
+    wss = wss.astype(np.float32)
+    inv = np.zeros_like(wss)
+    ok = wss > _TINY32
+    inv[ok] = 1.0 / wss[ok]
+    inv.setflags(write=False)
+    return inv
 
 
 def istft(X: np.ndarray, *, n_fft: int, hop_length: int, length: int) -> np.ndarray:
@@ -231,7 +249,8 @@ def istft(X: np.ndarray, *, n_fft: int, hop_length: int, length: int) -> np.ndar
     """
     frames = scipy.fft.irfft(X, n=n_fft, axis=-1).astype(np.float32, copy=False)
     out = np.zeros(n_fft + hop_length * (X.shape[0] - 1), np.float32)
-    _overlap_add(frames, hann_window(n_fft), hop_length, out)
+    _overlap_add(frames, hann_window(n_fft), hop_length,
+                 _inverse_window_sumsquare(n_fft, hop_length, X.shape[0]), out)
     y = out[n_fft // 2: n_fft // 2 + length]
     if len(y) < length:
         y = np.pad(y, (0, length - len(y)))
