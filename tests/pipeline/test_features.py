@@ -102,6 +102,18 @@ def test_median_filter_float64_and_bad_arguments(rng):
         median_filter_axis(X, 3, 2)
     with pytest.raises(FeatureError, match="2-D"):
         median_filter_axis(X[0], 3, 0)
+    X[3, 4] = np.nan
+    with pytest.raises(FeatureError, match="NaN"):
+        median_filter_axis(X, 3, 0)
+
+
+def test_median_filter_orders_infinities_like_scipy(rng):
+    X = rng.random((40, 70)).astype(np.float32)
+    X[::7, ::5] = np.inf
+    X[::11, ::3] = -np.inf
+    for axis, size in ((0, (9, 1)), (1, (1, 9))):
+        np.testing.assert_array_equal(median_filter_axis(X, 9, axis),
+                                      scipy.ndimage.median_filter(X, size=size, mode="reflect"))
 
 
 # -- building blocks --------------------------------------------------------
@@ -176,6 +188,23 @@ def test_extract_features_non_default_config(rng):
         # Without a dB floor near-silent bins reach -100 dB, where float32
         # rounding of tiny powers is relatively larger.
         assert np.max(np.abs(ours[name] - ref[name][:, :n_frames])) <= tol, name
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large:UserWarning")  # librosa's CQT on a 2048-sample clip
+def test_float64_input_and_shortest_signal(rng):
+    cfg = FeatureConfig()
+    y = _chirp(rng, 1.0)
+    a = extract_features(y, sr=SR, cfg=cfg)
+    b = extract_features(y.astype(np.float64), sr=SR, cfg=cfg)
+    for name in FEATURE_NAMES:
+        np.testing.assert_array_equal(a[name], b[name])
+    # n_fft samples: 5 frames, far fewer than the 31-frame median kernel.
+    short = extract_features(y[: cfg.n_fft], sr=SR, cfg=cfg)
+    ref = _librosa_features(y[: cfg.n_fft], cfg)
+    for name, bands in cfg.feature_bands().items():
+        assert short[name].shape == (bands, 1 + cfg.n_fft // cfg.hop_length)
+        tol = 1e-4 if name == "cens" else 0.01
+        assert np.max(np.abs(short[name] - ref[name][:, : short[name].shape[1]])) <= tol, name
 
 
 def test_features_change_with_the_signal(rng):
