@@ -99,6 +99,7 @@ def build_shard(task: ShardTask) -> ShardReport:
         The store cannot be written (the task is retried by Dask).
     """
     from stores import open_writer
+    from stores.uri import remote_errors
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
@@ -109,8 +110,11 @@ def build_shard(task: ShardTask) -> ShardReport:
     with threadpool_limits(limits=1):
         results = _extract_shard(task)
     t_write = time.perf_counter()
-    writer = open_writer(task.uri, storage_options=task.storage_options)
-    digest = writer.write_shard(task.shard_index, results)
+    # A network fault mid-write surfaces as a StoreError that names the store
+    # and says to rerun, not as a bare botocore exception.
+    with remote_errors(task.uri):
+        writer = open_writer(task.uri, storage_options=task.storage_options)
+        digest = writer.write_shard(task.shard_index, results)
     n_failed = sum(r.status != "ok" for r in results)
     t_end = time.perf_counter()
     return ShardReport(task.shard_index, len(results), n_failed, t_end - t0, t_end - t_write, digest)
