@@ -143,8 +143,9 @@ def test_killed_worker_still_gives_identical_store(manifest, reference, tmp_path
 
         killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
         killer.start()
-        summary = build_store(manifest, uri, config=CFG, scheduler=client, clips_per_shard=CPS, progress=False,
-                              max_failures=1)
+        # by address, as `pipeline build --scheduler tcp://...` does
+        summary = build_store(manifest, uri, config=CFG, scheduler=cluster.scheduler_address, clips_per_shard=CPS,
+                              progress=False, max_failures=1)
         killer.join(timeout=5)
     assert killed, "no worker was busy long enough to be killed"
     assert summary.shards_built == 3
