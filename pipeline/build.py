@@ -265,7 +265,9 @@ def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
 
 def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
     labels = list(manifest.labels)
-    cols: dict[str, list[Any]] = {k: [] for k in ("clip_id", "label", "label_index", "split", "fold", "group", "source")}
+    from stores.schema import STATIC_COLUMNS
+
+    cols: dict[str, list[Any]] = {k: [] for k in STATIC_COLUMNS}
     for clip in manifest.clips:
         if clip.label not in labels:
             raise BuildError(f"clip {clip.clip_id}: label {clip.label!r} is not one of the manifest's labels {labels}")

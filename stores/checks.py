@@ -106,7 +106,8 @@ def format_info(info: Mapping[str, Any]) -> str:
                  f"({w.get('window_seconds')} s, overlap {w.get('overlap')})")
     size = info["nbytes_stored"]
     if size >= 0:
-        lines.append(f"size         {size / 2**20:.1f} MiB; {(info['bytes_per_clip_variant'] or 0) / 1024:.1f} KiB per clip-variant; "
+        per_variant = (info["bytes_per_clip_variant"] or 0) / 1024
+        lines.append(f"size         {size / 2**20:.1f} MiB; {per_variant:.1f} KiB per clip-variant; "
                      f"{(info['fraction_of_float32'] or 0):.3f} of raw float32")
     prov = info["provenance"] or {}
     libs = prov.get("libraries", {})
