@@ -42,3 +42,49 @@ def test_cli_build_info_verify(manifest, config_file, tmp_path, capsys):  # noqa
     argv_other = [*argv[:-4], "--config", str(other), "--clips-per-shard", "4"]
     assert main(argv_other) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_killed_build_process_resumes_to_identical_store(manifest, config_file, tmp_path, capsys):  # noqa: F811
+    """SIGKILL a real `pipeline build` process after its first shard; rerunning it finishes the same store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import zarr
+
+    from pipeline.build import build_store
+    from pipeline.config import load_config
+    from pipeline.datasets import load_manifest
+    from tests.pipeline.test_build import assert_same_store
+
+    out = tmp_path / "killed.zarr"
+    argv = ["build", "--dataset", "folder", "--root", str(manifest.root), "--out", str(out), "--workers", "0",
+            "--config", str(config_file), "--clips-per-shard", "2", "--max-failures", "1"]
+    code = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = sum(bool(d) for d in zarr.open_array(out / "shard_digest", mode="r")[:])
+            except (FileNotFoundError, KeyError, ValueError):
+                done = 0
+            if done >= 1:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the build ended before it could be killed: {proc.stderr.read().decode()}"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert done < 4  # killed mid-build: 4 shards in all
+
+    assert main(argv) == 0  # the same command resumes
+    resumed = capsys.readouterr().out
+    assert f"{4 - done} built, {done} already done" in resumed
+    reference = tmp_path / "reference.zarr"
+    build_store(load_manifest("folder", manifest.root), reference, config=load_config(config_file), workers=0,
+                clips_per_shard=2, progress=False, max_failures=1)
+    assert_same_store(reference, out)
