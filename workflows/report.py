@@ -285,17 +285,21 @@ def _noise_section(noise: Mapping[str, Sequence[Mapping[str, Any]]], split: str,
 def _latency_section(latency: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines = ["## Inference latency", "",
              "End to end: decode one 30 s file, compute its features with the pipeline, run the model "
-             "on all its windows. Model only: one forward pass over a batch of windows. Medians.", "",
-             "| Model | Device | 30 s file, end to end (ms) | Batch of windows, model only (ms) | Batch size |",
-             "|---|---|---|---|---|"]
+             "on all its windows. Model only: one forward pass over a batch of windows. Medians over the "
+             "repeats; untrained weights (latency does not depend on them); CPU figures use the stated "
+             "number of torch threads.", "",
+             "| Model | Device | 30 s file, end to end (ms) | Batch of windows, model only (ms) | Batch size "
+             "| CPU threads |",
+             "|---|---|---|---|---|---|"]
     for name, devices in latency.items():
         for device, r in devices.items():
             if "absent" in r:
-                lines.append(f"| `{name}` | {device} | absent: {r['absent']} | | |")
+                lines.append(f"| `{name}` | {device} | absent: {r['absent']} | | | |")
                 continue
             file_ms = "n/a" if r.get("file_latency_s") is None else f"{1000 * r['file_latency_s']:.1f}"
             batch_ms = "n/a" if r.get("batch_latency_s") is None else f"{1000 * r['batch_latency_s']:.1f}"
-            lines.append(f"| `{name}` | {device} | {file_ms} | {batch_ms} | {r.get('batch_size', 'n/a')} |")
+            lines.append(f"| `{name}` | {device} | {file_ms} | {batch_ms} | {r.get('batch_size', 'n/a')} "
+                         f"| {r.get('threads') or 'n/a'} |")
     return lines + [""]
 
 
@@ -322,10 +326,16 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
     lines += [
         f"Reproduces the experiment of the paper *{paper.PAPER_TITLE}*. Columns headed **Paper** are "
         "the paper's published figures, copied as published (\"n/a\": we hold no published figure for "
-        "that row); every other number was measured by this run. Unless a table says otherwise, our "
-        f"numbers come from the **{split}** split of the store below.", "",
+        "that row); every other number was measured by this run."
+        + (f" Unless a table says otherwise, our numbers come from the **{split}** split of the store below."
+           if results.get("store") else ""), "",
     ]
-    lines += _provenance(results)
+    if results.get("store"):
+        lines += _provenance(results)
+    else:
+        cfg_hash = (results.get("config_hash") or "")[:16] or "n/a"
+        lines += ["## Data", "", "No store: the benchmark synthesises its own 30 s input file; features use the "
+                  f"recipe's pipeline config (hash `{cfg_hash}`).", ""]
 
     models = results.get("models") or []
     if models:

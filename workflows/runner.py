@@ -463,9 +463,18 @@ def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, Stage
     return outcome.result["noise"]
 
 
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{1000 * seconds:.1f} ms"
+
+
 def _latency(recipe: Recipe, out: Path, echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
     from model.bench import latency as bench_latency
 
+    fitted = [m for m in recipe.train.models if m in _non_neural()]
+    if fitted:
+        raise ConfigError(f"the latency recipe benchmarks untrained torch networks; {fitted} are fitted models "
+                          f"without one (use `pipeline bench predict --checkpoint DIR` on a trained one), "
+                          f"so drop them from train.models")
     result: dict[str, Any] = {}
     cfg = recipe.pipeline_config()
     for name in recipe.train.models:
@@ -488,8 +497,8 @@ def _latency(recipe: Recipe, out: Path, echo: Echo, stages: list[StageOutcome]) 
             stages.append(outcome)
             result[name][device] = outcome.result
             r = outcome.result
-            echo(f"      {name} on {device}: 30 s file {1000 * r.get('file_latency_s', math.nan):.0f} ms, "
-                 f"batch {1000 * r.get('batch_latency_s', math.nan):.1f} ms")
+            echo(f"      {name} on {device}: 30 s file {_ms(r.get('file_latency_s'))}, "
+                 f"batch of {r.get('batch_size')} windows {_ms(r.get('batch_latency_s'))}")
     return result
 
 
@@ -525,6 +534,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, store_dir: str | Path | None 
         # Latency depends on the model's shape and the feature config, not on
         # trained weights or a store: the benchmark uses untrained networks.
         results["dataset"] = {"name": "(none: synthetic 30 s input)", "split_scheme": "n/a"}
+        results["config_hash"] = recipe.pipeline_config().config_hash()
         results["latency"] = _latency(recipe, out, say, stages)
     else:
         built = build_stage(recipe, out, store_dir, say)

@@ -76,10 +76,10 @@ def test_cross_validation_and_noise_sections_and_plots(tmp_path):
 
 
 def test_latency_section_marks_absent_devices(tmp_path):
-    latency = {"dfn": {"cpu": {"file_latency_s": 0.25, "batch_latency_s": 0.01, "batch_size": 32},
+    latency = {"dfn": {"cpu": {"file_latency_s": 0.25, "batch_latency_s": 0.01, "batch_size": 32, "threads": 1},
                        "cuda": {"absent": "no CUDA device on this machine"}}}
     text = render_report(_results(latency=latency), tmp_path)[0].read_text()
-    assert "| `dfn` | cpu | 250.0 | 10.0 | 32 |" in text
+    assert "| `dfn` | cpu | 250.0 | 10.0 | 32 | 1 |" in text
     assert "absent: no CUDA device" in text
 
 

@@ -103,3 +103,24 @@ def test_cross_validation_reports_mean_and_std_over_folds(dirs):
     assert result.results["dataset"]["split_scheme"] == "artist-folds"
     text = result.report.read_text()
     assert "## Cross-validation" in text and "cross-validation.png" in {p.name for p in result.figures}
+
+
+def test_latency_recipe_measures_cpu_and_marks_absent_cuda(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = load_recipe("latency", ['train.models=["cnn-mel"]', "latency.repeats=1",
+                                     "pipeline.features.n_mels=64", "pipeline.features.hop_length=1024"])
+    result = run_recipe(recipe, tmp_path / "lat", echo=lambda s: None)
+    cpu = result.results["latency"]["cnn-mel"]["cpu"]
+    assert cpu["file_latency_s"] > 0 and cpu["batch_latency_s"] > 0
+    assert "absent" in result.results["latency"]["cnn-mel"]["cuda"]
+    assert "## Inference latency" in result.report.read_text()
+
+
+def test_latency_rejects_fitted_models(tmp_path):
+    from pipeline.errors import ConfigError
+
+    recipe = load_recipe("latency", ['train.models=["svm-mfcc"]'])
+    with pytest.raises(ConfigError, match="svm-mfcc"):
+        run_recipe(recipe, tmp_path / "lat", echo=lambda s: None)
