@@ -281,15 +281,30 @@ def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
         ``parity`` (worst over clips, per feature), ``ours_stage_core_s``
         (one clip, per stage), per-format timings and the settings.
     """
-    from threadpoolctl import threadpool_limits
-
-    from pipeline.extract import decode, process_clip
-
     if isinstance(clips_per_format, bool) or not isinstance(clips_per_format, int) or clips_per_format <= 0:
         raise PipelineError(f"bench features: clips={clips_per_format!r} must be a positive integer")
     if cfg is None:
         cfg = PipelineConfig().replace(audio=AudioConfig(clip_seconds=float(clip_seconds)))
     variants = cfg.augment.variant_names
+    import numba
+
+    numba_threads = numba.get_num_threads()
+    # One thread for BLAS/OpenMP (threadpoolctl) and for any numba parallel
+    # region, so CPU time is the cost of one single-threaded worker.
+    numba.set_num_threads(1)
+    try:
+        return _bench_features(clips_per_format, clip_seconds, cfg, variants, folder)
+    finally:
+        numba.set_num_threads(numba_threads)
+
+
+def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineConfig, variants: tuple[str, ...],
+                    folder: str | Path | None) -> dict[str, Any]:
+    """The body of :func:`bench_features`, run with numba pinned to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from pipeline.extract import decode, process_clip
+
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp, threadpool_limits(limits=1):
         root = Path(folder) if folder is not None else Path(tmp)
         paths = make_bench_clips(root, clips_per_format, seconds=clip_seconds)
