@@ -167,6 +167,8 @@ def median_filter_axis(X: np.ndarray, k: int, axis: int) -> np.ndarray:
         )
     if axis not in (0, 1, -1, -2):
         raise FeatureError(f"median_filter_axis axis={axis!r} must be one of 0, 1, -1, -2")
+    if X.size == 0:
+        return X.copy()
     if np.isnan(X).any():
         raise FeatureError("median_filter_axis got NaN values, which have no rank; clean the input first")
     X = np.ascontiguousarray(X)

@@ -102,6 +102,7 @@ def test_median_filter_float64_and_bad_arguments(rng):
         median_filter_axis(X, 3, 2)
     with pytest.raises(FeatureError, match="2-D"):
         median_filter_axis(X[0], 3, 0)
+    assert median_filter_axis(np.zeros((0, 5), np.float32), 3, 0).shape == (0, 5)
     X[3, 4] = np.nan
     with pytest.raises(FeatureError, match="NaN"):
         median_filter_axis(X, 3, 0)
