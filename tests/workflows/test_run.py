@@ -124,3 +124,29 @@ def test_latency_rejects_fitted_models(tmp_path):
     recipe = load_recipe("latency", ['train.models=["svm-mfcc"]'])
     with pytest.raises(ConfigError, match="svm-mfcc"):
         run_recipe(recipe, tmp_path / "lat", echo=lambda s: None)
+
+
+def test_demo_prints_report_headline_and_store_info(first_run, dirs):
+    from workflows.demo import run_demo
+
+    lines: list[str] = []
+    result = run_demo(dirs["root"] / "demo", echo=lines.append,
+                      overrides=[*TINY, f"dataset.root='{dirs['audio']}'", 'train.models=["svm-mfcc"]'])
+    text = "\n".join(lines)
+    # Same data and config as the comparison run: the store is shared.
+    assert result.results["store"]["uri"] == first_run[0].results["store"]["uri"]
+    assert f"report: {result.report.resolve()}" in text
+    assert "svm-mfcc" in text and "clip acc" in text and "(test split)" in text
+    assert f"$ pipeline info {result.results['store']['uri']}" in text
+    assert "fingerprint" in text and result.results["store"]["fingerprint"] in text
+
+
+def test_cli_lists_recipes_and_rejects_bad_keys(capsys):
+    from pipeline.cli import main
+
+    assert main(["run", "--list"]) == 0
+    assert "paper-ablation" in capsys.readouterr().out
+    assert main(["run", "paper-comparison", "--set", "train.epoch=3"]) == 2
+    assert "valid keys: batch_size" in capsys.readouterr().err
+    assert main(["run", "paper-comparison", "--set", 'train.models=["vgg"]']) == 2
+    assert "valid models: dfn" in capsys.readouterr().err
