@@ -67,7 +67,7 @@ def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
         y = _decimate(y, 2 ** plan.early_downsample)
     responses = []
     for i, octave in enumerate(plan.octaves):
-        if i:
+        if i and plan.octaves[i - 1].halve_after:
             y = _decimate(y, 2)
         spec = scipy.fft.rfft(_frames(y, octave.n_fft, octave.hop), axis=-1)
         responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
@@ -101,7 +101,8 @@ def chroma_cens(y: np.ndarray, *, sr: int, hop_length: int, fmin: float, bins_pe
     sr : int
         Sample rate in Hz.
     hop_length : int
-        Hop in samples; must be divisible by ``2 ** (n_octaves - 1)``.
+        Hop in samples (as in librosa, the signal is only decimated between
+        octaves while the hop stays even).
     fmin : float
         Lowest CQT frequency in Hz (before the tuning offset).
     bins_per_octave, n_octaves : int

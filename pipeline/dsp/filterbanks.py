@@ -103,6 +103,9 @@ class CQTOctave:
         Frequency-domain kernels on those bins, transposed, with every scale
         factor of ``librosa.cqt(scale=True)`` folded in (downsampling
         compensation ``sqrt(sr / sr_octave)`` and ``1 / sqrt(filter length)``).
+    halve_after : bool
+        Whether the signal is decimated by 2 before the next octave. As in
+        librosa, only while the hop is even; an odd hop keeps the rate.
     """
 
     n_fft: int
@@ -110,6 +113,7 @@ class CQTOctave:
     lo: int
     hi: int
     basis_t: np.ndarray
+    halve_after: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +124,7 @@ class CQTPlan:
     ----------
     octaves : tuple of CQTOctave
         From the top octave (full rate) down; the signal is halved (soxr HQ,
-        scaled by sqrt 2) between octaves.
+        scaled by sqrt 2) between octaves while the hop allows.
     n_bins : int
         Total bins (``n_octaves * bins_per_octave``).
     early_downsample : int
@@ -158,8 +162,7 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
     Raises
     ------
     pipeline.errors.FeatureError
-        The top filter would exceed the Nyquist frequency, or the hop cannot
-        be halved once per octave.
+        The top filter would exceed the Nyquist frequency.
     """
     import librosa
 
@@ -190,13 +193,6 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
     early = min(down1, down2)
     my_sr = sr / 2.0 ** early
     my_hop = hop_length // 2 ** early
-    if my_hop % 2 ** (n_octaves - 1):
-        # librosa silently stops halving the rate then; we refuse rather than
-        # produce kernels whose frames no longer line up with the STFT's.
-        raise FeatureError(
-            f"CENS CQT: hop_length={hop_length} cannot be halved {n_octaves - 1} times "
-            f"(features.cens_n_octaves={n_octaves}); use a hop divisible by {2 ** (n_octaves - 1)}"
-        )
     octaves = []
     for i in range(n_octaves):
         sl = slice(n_bins - bins_per_octave * (i + 1), n_bins - bins_per_octave * i)
@@ -215,10 +211,13 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
         # dropping them changes no value.
         used = np.nonzero(np.any(dense != 0, axis=0))[0]
         lo, hi = int(used[0]), int(used[-1]) + 1
+        halve = my_hop % 2 == 0
         octaves.append(CQTOctave(n_fft=int(n_fft), hop=int(my_hop), lo=lo, hi=hi,
-                                 basis_t=_frozen(np.ascontiguousarray(dense[:, lo:hi].T, dtype=np.complex64))))
-        my_hop //= 2
-        my_sr /= 2.0
+                                 basis_t=_frozen(np.ascontiguousarray(dense[:, lo:hi].T, dtype=np.complex64)),
+                                 halve_after=halve))
+        if halve:
+            my_hop //= 2
+            my_sr /= 2.0
     chroma = librosa.filters.cq_to_chroma(n_bins, bins_per_octave=bins_per_octave, n_chroma=12, fmin=fmin,
                                           window=None)
     logger.debug("built CQT plan sr=%s hop=%s bins=%s early=%s", sr, hop_length, n_bins, early)

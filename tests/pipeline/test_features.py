@@ -144,6 +144,19 @@ def test_hpss_matches_librosa(rng, power, margin):
     assert np.sum(np.abs(P) ** 2) > 0.01 * np.sum(np.abs(D) ** 2)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("hop", [384, 500])
+def test_cens_with_hops_that_stop_decimation(rng, hop):
+    """librosa halves the rate only while the hop is even (384 = 3 * 2**7; 500 = 125 * 4)."""
+    y = _tones_and_clicks(rng, 2.0)
+    kwargs = dict(sr=SR, hop_length=hop, fmin=32.70319566257483, bins_per_octave=12, n_octaves=7, tuning=0.0,
+                  win_len_smooth=11)
+    ours = chroma_cens(y, **kwargs)
+    ref = librosa.feature.chroma_cens(y=y, **kwargs)
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) <= 1e-4
+
+
 def test_cens_matches_librosa_on_chirp(rng):
     y = _chirp(rng, 3.0)
     ours = chroma_cens(y, sr=SR, hop_length=512, fmin=32.70319566257483, bins_per_octave=36, n_octaves=7,
