@@ -311,18 +311,35 @@ def _dask_client(workers: int, scheduler: "str | distributed.Client | None") -> 
         finally:
             client.close()
         return
-    # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-            **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=":0", silence_logs=logging.ERROR,
-        )
+    with _quiet_distributed_logs():
+        # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": {
+                **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=":0", silence_logs=logging.ERROR,
+            )
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet_distributed_logs() -> Iterator[None]:
+    """Keep the in-process scheduler's INFO chatter (start, stop, worker removal) out
+    of the progress output, unless this module logs at INFO itself (``-v``)."""
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
+    dask_logger = logging.getLogger("distributed")
+    previous = dask_logger.level
+    dask_logger.setLevel(logging.WARNING)
     try:
-        with distributed.Client(cluster) as client:
-            yield client
+        yield
     finally:
-        cluster.close()
+        dask_logger.setLevel(previous)
 
 
 def build_store(
