@@ -132,7 +132,7 @@ def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: i
     return result
 
 
-def _shard_of(shards: Sequence[tuple[int, int]]) -> np.ndarray:
+def _shard_stops(shards: Sequence[tuple[int, int]]) -> np.ndarray:
     stops = np.asarray([s for _, s in shards], dtype=np.int64)
     return stops
 
@@ -202,6 +202,7 @@ class WindowStream(IterableDataset):
             raise ModelError(f"dtype={dtype!r} must be 'float32' or 'float16'")
         self.dtype = dtype
         self.epoch = 0
+        self._iterations = 0
         self._store: Any = None
         self._store_pid: int | None = None
 
@@ -221,8 +222,15 @@ class WindowStream(IterableDataset):
         return self._store
 
     def set_epoch(self, epoch: int) -> None:
-        """Reseed shuffling; call before each epoch (workers are re-created per epoch)."""
+        """Reseed shuffling for ``epoch``; call before each epoch.
+
+        Persistent DataLoader workers hold their own copy of the dataset and
+        never see this call; each copy counts its ``__iter__`` calls instead
+        (one per epoch), starting from the epoch it was created at, so they
+        agree with the main process.
+        """
         self.epoch = int(epoch)
+        self._iterations = 0
 
     # -- planning ----------------------------------------------------------
     def _position(self) -> tuple[int, int]:
@@ -236,8 +244,8 @@ class WindowStream(IterableDataset):
         n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         return rank * n_workers + worker, world * n_workers
 
-    def plan(self) -> list[tuple[int, np.ndarray]]:
-        """All ``(shard, windows)`` of this epoch in reading order (before the per-worker division).
+    def plan(self, epoch: int | None = None) -> list[tuple[int, np.ndarray]]:
+        """All ``(shard, windows)`` of ``epoch`` (default: the set one) in reading order, before division.
 
         ``windows`` are rows ``(clip, variant, start)`` of that shard's clips.
         """
@@ -246,11 +254,12 @@ class WindowStream(IterableDataset):
         rows = window_index(np.asarray(store.valid_frames), clips, split_variants(store, self.variants),
                             store.window_frames, store.window_hop_frames)
         shards = list(store.shards)
-        stops = _shard_of(shards)
+        stops = _shard_stops(shards)
         shard_of_row = np.searchsorted(stops, rows[:, 0], side="right")
         order = np.arange(len(shards))
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(shards))
+            epoch = self.epoch if epoch is None else epoch
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(shards))
         plan = []
         for s in order:
             mine = rows[shard_of_row == s]
@@ -294,8 +303,10 @@ class WindowStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         store = self.store
         me, n = self._position()
-        plan = self.plan()[me::n]
-        rng = np.random.default_rng([self.seed, self.epoch, me])
+        epoch = self.epoch + self._iterations
+        self._iterations += 1
+        plan = self.plan(epoch)[me::n]
+        rng = np.random.default_rng([self.seed, epoch, me])
         labels_all = np.asarray(store.clips["label_index"], dtype=np.int64)
         window = store.window_frames
         carry: tuple[dict[str, np.ndarray], np.ndarray] | None = None

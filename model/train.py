@@ -189,7 +189,9 @@ def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoa
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["model.data"])
-        kwargs.update(multiprocessing_context=ctx, prefetch_factor=4)
+        # persistent: workers start once per run, not per epoch (WindowStream
+        # keeps its shuffling epoch in step by counting iterations).
+        kwargs.update(multiprocessing_context=ctx, prefetch_factor=4, persistent_workers=True)
     return DataLoader(ds, batch_size=None, num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
                       **kwargs)
 

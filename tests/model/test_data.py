@@ -113,3 +113,19 @@ def test_clip_iterator_and_stats(store):
                              for c in train], axis=1)
     np.testing.assert_allclose(stats["mel"][0], frames.mean(axis=1), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(stats["mel"][1], frames.std(axis=1), rtol=1e-4)
+
+
+def test_persistent_workers_follow_the_epochs(store):
+    def epoch_orders(persistent):
+        ds = WindowStream(store, split="train", features=("cens",), batch_size=4, seed=5, with_keys=True)
+        ds.set_epoch(2)
+        loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=persistent)
+        orders = []
+        for epoch in (2, 3):
+            ds.set_epoch(epoch)  # unseen by persistent workers; they count epochs themselves
+            orders.append([tuple(k) for _, _, kk in loader for k in kk.tolist()])
+        return orders
+
+    fresh, persistent = epoch_orders(False), epoch_orders(True)
+    assert fresh[0] != fresh[1]
+    assert persistent == fresh
