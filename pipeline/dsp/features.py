@@ -336,7 +336,7 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     mask_h, pow_h, pow_p = _hpss_power(S, kernel_harmonic=cfg.hpss_kernel_harmonic,
                                        kernel_percussive=cfg.hpss_kernel_percussive,
                                        power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
-    pow_s = np.square(S)
+    pow_s = np.square(S, out=S)                                   # S is not needed any more
 
     mel_big = mel_basis_sparse(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
     mel_small = mel_basis_sparse(sr, n_fft, cfg.hp_n_mels, float(cfg.fmin), float(fmax))
