@@ -20,6 +20,7 @@ def test_bench_build_figures(tmp_path, monkeypatch):
     assert figures["scaling"] == pytest.approx(figures["clips_per_s_2"] / figures["clips_per_s_1"])
     assert figures["failed_clips"] == 0 and figures["clips"] == 8
     assert figures["extract_s_per_clip"] > 0 and figures["write_s_per_clip"] > 0
+    assert 0 < figures["worker_utilisation_2"] <= 1.0
     assert figures["fraction_of_float32"] < 0.5  # float16 + compression; the 0.35 target is for real clips
     text = build_bench.format_figures(figures)
     assert "scaling" in text and "of raw float32" in text
