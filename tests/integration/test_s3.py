@@ -147,6 +147,22 @@ def test_trainer_streams_windows_from_s3_like_from_a_folder(built, s3_server):
     assert remote == local
 
 
+@pytest.mark.slow
+def test_pipeline_train_streams_from_s3_and_keeps_credentials_out_of_the_run(built, s3_server, tmp_path, capsys,
+                                                                             no_aws_env):
+    run = tmp_path / "run"
+    code = pipeline_main(["train", "--store", built["uri"], "--out", str(run), "--epochs", "1", "--device", "cpu",
+                          "--workers", "0", "--batch-size", "8", "--no-progress", *cli_options(s3_server)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert (run / "best.pt").is_file()
+    secret = s3_server.secret.encode()
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_bytes(), f"the secret was written into {path}"
+    assert s3_server.secret not in captured.out + captured.err
+
+
 def test_export_to_zip_and_read_the_zip(built, s3_server, tmp_path, monkeypatch):
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
