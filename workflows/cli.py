@@ -34,6 +34,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
+def _quiet_dask(args: argparse.Namespace) -> None:
+    """Keep the run's own progress readable: distributed's logger is set to INFO by
+    dask's config and would print every scheduler/nanny event through our root
+    handler. ``-v`` keeps them."""
+    import logging
+
+    if not getattr(args, "verbose", 0):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def cli_overrides(args: argparse.Namespace) -> list[str]:
     """``--dataset/--root/--split`` as recipe overrides, before the ``--set`` ones."""
     import json
@@ -60,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             print(name)
         return 0
     recipe = load_recipe(args.recipe, cli_overrides(args))
+    _quiet_dask(args)
     out = Path(args.out) if args.out else Path("runs") / (
         recipe.name if recipe.dataset.name == "demo" else f"{recipe.name}-{recipe.dataset.name}")
     result = run_recipe(recipe, out, store_dir=args.store_dir, echo=lambda s: print(s, flush=True))
@@ -69,5 +80,6 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from workflows.demo import run_demo
 
+    _quiet_dask(args)
     run_demo(Path(args.out), overrides=args.overrides, echo=lambda s: print(s, flush=True))
     return 0

@@ -163,19 +163,23 @@ class BuildSection:
 
     store : store URI; "" puts it under the run's store folder, named by
         dataset, split and config hash so that recipes share matching stores.
-    workers : local Dask worker processes (0: serial, in this process).
+    workers : local Dask worker processes (0: one per CPU core, the builder's default).
+    serial : build in this process without Dask (debugging, tiny test stores).
     scheduler : address of an existing Dask scheduler ("" = a local cluster).
     max_failures : failed clips tolerated, a count (>= 1) or a fraction (< 1).
     """
 
     store: str = ""
-    workers: int = 2
+    workers: int = 0
+    serial: bool = False
     scheduler: str = ""
     max_failures: float = 0.05
 
     def __post_init__(self) -> None:
         _str("build", "store", self.store)
         _int("build", "workers", self.workers)
+        if not isinstance(self.serial, bool):
+            raise ConfigError(f"recipe build.serial={self.serial!r} must be true or false")
         _str("build", "scheduler", self.scheduler)
         value = _float("build", "max_failures", self.max_failures)
         if value < 0:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -158,7 +159,7 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
              f"-> {uri}")
         summary = build_store(
             manifest, uri, config=cfg,
-            workers=recipe.build.workers,
+            workers=0 if recipe.build.serial else (recipe.build.workers or None),
             scheduler=recipe.build.scheduler or None,
             max_failures=_max_failures(recipe.build.max_failures),
             progress=True,
@@ -255,10 +256,23 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
         start = time.perf_counter()
         with torch_threads(recipe.train.threads):
             summary = train(store["uri"], model, ckpt, resume=resume and model not in _non_neural(), **options)
-        return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary)}
+        return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary),
+                "checkpoint_sha256": checkpoint_digest(ckpt)}
 
     what = f"train {model}" + (f" (test fold {_test_fold(roles)})" if roles else "")
     return run_stage(what, folder, inputs, run, outputs=("checkpoint",), echo=echo)
+
+
+def checkpoint_digest(folder: str | Path) -> str:
+    """SHA-256 of the checkpoint file evaluation uses (``best.pt``), so an
+    evaluation is redone whenever the weights it scored were replaced."""
+    from model.checkpoint import checkpoint_file
+
+    digest = hashlib.sha256()
+    with open(checkpoint_file(folder), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _non_neural() -> tuple[str, ...]:
@@ -287,6 +301,7 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
     split = "test" if roles else recipe.evaluate.split
     inputs = {"model": model, "store": store["fingerprint"],
               "trained": json.loads((trained.folder / "stage.json").read_text())["inputs_hash"],
+              "weights": trained.result.get("checkpoint_sha256", ""),
               "split": split, "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
 
     def run(stage_dir: Path) -> dict[str, Any]:
@@ -448,8 +463,7 @@ def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, Stage
               "snr_db": list(recipe.noise.snr_db), "seed": recipe.noise.seed,
               "max_clips": recipe.noise.max_clips, "root": recipe.dataset.root,
               "demo": dataclasses.asdict(recipe.dataset.demo),
-              "models": {n: inputs_hash(json.loads((t.folder / "stage.json").read_text())["inputs"])
-                         for n, t in trained.items()}}
+              "models": {n: t.result.get("checkpoint_sha256", "") for n, t in trained.items()}}
 
     def run(folder: Path) -> dict[str, Any]:
         manifest = load_run_manifest(recipe)

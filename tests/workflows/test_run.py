@@ -17,7 +17,7 @@ from workflows.runner import run_recipe
 TINY = [
     "dataset.demo.clips_per_genre=3", "dataset.demo.clip_seconds=4.0",
     "pipeline.features.n_mels=64", "pipeline.features.hop_length=1024",
-    "pipeline.augment.variants=[]", "build.workers=0",
+    "pipeline.augment.variants=[]", "build.serial=true",
     "train.epochs=1", "train.batch_size=16", "train.lr=1e-3",
 ]
 
