@@ -121,6 +121,7 @@ def running_ceph_gateway() -> Iterator[S3Server]:
                 f"services/ceph-rgw.sh start {state} {port} failed (exit {result.returncode}):\n"
                 f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}\n{logs}"
             )
+        logger.info("Ceph RADOS Gateway on 127.0.0.1:%d (state in %s)", port, state)
         yield S3Server(f"http://127.0.0.1:{port}", TEST_KEY, TEST_SECRET, TEST_REGION)
     finally:
         subprocess.run(["bash", str(CEPH_SCRIPT), "stop", str(state)], capture_output=True, timeout=180)

@@ -54,10 +54,11 @@ class LoopbackCluster:
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    handle = log.open("wb")
-    # own session: killpg reaches the worker's nanny and its child together
-    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    # own session: killpg reaches the worker's nanny and its child together;
+    # the child keeps its own copy of the log's descriptor
+    with log.open("wb") as handle:
+        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
