@@ -560,11 +560,12 @@ def build_from_cli(args: Any) -> int:
         raise BuildError(f"the dataset adapters cannot be imported ({exc}); is the package installed?") from exc
 
     config = load_config(args.config)
-    manifest = load_manifest(args.dataset, args.root, split=args.split)
+    dataset_options = parse_storage_options(getattr(args, "dataset_option", None), flag="--dataset-option")
+    manifest = load_manifest(args.dataset, args.root, split=args.split, **dataset_options)
     if args.limit is not None:
         if args.limit <= 0:
             raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
-        manifest = manifest.head(args.limit)
+        manifest = manifest.balanced_head(args.limit)
     summary = build_store(
         manifest, args.out, config=config, workers=args.workers, scheduler=args.scheduler,
         overwrite=args.overwrite, max_failures=args.max_failures,

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def parse_storage_options(pairs: list[str] | None) -> dict[str, object]:
+def parse_storage_options(pairs: list[str] | None, *, flag: str = "--storage-option") -> dict[str, object]:
     """``["key=value", ...]`` -> dict, with JSON-ish values (true/false/numbers) decoded.
 
     Dotted keys nest: ``client_kwargs.endpoint_url=http://...``.
@@ -58,7 +58,7 @@ def parse_storage_options(pairs: list[str] | None) -> dict[str, object]:
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise PipelineError(f"--storage-option {pair!r} must look like key=value")
+            raise PipelineError(f"{flag} {pair!r} must look like key=value")
         try:
             value: object = json.loads(raw)
         except json.JSONDecodeError:

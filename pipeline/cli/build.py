@@ -17,11 +17,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--config", help="pipeline config file (.toml or .json); defaults otherwise")
     p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
+    p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="adapter option (repeatable), e.g. clips_per_genre=10 clip_seconds=5 for demo, "
+                        "missing=skip for FMA; unknown options are rejected with the valid ones")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
     p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
     p.add_argument("--clips-per-shard", type=int, default=None,
                    help="clips per store shard (default 16; one task builds one shard)")
-    p.add_argument("--limit", type=int, help="build only the first N clips of the manifest (smoke tests)")
+    p.add_argument("--limit", type=int, help="build only N clips of the manifest, taken from every label in turn (smoke tests)")
     add_storage_option(p)
     p.set_defaults(func=run)
 
