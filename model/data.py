@@ -133,8 +133,8 @@ def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: i
 
 
 def _shard_stops(shards: Sequence[tuple[int, int]]) -> np.ndarray:
-    stops = np.asarray([s for _, s in shards], dtype=np.int64)
-    return stops
+    """End clip index of each shard: ``searchsorted`` over it maps a clip to its shard."""
+    return np.asarray([stop for _, stop in shards], dtype=np.int64)
 
 
 class WindowStream(IterableDataset):

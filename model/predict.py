@@ -107,6 +107,6 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], *, top: i
         except AudioError as exc:
             if errors == "raise":
                 raise
-            logger.warning("%s", exc)
+            logger.debug("prediction failed: %s", exc)  # the caller prints the error entry
             results.append({"file": str(path), "error": str(exc)})
     return results
