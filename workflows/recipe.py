@@ -380,11 +380,17 @@ class Recipe:
 
 def parse_value(raw: str) -> Any:
     """A ``--set`` value as TOML would read it (``5``, ``1e-3``, ``true``,
-    ``["dfn", "cnn"]``, ``"text"``); anything else is taken as a bare string."""
+    ``["dfn", "cnn"]``, ``"text"``); ``[a, b]`` (quotes lost to a shell) is a
+    list of bare strings; anything else is taken as a bare string."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        return raw
+        pass
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        # A shell ate the quotes of ["a", "b"]: read [a, b] as a list of items.
+        return [parse_value(item.strip()) for item in text[1:-1].split(",") if item.strip()]
+    return raw
 
 
 def _valid_keys_at(path: tuple[str, ...]) -> set[str] | None:

@@ -125,6 +125,8 @@ def test_parse_value_reads_toml_types_and_falls_back_to_text():
     assert parse_value("true") is True
     assert parse_value('["a", "b"]') == ["a", "b"]
     assert parse_value("/data/gtzan") == "/data/gtzan"
+    assert parse_value("[pitch_shift, noise]") == ["pitch_shift", "noise"]
+    assert parse_value("[1, x]") == [1, "x"]
 
 
 def test_apply_overrides_does_not_mutate_its_input():
