@@ -285,6 +285,11 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         state = load_checkpoint(latest, which="latest")
         saved = TrainConfig.from_dict(state["train_config"])
         changed = {k for k in RESUMABLE_OVERRIDES if getattr(cfg, k) != getattr(saved, k)}
+        ignored = sorted(f.name for f in dataclasses.fields(TrainConfig)
+                         if f.name not in RESUMABLE_OVERRIDES and getattr(cfg, f.name) != getattr(saved, f.name))
+        if ignored and not isinstance(model, TrainConfig) and set(ignored) & set(options):
+            logger.warning("resuming %s with its saved %s; the options given for them are ignored "
+                           "(only %s may change on resume)", latest, ignored, ", ".join(RESUMABLE_OVERRIDES))
         cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed})
     elif latest.exists():
         raise ModelError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
