@@ -248,7 +248,7 @@ def _cv_section(cv: Mapping[str, Mapping[str, Any]], fig_dir: Path, out_dir: Pat
              "|---|---|---|---|---|---|"]
     for name, r in cv.items():
         mean, std = r["mean"], r["std"]
-        cells = [f"{_pct(mean[lvl].get(k))} ± {_pct(std[lvl].get(k))}"
+        cells = [f"{_pct(mean[lvl].get(k))} ± {_pct(std[lvl].get(k))}" if mean[lvl].get(k) is not None else "n/a"
                  for k in ("accuracy", "macro_f1") for lvl in ("window", "clip")]
         lines.append(f"| `{name}` | {len(r['folds'])} | " + " | ".join(cells) + " |")
     lines += ["", "Per fold (clip accuracy, %): "]

@@ -120,7 +120,8 @@ def _store_facts(store: Any) -> dict[str, Any]:
     counts: dict[str, int] = {}
     if "split" in ok:
         for split, n in ok["split"].value_counts().sort_index().items():
-            counts[str(split) or "(none)"] = int(n)
+            if str(split):  # a fold store leaves every split empty; its folds are counted below
+                counts[str(split)] = int(n)
     if "fold" in ok and (ok["fold"] >= 0).any():
         for fold, n in ok["fold"].value_counts().sort_index().items():
             counts[f"fold {int(fold)}"] = int(n)

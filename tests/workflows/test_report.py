@@ -89,3 +89,13 @@ def test_missing_metric_prints_na(tmp_path, value):
     m["clip"]["macro_f1"] = value
     text = render_report(_results(models=[m]), tmp_path)[0].read_text()
     assert "| 50.0 | 55.0 | 45.0 | n/a |" in text
+
+
+def test_cross_validation_of_a_clip_only_model_prints_na_without_std(tmp_path):
+    level = {"accuracy": 0.5, "macro_f1": 0.4}
+    none = {"accuracy": None, "macro_f1": None}
+    cv = {"svm-mfcc": {"folds": [{"fold": 0, "window": none, "clip": level}],
+                       "mean": {"window": none, "clip": level}, "std": {"window": none, "clip": {"accuracy": 0.0,
+                                                                                                 "macro_f1": 0.0}}}}
+    text = render_report(_results(cv=cv), tmp_path)[0].read_text()
+    assert "| `svm-mfcc` | 1 | n/a | 50.0 ± 0.0 | n/a | 40.0 ± 0.0 |" in text
