@@ -285,19 +285,21 @@ class WindowStream(IterableDataset):
         Returns the arrays ``(clips_kept, n_variants, bands, frames)`` and the
         group's window rows ``(row_in_arrays, variant, start, clip)``.
         """
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.features}
+        needed_per_shard = [np.unique(rows[:, 0]) for _, rows in group]
+        total = sum(len(needed) for needed in needed_per_shard)
+        arrays: dict[str, np.ndarray] = {}
         pool, offset = [], 0
-        for shard, rows in group:
+        for (shard, rows), needed in zip(group, needed_per_shard):
             start = store.shards[shard][0]
             data = store.read_shard(shard, features=self.features)
-            needed = np.unique(rows[:, 0])
             for name in self.features:
-                # one copy that also drops the shard's val/test clips from memory
-                parts[name].append(data[name][needed - start])
+                if name not in arrays:
+                    arrays[name] = np.empty((total, *data[name].shape[1:]), dtype=data[name].dtype)
+                # one copy straight into the group's buffer, dropping the shard's val/test clips
+                np.take(data[name], needed - start, axis=0, out=arrays[name][offset:offset + len(needed)])
             where = offset + np.searchsorted(needed, rows[:, 0])
             pool.append(np.column_stack([where, rows[:, 1], rows[:, 2], rows[:, 0]]))
             offset += len(needed)
-        arrays = {name: p[0] if len(p) == 1 else np.concatenate(p) for name, p in parts.items()}
         return arrays, np.concatenate(pool)
 
     def __iter__(self) -> Iterator[Any]:
