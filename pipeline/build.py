@@ -311,19 +311,32 @@ def _dask_client(workers: int, scheduler: "str | distributed.Client | None") -> 
         finally:
             client.close()
         return
-    with _quiet_distributed_logs():
-        # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-                **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
-            cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", silence_logs=logging.ERROR,
-            )
-        try:
-            with distributed.Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+    # LocalCluster's nannies live in this process and apply their pre-spawn
+    # environment with os.environ.update (at start and at every worker
+    # restart): put this process's values back afterwards, or a later numba
+    # compile here fails ("Cannot set NUMBA_NUM_THREADS ... once the threads
+    # have been launched") and BLAS in this process stays pinned.
+    saved_env = {name: os.environ.get(name) for name in _SINGLE_THREAD_ENV}
+    try:
+        with _quiet_distributed_logs():
+            # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {
+                    **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
+                cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=":0", silence_logs=logging.ERROR,
+                )
+            try:
+                with distributed.Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -93,11 +93,17 @@ def test_serial_build_quarantines_bad_files(manifest, reference):
     assert store.attrs["dataset"]["name"] == "synthetic"
 
 
-def test_local_cluster_build_is_identical(manifest, reference, tmp_path):
+def test_local_cluster_build_is_identical(manifest, reference, tmp_path, monkeypatch):
+    # The in-process nannies pin thread variables with os.environ.update; the
+    # build must hand this process its own values back (a later numba compile
+    # here fails when NUMBA_NUM_THREADS changed after its threads started).
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     uri = tmp_path / "cluster.zarr"
     summary = build_store(manifest, uri, config=CFG, workers=2, clips_per_shard=CPS, progress=False, max_failures=1)
     assert summary.shards_built == 3 and summary.n_failed == 1
     assert_same_store(reference[0], uri)
+    assert os.environ["NUMBA_NUM_THREADS"] == "2" and "OMP_NUM_THREADS" not in os.environ
 
 
 def test_interrupted_then_resumed_is_identical(manifest, reference, tmp_path, monkeypatch):
