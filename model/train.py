@@ -451,14 +451,7 @@ def _feature_bands(state: Mapping[str, Any]) -> dict[str, int]:
 
 def parse_model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
     """``["gru_hidden=64", "cnn_channels=[16,32,64]"]`` -> kwargs (values parsed as JSON when they parse)."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--model-arg {pair!r} must look like name=value, e.g. gru_hidden=64")
-        try:
-            kwargs[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            kwargs[key] = raw
-    return kwargs
+    from pipeline.cli import parse_key_values
+
+    return parse_key_values(pairs, flag="--model-arg")
 

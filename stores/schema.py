@@ -52,21 +52,30 @@ core of a busy shared 2-core machine, so the times are upper bounds)::
     Blosc lz4 + shuffle      0.393   encode   8 ms   decode  3 ms
     Zstd-3, no shuffle       0.348   encode  59 ms   decode 11 ms
 
-We store float16 rounded to nearest with :data:`MANTISSA_BITS` = 9 of its 10
-mantissa bits, compressed with Blosc(zstd, level 3, byte shuffle): level 5
-saves 3 % of size for 2.6x the encode time, which the build pays in every
-task (extraction of a 5-variant clip is ~2.7 s, so level 3 costs ~3 %);
-decoding, which the trainer pays, is the same. Plain float16 only just met
-the 0.35 target on the test signal and real recordings are noisier; the
-dropped mantissa bit buys ~10 % of size. Maximum absolute error against
-float32 on the test signal: log-mel dB 0.023 (mel) / 0.047 (harmonic and
-percussive mel, |values| up to 48 dB), MFCC 0.37 (|values| up to 385, i.e.
-0.1 % relative), CENS 7e-4 (values in [0, 1]): a relative error of at most
-2**-10, far below the 80 dB dynamic range and the estimation noise of any
-mel-band energy. The values are plain IEEE float16 on disk, so any Zarr v3
-reader decodes them without a custom codec. On 40 demo clips (30 s, 20 of
-them with 4 augmented variants) a whole store takes 0.295 of raw float32,
-418 KiB per clip-variant (``pipeline bench build``).
+The trainer decodes every chunk once per epoch, so decode speed matters as
+much as size. Measured on shard 0 of a demo store of 30 s clips (16 clips,
+48 clip-variants present), one core, size relative to raw float32 of the
+valid frames, encode and decode of the whole shard::
+
+    mantissa bits  codec                         size   encode  decode
+    9              Blosc zstd-3 + byte shuffle   0.294  304 ms  53 ms
+    9              Blosc lz4-5 + bitshuffle      0.354   35 ms  19 ms
+    9              Blosc lz4hc-5 + bitshuffle    0.329  438 ms  18 ms
+    8              Blosc zstd-3 + byte shuffle   0.261  339 ms  57 ms
+    8              Blosc lz4-5 + bitshuffle      0.323   35 ms  21 ms
+    8              Blosc lz4-9 + bitshuffle      0.315   46 ms  18 ms
+
+We store float16 rounded to nearest with :data:`MANTISSA_BITS` = 8 of its 10
+mantissa bits, compressed with Blosc(lz4, level 9, bit shuffle): 0.32 of raw
+float32 (target 0.35), decoded three times faster and encoded six times
+faster than zstd-3 with byte shuffle, at 0.02-0.03 more of the raw size.
+Bit shuffle turns the zeroed low mantissa bits into runs of zero bytes that
+even lz4 removes; byte shuffle with lz4 does not reach the target (0.38).
+The relative error is at most 2**-9 (0.2 %): at most 0.1 dB on log-mel
+values up to 48 dB, 0.75 on MFCCs up to 385, 2e-3 on CENS in [0, 1], far
+below the 80 dB dynamic range and the estimation noise of any mel-band
+energy. The values are plain IEEE float16 on disk, so any Zarr v3 reader
+decodes them without a custom codec.
 """
 
 from __future__ import annotations
@@ -81,11 +90,11 @@ SCHEMA_VERSION = 1
 #: Stored dtype of feature arrays.
 FEATURE_DTYPE = "float16"
 #: Mantissa bits kept when rounding features to float16 (float16 has 10).
-MANTISSA_BITS = 9
+MANTISSA_BITS = 8
 #: Blosc compressor settings of feature arrays (see the module docstring).
-BLOSC_CNAME = "zstd"
-BLOSC_CLEVEL = 3
-BLOSC_SHUFFLE = "shuffle"
+BLOSC_CNAME = "lz4"
+BLOSC_CLEVEL = 9
+BLOSC_SHUFFLE = "bitshuffle"
 #: Default clips per shard: 16 clips x 5 variants of 30 s is ~7 MB stored,
 #: a good object size for both local disks and object stores.
 DEFAULT_CLIPS_PER_SHARD = 16

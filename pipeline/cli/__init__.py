@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 from . import bench, build, run, store, train
 
@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def parse_storage_options(pairs: list[str] | None, *, flag: str = "--storage-option") -> dict[str, object]:
-    """``["key=value", ...]`` -> dict, with JSON-ish values (true/false/numbers) decoded.
+def parse_key_values(pairs: list[str] | None, *, flag: str) -> dict[str, object]:
+    """``["key=value", ...]`` of a repeatable ``flag`` -> dict.
 
-    Dotted keys nest: ``client_kwargs.endpoint_url=http://...``.
+    Values are decoded as JSON where they parse (``true``, ``64``,
+    ``[16,32]``), else kept as strings; dotted keys nest
+    (``client_kwargs.endpoint_url=http://...``).
     """
     import json
 
@@ -58,7 +60,7 @@ def parse_storage_options(pairs: list[str] | None, *, flag: str = "--storage-opt
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise PipelineError(f"{flag} {pair!r} must look like key=value")
+            raise ConfigError(f"{flag} {pair!r} must look like key=value")
         try:
             value: object = json.loads(raw)
         except json.JSONDecodeError:
@@ -69,6 +71,11 @@ def parse_storage_options(pairs: list[str] | None, *, flag: str = "--storage-opt
             target = target.setdefault(part, {})  # type: ignore[assignment]
         target[leaf] = value
     return options
+
+
+def parse_storage_options(pairs: list[str] | None) -> dict[str, object]:
+    """``--storage-option`` pairs -> fsspec storage options."""
+    return parse_key_values(pairs, flag="--storage-option")
 
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:

@@ -98,8 +98,8 @@ def test_round_trip(tmp_path, cfg):
             got = store.read_clip(i, variant=v)
             for name, x in feats.items():
                 assert got[name].dtype == np.float32 and got[name].shape == x.shape
-                # float16 with 9 mantissa bits: relative error <= 2**-10
-                np.testing.assert_allclose(got[name], x, rtol=2.0 ** -10, atol=1e-4)
+                # float16 with MANTISSA_BITS mantissa bits: relative error <= 2**-(bits + 1)
+                np.testing.assert_allclose(got[name], x, rtol=2.0 ** -(schema.MANTISSA_BITS + 1), atol=1e-4)
             assert store.valid_frames[i, store.variants.index(v)] == x.shape[1]
     # test clips have no augmented variants; their chunks are absent
     assert store.valid_frames[0, 1] == 0
