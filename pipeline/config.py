@@ -293,6 +293,12 @@ class PipelineConfig:
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        nyquist = self.audio.sample_rate / 2
+        if self.features.fmax > nyquist:
+            raise ConfigError(
+                f"features.fmax={self.features.fmax} exceeds the Nyquist frequency {nyquist:g} Hz of "
+                f"audio.sample_rate={self.audio.sample_rate}; lower it or use 0 for sample_rate / 2"
+            )
         if self.features.n_fft > self.audio.clip_samples:
             raise ConfigError(
                 f"features.n_fft={self.features.n_fft} exceeds the clip length "

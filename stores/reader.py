@@ -213,7 +213,8 @@ class FeatureStore:
             why = (f"the clip's status is {status!r}" if status != schema.STATUS_OK else
                    f"augmented variants exist only for splits {self.attrs.get('augmented_splits')}")
             raise StoreError(f"variant {variant!r} of clip {index} was not computed in {self.uri}: {why}")
-        return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
+        with remote_errors(self._raw_uri):
+            return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
 
     @property
     def shards(self) -> list[tuple[int, int]]:
@@ -234,7 +235,9 @@ class FeatureStore:
         if not 0 <= shard_index < len(shards):
             raise StoreError(f"shard index {shard_index} out of range 0..{len(shards) - 1} in {self.uri}")
         start, stop = shards[shard_index]
-        return {name: self.array(name)[start:stop] for name in self._features(features)}
+        # credentials revoked or the connection dropped mid-training: name the store and the fix
+        with remote_errors(self._raw_uri):
+            return {name: self.array(name)[start:stop] for name in self._features(features)}
 
     # -- size ------------------------------------------------------------------
     @functools.cached_property
