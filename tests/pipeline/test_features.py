@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from pipeline.config import FeatureConfig
+from pipeline.bench import reference_features
+from pipeline.config import FeatureConfig, PipelineConfig
 from pipeline.dsp.cens import chroma_cens
 from pipeline.dsp.features import FEATURE_NAMES, extract_features, hpss, istft, stft
 from pipeline.dsp.median import median_filter_axis
@@ -55,27 +56,8 @@ SIGNALS = {"tones_clicks": _tones_and_clicks, "chirp": _chirp, "noise": _noise}
 
 
 def _librosa_features(y: np.ndarray, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    fmax = cfg.fmax or SR / 2
-    D = librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
-    H, P = librosa.decompose.hpss(D, kernel_size=(cfg.hpss_kernel_harmonic, cfg.hpss_kernel_percussive),
-                                  power=cfg.hpss_power, margin=cfg.hpss_margin)
-
-    def logmel(X, n):
-        m = librosa.feature.melspectrogram(S=np.abs(X) ** 2, sr=SR, n_fft=cfg.n_fft, n_mels=n,
-                                           fmin=cfg.fmin, fmax=fmax)
-        return librosa.power_to_db(m, ref=1.0, amin=1e-10, top_db=cfg.top_db or None)
-
-    y_h = librosa.istft(H, hop_length=cfg.hop_length, n_fft=cfg.n_fft, length=len(y))
-    return {
-        "mel": logmel(D, cfg.n_mels),
-        "harmonic_mel": logmel(H, cfg.hp_n_mels),
-        "percussive_mel": logmel(P, cfg.hp_n_mels),
-        "mfcc": librosa.feature.mfcc(S=logmel(H, cfg.n_mels), n_mfcc=cfg.n_mfcc),
-        "cens": librosa.feature.chroma_cens(y=y_h, sr=SR, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
-                                            tuning=cfg.cens_tuning, n_octaves=cfg.cens_n_octaves,
-                                            bins_per_octave=cfg.cens_bins_per_octave,
-                                            win_len_smooth=cfg.cens_win_len_smooth),
-    }
+    """The plain-librosa reference of ``pipeline bench features``, on the test's signal."""
+    return reference_features(y, SR, PipelineConfig(features=cfg))
 
 
 # -- median filter ---------------------------------------------------------
