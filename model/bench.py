@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from model.data import WindowStream, open_source, split_clips, window_counts
+from model.data import WindowStream, clips_by_shard, open_source, split_clips, window_counts
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,8 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
         split = "train"
     valid = np.asarray(store.valid_frames)
     per_shard = []
-    for s, (start, stop) in enumerate(store.shards):
-        mine = clips[(clips >= start) & (clips < stop)]
-        n = int(window_counts(valid[mine], store.window_frames, store.window_hop_frames).sum()) if len(mine) else 0
+    for s, _, mine in clips_by_shard(store, clips):
+        n = int(window_counts(valid[mine], store.window_frames, store.window_hop_frames).sum())
         if n:
             per_shard.append((s, n))
     if not per_shard:
@@ -172,6 +171,7 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
     ``model``, ``threads``, ``repeats``.
     """
     from model.predict import Predictor
+    from model.train import autocast
     from pipeline.config import PipelineConfig
 
     if checkpoint is not None:
@@ -208,7 +208,7 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
                     if dev.type == "cuda":
                         torch.cuda.synchronize(dev)
                     t0 = time.perf_counter()
-                    with (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _nullcontext()):
+                    with autocast(dev):
                         model(x)
                     if dev.type == "cuda":
                         torch.cuda.synchronize(dev)
@@ -223,12 +223,6 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
             "batch_size": batch_size, "windows_per_file": n_windows, "file_seconds": seconds,
             "device": str(dev), "model": predictor.state["model_name"], "threads": threads if dev.type == "cpu" else None,
             "repeats": repeats}
-
-
-def _nullcontext() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def bench_predict_cli(args: Any) -> int:

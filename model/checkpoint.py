@@ -40,6 +40,20 @@ def feature_hash(config: PipelineConfig | Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def run_metadata(store: Any, cfg: Any, features: Any, model_kwargs: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """What every checkpoint (and its ``config.json``) records about the run besides the weights.
+
+    ``cfg`` is the run's :class:`model.train.TrainConfig`; ``model_kwargs``
+    defaults to its ``model_kwargs``.
+    """
+    return {"model_name": cfg.model, "model_kwargs": dict(cfg.model_kwargs if model_kwargs is None else model_kwargs),
+            "train_config": cfg.to_dict(), "pipeline_config": store.config.to_dict(),
+            "feature_hash": feature_hash(store.config), "labels": list(store.labels), "features": list(features),
+            "store": {"uri": str(store.uri), "fingerprint": str(store.fingerprint),
+                      "config_hash": str(store.config_hash)}}
+
+
 def checkpoint_file(path: str | Path, which: str = "best") -> Path:
     """The file of a checkpoint folder (``best.pt``, falling back to ``checkpoint.pt``) or a file itself."""
     path = Path(path)

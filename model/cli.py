@@ -71,15 +71,15 @@ def _ints(text: str) -> list[int]:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from pipeline.cli import parse_storage_options
-    from model.train import TrainConfig, parse_model_kwargs, train
+    from pipeline.cli import parse_key_values, parse_storage_options
+    from model.train import TrainConfig, train
 
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}
     options: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if args.model_arg:
-        options["model_kwargs"] = parse_model_kwargs(args.model_arg)
+        options["model_kwargs"] = parse_key_values(args.model_arg, flag="--model-arg")
     result = train(args.store, args.model, args.out, resume=args.resume,
                    storage_options=parse_storage_options(args.storage_option), **options)
     if result.get("rank", 0) == 0:

@@ -132,6 +132,15 @@ def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: i
     return result
 
 
+def clips_by_shard(store: Any, clips: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(shard, its first clip index, the given clips it holds, ascending)`` for each shard holding any."""
+    clips = np.sort(np.asarray(clips, dtype=np.int64))
+    for shard, (start, stop) in enumerate(store.shards):
+        mine = clips[(clips >= start) & (clips < stop)]
+        if len(mine):
+            yield shard, start, mine
+
+
 def _shard_stops(shards: Sequence[tuple[int, int]]) -> np.ndarray:
     """End clip index of each shard: ``searchsorted`` over it maps a clip to its shard."""
     return np.asarray([stop for _, stop in shards], dtype=np.int64)
@@ -269,9 +278,8 @@ class WindowStream(IterableDataset):
 
     def __len__(self) -> int:
         """Batches per epoch over all workers of this rank (upper bound under ``drop_last=False``)."""
-        n = sum(len(r) for _, r in self.plan())
         world = self._position()[1]
-        return math.ceil(n / max(1, world) / self.batch_size)
+        return math.ceil(self.n_windows() / max(1, world) / self.batch_size)
 
     def n_windows(self) -> int:
         """Windows of one epoch, all workers and ranks together."""
@@ -365,13 +373,9 @@ def iter_clip_windows(store: Any, clips: np.ndarray, features: Sequence[str]
     ------
     (clip_index, name -> float32 [shape=(n_windows, bands, window_frames)])
     """
-    clips = np.sort(np.asarray(clips, dtype=np.int64))
     window, hop = store.window_frames, store.window_hop_frames
     valid = np.asarray(store.valid_frames)
-    for shard, (start, stop) in enumerate(store.shards):
-        mine = clips[(clips >= start) & (clips < stop)]
-        if not len(mine):
-            continue
+    for shard, start, mine in clips_by_shard(store, clips):
         arrays = store.read_shard(shard, features=tuple(features))
         for clip in mine:
             rows = window_index(valid, np.array([clip]), [0], window, hop)
@@ -391,7 +395,6 @@ def normalisation_stats(store: Any, clips: np.ndarray, features: Sequence[str]
     -------
     name -> (mean, std), each float32 [shape=(bands,)]
     """
-    clips = np.sort(np.asarray(clips, dtype=np.int64))
     if not len(clips):
         raise ModelError(f"store {store.uri} has no ok clips to compute normalisation statistics from; "
                          f"check its split column (pipeline info {store.uri})")
@@ -399,10 +402,7 @@ def normalisation_stats(store: Any, clips: np.ndarray, features: Sequence[str]
     sums = {n: np.zeros(int(store.feature_bands[n])) for n in features}
     squares = {n: np.zeros(int(store.feature_bands[n])) for n in features}
     count = 0
-    for shard, (start, stop) in enumerate(store.shards):
-        mine = clips[(clips >= start) & (clips < stop)]
-        if not len(mine):
-            continue
+    for shard, start, mine in clips_by_shard(store, clips):
         arrays = store.read_shard(shard, features=tuple(features))
         for name, arr in arrays.items():
             x = arr[mine - start, 0].astype(np.float64)  # (k, bands, frames)

@@ -12,7 +12,6 @@ the checkpoint: ``metrics.json``, ``confusion_clip.csv`` /
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -24,7 +23,7 @@ import torch
 
 from model.checkpoint import check_store, checkpoint_file, load_checkpoint
 from model.data import iter_clip_windows, open_source, split_clips
-from model.train import load_model, resolve_device
+from model.train import autocast, load_model, resolve_device
 from pipeline.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -58,8 +57,7 @@ def predict_windows(model: torch.nn.Module, windows: Mapping[str, np.ndarray], d
     for s in range(0, n, batch_size):
         x = {k: torch.from_numpy(np.ascontiguousarray(v[s:s + batch_size])).to(device) for k, v in windows.items()
              if k in model.features}
-        with (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-              else contextlib.nullcontext()):
+        with autocast(device):
             logits = model(x)
         out.append(torch.log_softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

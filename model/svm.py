@@ -26,8 +26,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from model.checkpoint import feature_hash, load_checkpoint, save_checkpoint
-from model.data import open_source, split_clips, split_variants
+from model.checkpoint import load_checkpoint, run_metadata, save_checkpoint
+from model.data import clips_by_shard, open_source, split_clips, split_variants
 from pipeline.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -41,14 +41,10 @@ def mfcc_statistics(mfcc: np.ndarray, valid: int | None = None) -> np.ndarray:
 
 def clip_statistics(store: Any, clips: np.ndarray, variants: str = "original") -> tuple[np.ndarray, np.ndarray]:
     """MFCC statistics of each clip-variant present; ``(features (n, 26), clip index (n,))``."""
-    clips = np.sort(np.asarray(clips, dtype=np.int64))
     cols = split_variants(store, variants)
     valid = np.asarray(store.valid_frames)
     feats, owners = [], []
-    for shard, (start, stop) in enumerate(store.shards):
-        mine = clips[(clips >= start) & (clips < stop)]
-        if not len(mine):
-            continue
+    for shard, start, mine in clips_by_shard(store, clips):
         mfcc = store.read_shard(shard, features=("mfcc",))["mfcc"]
         for clip in mine:
             for v in cols:
@@ -169,12 +165,7 @@ def train_svm(store: Any, out_dir: str | Path, cfg: Any, *,
     record = {"epoch": 1, "train_loss": None, "train_acc": train_acc, "val_loss": None, "val_acc": val_acc,
               "lr": None, "windows": int(len(train_stats)), "time_s": round(time.perf_counter() - t0, 3),
               "split": cfg.val_split, "store": str(store.uri)}
-    state = {"model_name": "svm-mfcc", "model_kwargs": {k: v for k, v in kwargs.items()},
-             "train_config": cfg.to_dict(), "pipeline_config": store.config.to_dict(),
-             "feature_hash": feature_hash(store.config), "labels": list(store.labels), "features": ["mfcc"],
-             "store": {"uri": str(store.uri), "fingerprint": str(store.fingerprint),
-                       "config_hash": str(store.config_hash)},
-             "svm": svm, "epoch": 0, "metrics": record}
+    state = {**run_metadata(store, cfg, ["mfcc"], model_kwargs=kwargs), "svm": svm, "epoch": 0, "metrics": record}
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(state, out / "best.pt")
     save_checkpoint(state, out / "checkpoint.pt")

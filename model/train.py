@@ -31,7 +31,7 @@ from torch import nn
 from torch.distributed.algorithms.join import Join
 from torch.utils.data import DataLoader
 
-from model.checkpoint import check_store, feature_hash, load_checkpoint, save_checkpoint
+from model.checkpoint import check_store, load_checkpoint, run_metadata, save_checkpoint
 from model.data import WindowStream, normalisation_stats, open_source, split_clips
 from model.networks import NON_NEURAL, GenreClassifier, build_model, model_names
 from pipeline.errors import ConfigError, ModelError
@@ -169,7 +169,8 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (when ``enabled``); a no-op elsewhere."""
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -213,7 +214,7 @@ def evaluate_loss(model: nn.Module, loader: Any, device: torch.device, amp: bool
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, windows
     for x, y in loader:
         x, y = _to(x, device), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
         totals[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
@@ -349,13 +350,10 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         if state.get("stopped_early"):
             logger.info("%s already stopped early at epoch %d; nothing to resume", out, state["epoch"])
             start_epoch = cfg.epochs
-    store_info = {"uri": str(store.uri), "fingerprint": str(store.fingerprint), "config_hash": str(store.config_hash)}
-    base = {"model_name": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "train_config": cfg.to_dict(),
-            "pipeline_config": store.config.to_dict(), "feature_hash": feature_hash(store.config),
-            "labels": labels, "features": list(model.features), "store": store_info}
+    base = run_metadata(store, cfg, model.features)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({k: v for k, v in base.items()}, indent=2))
+        (out / "config.json").write_text(json.dumps(base, indent=2))
 
     # -- loop -----------------------------------------------------------------
     from tqdm.auto import tqdm
@@ -375,7 +373,7 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         with join:
             for x, y in train_loader:
                 x, y = _to(x, device), y.to(device, non_blocking=True)
-                with _autocast(device, cfg.amp):
+                with autocast(device, cfg.amp):
                     logits = net(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -411,7 +409,7 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         stopped_early = bad_epochs >= cfg.patience
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                   "val_acc": val_acc, "lr": lr, "windows": int(totals[2]),
-                  "time_s": round(time.perf_counter() - t0, 3), "split": cfg.val_split, "store": store_info["uri"]}
+                  "time_s": round(time.perf_counter() - t0, 3), "split": cfg.val_split, "store": base["store"]["uri"]}
         if rank == 0:
             with open(out / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
@@ -436,22 +434,10 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
 
 def load_model(state: Mapping[str, Any]) -> GenreClassifier:
     """Rebuild the network of a checkpoint dict and load its weights (eval mode, CPU)."""
-    bands = {n: int(b) for n, b in _feature_bands(state).items()}
+    from pipeline.config import PipelineConfig
+
+    bands = PipelineConfig.from_dict(state["pipeline_config"]).features.feature_bands()
     model = build_model(state["model_name"], n_classes=len(state["labels"]), feature_bands=bands,
                         **dict(state["model_kwargs"]))
     model.load_state_dict(state["model"])
     return model.eval()
-
-
-def _feature_bands(state: Mapping[str, Any]) -> dict[str, int]:
-    from pipeline.config import PipelineConfig
-
-    return PipelineConfig.from_dict(state["pipeline_config"]).features.feature_bands()
-
-
-def parse_model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
-    """``["gru_hidden=64", "cnn_channels=[16,32,64]"]`` -> kwargs (values parsed as JSON when they parse)."""
-    from pipeline.cli import parse_key_values
-
-    return parse_key_values(pairs, flag="--model-arg")
-
