@@ -28,6 +28,8 @@ from pipeline.errors import ConfigError
 AUGMENTATIONS: tuple[str, ...] = ("time_stretch", "pitch_shift", "noise", "gain")
 #: Name of the un-augmented variant; always stored first.
 ORIGINAL = "original"
+#: Excerpt positions of a longer file (``audio.excerpt``, ``load_clip(excerpt=)``).
+EXCERPTS: tuple[str, ...] = ("centre", "start")
 
 
 def _positive_int(section: str, name: str, value: object) -> None:
@@ -88,7 +90,7 @@ class AudioConfig:
     def __post_init__(self) -> None:
         _positive_int("audio", "sample_rate", self.sample_rate)
         _positive_number("audio", "clip_seconds", self.clip_seconds)
-        _choice("audio", "excerpt", self.excerpt, ("centre", "start"))
+        _choice("audio", "excerpt", self.excerpt, EXCERPTS)
         _choice("audio", "resample_quality", self.resample_quality, ("VHQ", "HQ", "MQ"))
 
     @property

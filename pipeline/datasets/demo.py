@@ -206,14 +206,15 @@ def generate(folder: str | Path, params: DemoParams) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
+        planned = plan(params)
         sizes: dict[str, int] = {}
-        for clip in plan(params):
+        for clip in planned:
             target = tmp / clip.path
             target.parent.mkdir(parents=True, exist_ok=True)
             sf.write(target, render_clip(params, clip), SAMPLE_RATE, subtype="PCM_16", format="WAV")
             sizes[clip.path] = target.stat().st_size
         marker = {"dataset": "demo", "params": params.to_dict(), "files": sizes,
-                  "groups": {c.clip_id: c.group for c in plan(params)}}
+                  "groups": {c.clip_id: c.group for c in planned}}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True))
         if folder.exists():
             if is_complete(folder, params):  # another process finished first

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -53,6 +53,23 @@ def check_n_folds(n_folds: object) -> int:
     return int(n_folds)
 
 
+def _shuffled_classes(labels: list[str], seed: int) -> Iterator[tuple[str, np.ndarray]]:
+    """``(label, clip indices of that label)`` per sorted label, the indices shuffled.
+
+    One generator per class, seeded with (``seed``, label position): adding
+    clips to one class leaves the order of every other class unchanged.
+    """
+    for k, label in enumerate(sorted(set(labels))):
+        members = np.array([i for i, lab in enumerate(labels) if lab == label])
+        rng = np.random.default_rng([seed, k])
+        yield label, members[rng.permutation(len(members))]
+
+
+def _own_groups(groups: Sequence[str]) -> list[str]:
+    """``groups`` with every "" (unknown) replaced by a group of its own clip."""
+    return [g if g else f"\x00clip{i}" for i, g in enumerate(groups)]
+
+
 def stratified_split(labels: Sequence[str], *, seed: int = 0,
                      val_fraction: float = DEFAULT_VAL_FRACTION,
                      test_fraction: float = DEFAULT_TEST_FRACTION) -> list[str]:
@@ -81,12 +98,7 @@ def stratified_split(labels: Sequence[str], *, seed: int = 0,
     seed = check_seed(seed)
     labels = list(labels)
     out = ["train"] * len(labels)
-    for k, label in enumerate(sorted(set(labels))):
-        members = np.array([i for i, lab in enumerate(labels) if lab == label])
-        # One generator per class: adding clips to one class leaves the
-        # split of every other class unchanged.
-        rng = np.random.default_rng([seed, k])
-        members = members[rng.permutation(len(members))]
+    for _, members in _shuffled_classes(labels, seed):
         n = len(members)
         n_test = int(round(n * test_fraction))
         n_val = int(round(n * val_fraction))
@@ -129,10 +141,7 @@ def stratified_folds(labels: Sequence[str], *, n_folds: int = DEFAULT_N_FOLDS, s
     labels = list(labels)
     out = [-1] * len(labels)
     start = 0
-    for k, label in enumerate(sorted(set(labels))):
-        members = np.array([i for i, lab in enumerate(labels) if lab == label])
-        rng = np.random.default_rng([seed, k])
-        members = members[rng.permutation(len(members))]
+    for label, members in _shuffled_classes(labels, seed):
         if len(members) < n_folds:
             logger.warning("label %r has %d clips, fewer than n_folds=%d: some folds have none of it",
                            label, len(members), n_folds)
@@ -164,7 +173,7 @@ def grouped_folds(labels: Sequence[str], groups: Sequence[str], *, n_folds: int 
     n_folds = check_n_folds(n_folds)
     seed = check_seed(seed)
     labels = list(labels)
-    groups = [g if g else f"\x00clip{i}" for i, g in enumerate(groups)]
+    groups = _own_groups(groups)
     n_groups = len(set(groups))
     if n_groups < n_folds:
         raise ConfigError(
@@ -210,7 +219,7 @@ def grouped_split(labels: Sequence[str], groups: Sequence[str], *, seed: int = 0
     check_fractions(val_fraction, test_fraction)
     positive = [f for f in (val_fraction, test_fraction) if f > 0]
     n_folds = max(3, int(round(1.0 / min(positive)))) if positive else 3
-    n_groups = len({g for g in groups if g} | {f"\x00clip{i}" for i, g in enumerate(groups) if not g})
+    n_groups = len(set(_own_groups(groups)))
     n_folds = min(n_folds, n_groups)
     folds = grouped_folds(labels, groups, n_folds=n_folds, seed=seed)
     n_test = int(round(test_fraction * n_folds))

@@ -58,14 +58,13 @@ import numpy as np
 import soundfile
 import soxr
 
+from pipeline.config import EXCERPTS
 from pipeline.errors import AudioDecodeError, ConfigError, InvalidSamplesError, TooShortError
 
 logger = logging.getLogger(__name__)
 
 #: soxr quality presets accepted by ``resample_quality``.
 RESAMPLE_QUALITIES: tuple[str, ...] = ("VHQ", "HQ", "MQ", "LQ", "QQ")
-#: Excerpt positions accepted by ``excerpt``.
-EXCERPTS: tuple[str, ...] = ("centre", "start")
 #: libsndfile's and the packet scan's MP3 lengths may differ by the encoder
 #: delay and padding (< 3 MPEG frames, ~0.08 s at 44.1 kHz); more is a
 #: disagreement.

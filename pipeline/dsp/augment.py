@@ -83,6 +83,8 @@ import scipy.fft
 import soxr
 
 from pipeline.config import AUGMENTATIONS, AugmentConfig
+from pipeline.dsp.features import stft
+from pipeline.dsp.filterbanks import hann_window
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -176,24 +178,8 @@ def _param(variant: str, params: Mapping[str, float], name: str) -> float:
 # --------------------------------------------------------------------------
 # Phase vocoder
 # --------------------------------------------------------------------------
-def _hann(n_fft: int) -> np.ndarray:
-    # Periodic Hann, as librosa's default window: its squares overlap-add to
-    # a constant at hop n_fft / 4.
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-
-
-def _stft(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
-    """Centred, zero-padded STFT, complex64 [shape=(n_frames, n_fft // 2 + 1)]."""
-    padded = np.pad(y, n_fft // 2)
-    n_frames = 1 + (len(padded) - n_fft) // hop
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(n_frames, n_fft), strides=(hop * padded.strides[0], padded.strides[0]),
-        writeable=False)
-    return scipy.fft.rfft(frames * window, axis=1, workers=1)
-
-
 def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: int) -> np.ndarray:
-    """Weighted overlap-add inverse of :func:`_stft`, float32 [shape=(length,)]."""
+    """Weighted overlap-add inverse of :func:`pipeline.dsp.features.stft`, float32 [shape=(length,)]."""
     frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
     frames *= window
     n_frames = frames.shape[0]
@@ -243,8 +229,10 @@ def phase_vocoder_stretch(y: np.ndarray, rate: float, *, n_fft: int = PV_N_FFT, 
     length = int(round(len(y) / rate))
     if len(y) == 0 or length == 0:
         return np.zeros(length, np.float32)
-    window = _hann(n_fft)
-    spec = _stft(y, n_fft, hop, window)
+    # Periodic Hann, as librosa's default window: its squares overlap-add to
+    # a constant at hop n_fft / 4.
+    window = hann_window(n_fft)
+    spec = stft(y, n_fft=n_fft, hop_length=hop)
     n_frames, n_bins = spec.shape
 
     # Output step k reads input frames i_k and i_k + 1 at fractional time
@@ -495,7 +483,7 @@ def wsola_stretch(y: np.ndarray, rate: float, *, frame: int = 1024, tolerance: i
     # The kernel does no bounds checks: pad the end beyond the last frame it
     # can read (two synthesis hops past the end, at any rate, plus tolerance).
     x = np.pad(np.asarray(y, dtype=np.float32), (pad, pad + int(4 * frame * max(rate, 1.0))))
-    window = _hann(frame)
+    window = hann_window(frame)
     out = _wsola_kernel()(x, float(rate), frame, hop, tolerance, corr_len, pad, length, window)
     return out[:length]
 

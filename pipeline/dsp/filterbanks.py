@@ -38,31 +38,18 @@ def hann_window(n_fft: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def mel_basis_t(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Transposed Slaney mel filterbank, float32 [shape=(1 + n_fft // 2, n_mels)].
-
-    Transposed (and C-contiguous) because our spectrograms are time-major
-    ``[frames, bins]``, so a mel spectrogram is one matrix product
-    ``power @ basis_t``.
-    """
-    import librosa
-
-    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                dtype=np.float32)
-    return _frozen(np.ascontiguousarray(basis.T))
-
-
-@functools.lru_cache(maxsize=32)
 def mel_basis_sparse(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
-    """The same Slaney mel bank as a CSR matrix [shape=(n_mels, 1 + n_fft // 2)], float32.
+    """The Slaney mel bank (``librosa.filters.mel``) as a CSR matrix [shape=(n_mels, 1 + n_fft // 2)], float32.
 
     Each band is a triangle over a few bins (about 2 non-zeros per bin in
     all), so ``basis @ power[bins, frames]`` costs ~2% of the dense product
     and yields the frequency-major ``[n_mels, frames]`` layout directly.
     """
+    import librosa
     import scipy.sparse
 
-    return scipy.sparse.csr_matrix(np.ascontiguousarray(mel_basis_t(sr, n_fft, n_mels, fmin, fmax).T))
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32)
+    return scipy.sparse.csr_matrix(basis)
 
 
 @functools.lru_cache(maxsize=32)
