@@ -20,6 +20,8 @@ FORMATS: dict[str, tuple[str, str | None]] = {
     "ogg": ("OGG", "VORBIS"),
     "opus": ("OGG", "OPUS"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
+    "aiff": ("AIFF", "PCM_16"),
+    "aif": ("AIFF", "PCM_16"),
 }
 
 

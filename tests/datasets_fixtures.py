@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile
+
+from tests.audio_fixtures import write_signal
 
 GTZAN_GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
                                  "jazz", "metal", "pop", "reggae", "rock")
@@ -40,24 +41,11 @@ def _signal(seconds: float, sr: int, seed: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def write_au(path: Path, *, seconds: float = 0.05, sr: int = 22050, seed: int = 0) -> Path:
-    """A Sun AU file as GTZAN ships them: mono, 16-bit PCM, big-endian."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, _signal(seconds, sr, seed), sr, format="AU", subtype="PCM_16", endian="BIG")
-    return path
-
-
 def write_audio(path: Path, *, seconds: float = 0.05, sr: int = 22050, seed: int = 0) -> Path:
-    """A short tone in the format of ``path``'s extension (wav, flac, ogg, mp3, au, aiff)."""
+    """A short tone in the format of ``path``'s extension (see :data:`tests.audio_fixtures.FORMATS`;
+    ``.au`` as GTZAN ships them: mono, 16-bit PCM, big-endian, libsndfile's default for AU)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower()
-    if ext == ".au":
-        return write_au(path, seconds=seconds, sr=sr, seed=seed)
-    formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
-               ".mp3": ("MP3", "MPEG_LAYER_III"), ".aiff": ("AIFF", "PCM_16"), ".aif": ("AIFF", "PCM_16")}
-    fmt, subtype = formats[ext]
-    soundfile.write(path, _signal(seconds, sr, seed), sr, format=fmt, subtype=subtype)
-    return path
+    return write_signal(path, _signal(seconds, sr, seed), sr)
 
 
 def make_gtzan_tree(root: str | Path, genres: Sequence[str] = GTZAN_GENRES, n_per_genre: int = 3, *,

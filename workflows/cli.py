@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     out = Path(args.out) if args.out else Path("runs") / (
         recipe.name if recipe.dataset.name == "demo" else f"{recipe.name}-{recipe.dataset.name}")
-    result = run_recipe(recipe, out, store_dir=args.store_dir, echo=lambda s: print(s, flush=True))
+    run_recipe(recipe, out, store_dir=args.store_dir, echo=lambda s: print(s, flush=True))
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.errors import AudioError, ConfigMismatchError, PipelineError
+from pipeline.errors import AudioError, PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def noisy_accuracy(checkpoints: Mapping[str, str | Path], store_uri: str, root: 
     model -> list of ``{"snr_db": float | None, "clip_accuracy", "clip_macro_f1", "clips"}``,
     the clean condition (``snr_db`` None) first.
     """
-    from model.checkpoint import feature_hash
+    from model.checkpoint import check_store
     from model.evaluate import classification_metrics
     from model.predict import Predictor
     from pipeline.extract import decode
@@ -79,13 +79,7 @@ def noisy_accuracy(checkpoints: Mapping[str, str | Path], store_uri: str, root: 
     cfg = store.config
     predictors = {name: Predictor(path) for name, path in checkpoints.items()}
     for name, p in predictors.items():
-        if feature_hash(p.config) != feature_hash(cfg):
-            raise ConfigMismatchError(
-                f"checkpoint of {name} ({checkpoints[name]}) was trained on other features than store "
-                f"{store.uri}; retrain it on this store"
-            )
-        if list(p.labels) != list(store.labels):
-            raise ConfigMismatchError(f"checkpoint of {name} has labels {p.labels}, store {store.uri} {store.labels}")
+        check_store(p.state, store, what=f"checkpoint of {name} ({checkpoints[name]})")
     clips = store.select(split=split)
     if max_clips:
         clips = clips[:max_clips]

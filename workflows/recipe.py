@@ -399,10 +399,11 @@ def _valid_keys_at(path: tuple[str, ...]) -> set[str] | None:
         return set(_TOP_KEYS)
     head, *rest = path
     if head == "pipeline":
+        sections = PipelineConfig().to_dict()
         if not rest:
-            return set(PipelineConfig().to_dict())
-        if len(rest) == 1 and rest[0] in PipelineConfig().to_dict():
-            return set(PipelineConfig().to_dict()[rest[0]])
+            return set(sections)
+        if len(rest) == 1 and rest[0] in sections:
+            return set(sections[rest[0]])
         return None
     if head in _SECTIONS and not rest:
         return {f.name for f in dataclasses.fields(_SECTIONS[head])}

@@ -39,7 +39,6 @@ from workflows import paper
 logger = logging.getLogger(__name__)
 
 FIGURES = "figures"
-_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 
 
 def _pct(value: Any) -> str:
@@ -166,7 +165,7 @@ def plot_noise(noise: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> 
 
 # -- markdown --------------------------------------------------------------
 
-def _results_table(models: Sequence[Mapping[str, Any]], kind: str, family: str | None) -> list[str]:
+def _results_table(models: Sequence[Mapping[str, Any]], kind: str) -> list[str]:
     head = ("| Model | Acc. window (%) | Acc. clip (%) | Macro-F1 window (%) | Macro-F1 clip (%) "
             "| Paper: acc. GTZAN (%) | Paper: acc. FMA (%) |")
     lines = [head, "|" + "---|" * 7]
@@ -343,7 +342,7 @@ def render_report(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
         lines += [f"## {title}", "",
                   f"Window level: every 3 s window (50% overlap) scored alone. Clip level: the windows of a "
                   f"clip pooled into one decision. Split: **{split}**.", ""]
-        lines += _results_table(models, kind, family)
+        lines += _results_table(models, kind)
         lines += ["", paper.CONTEXT, ""]
         if family is None:
             lines += ["The paper's columns refer to GTZAN and FMA; this run used a different dataset, so "

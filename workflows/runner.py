@@ -42,7 +42,7 @@ import numpy as np
 from pipeline.errors import BuildError, ConfigError, PipelineError
 from workflows.recipe import Recipe
 from workflows.report import render_report
-from workflows.stages import StageOutcome, inputs_hash, run_stage
+from workflows.stages import StageOutcome, inputs_hash, read_record, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ Echo = Callable[[str], None]
 #: artist-grouped where the adapter knows artists (demo; FMA's "folds" are
 #: artist-grouped already), stratified otherwise (GTZAN has no artist list).
 CV_SPLITS: dict[str, str] = {"demo": "artist-folds"}
+
+#: The macro averages kept of each evaluation level (window, clip).
+METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +304,7 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
 
     split = "test" if roles else recipe.evaluate.split
     inputs = {"model": model, "store": store["fingerprint"],
-              "trained": json.loads((trained.folder / "stage.json").read_text())["inputs_hash"],
+              "trained": read_record(trained.folder)["inputs_hash"],
               "weights": trained.result.get("checkpoint_sha256", ""),
               "split": split, "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
 
@@ -319,37 +322,22 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
 
 
 def normalise_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluator's metrics JSON -> ``{"window": {...}, "clip": {...}, "confusion", "labels"}``.
+    """The evaluator's metrics JSON (:func:`model.evaluate.evaluate`) ->
+    ``{"window": {...}, "clip": {...}, "confusion", "labels", "split"}``.
 
-    Accepts the level mappings under ``window``/``clip`` (or ``segment``) with
-    ``accuracy`` and ``macro_f1`` (or ``f1_macro``), and the clip-level
-    confusion matrix under ``confusion`` / ``confusion_matrix``.
+    Each level keeps the macro averages of :data:`METRICS` (None where the
+    level does not apply: a fitted SVM has no window level); the confusion
+    matrix is the clip level's.
     """
     def level(d: Mapping[str, Any] | None) -> dict[str, float | None]:
         d = d or {}
-        macro = d.get("macro") if isinstance(d.get("macro"), Mapping) else {}
-        def pick(*names: str) -> float | None:
-            for n in names:
-                if d.get(n) is not None:
-                    return float(d[n])
-                if macro.get(n) is not None:
-                    return float(macro[n])
-            return None
-        return {
-            "accuracy": pick("accuracy", "acc"),
-            "macro_f1": pick("macro_f1", "f1_macro", "f1"),
-            "macro_precision": pick("macro_precision", "precision_macro", "precision"),
-            "macro_recall": pick("macro_recall", "recall_macro", "recall"),
-        }
+        return {k: None if d.get(k) is None else float(d[k]) for k in METRICS}
 
-    window = metrics.get("window") or metrics.get("segment") or {}
     clip = metrics.get("clip") or {}
-    confusion = (clip.get("confusion") or clip.get("confusion_matrix")
-                 or metrics.get("confusion") or metrics.get("confusion_matrix"))
     return {
-        "window": level(window),
+        "window": level(metrics.get("window")),
         "clip": level(clip),
-        "confusion": confusion,
+        "confusion": clip.get("confusion"),
         "labels": list(metrics.get("labels") or []),
         "split": metrics.get("split"),
     }
@@ -367,13 +355,8 @@ def read_curves(checkpoint: str | Path) -> list[dict[str, Any]]:
         rec = json.loads(line)
         if "epoch" not in rec:
             continue
-        rows.append({
-            "epoch": rec["epoch"],
-            "train_loss": rec.get("train_loss", rec.get("loss")),
-            "val_loss": rec.get("val_loss"),
-            "val_accuracy": rec.get("val_accuracy", rec.get("val_acc")),
-            "train_accuracy": rec.get("train_accuracy", rec.get("train_acc")),
-        })
+        rows.append({"epoch": rec["epoch"], "train_loss": rec.get("train_loss"), "val_loss": rec.get("val_loss"),
+                     "val_accuracy": rec.get("val_acc"), "train_accuracy": rec.get("train_acc")})
     # A resumed training logs an epoch again: keep the last record of each.
     by_epoch = {r["epoch"]: r for r in rows}
     return [by_epoch[e] for e in sorted(by_epoch)]
@@ -422,7 +405,7 @@ def _mean_std(folds: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str,
     std: dict[str, Any] = {}
     for level in ("window", "clip"):
         mean[level], std[level] = {}, {}
-        for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
+        for key in METRICS:
             vals = [f[level][key] for f in folds if f[level].get(key) is not None]
             mean[level][key] = float(np.mean(vals)) if vals else None
             std[level][key] = float(np.std(vals)) if vals else None

@@ -66,11 +66,8 @@ def read_record(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def finished(folder: Path, inputs: Mapping[str, Any], outputs: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """The recorded result when the stage in ``folder`` finished with these inputs.
-
-    ``outputs`` are paths relative to ``folder`` that must still exist.
-    """
+def _finished_record(folder: Path, inputs: Mapping[str, Any], outputs: tuple[str, ...]) -> dict[str, Any] | None:
+    """The record in ``folder`` when it holds these inputs and ``outputs`` still exist."""
     record = read_record(folder)
     if record is None or record.get("inputs_hash") != inputs_hash(inputs):
         return None
@@ -78,7 +75,16 @@ def finished(folder: Path, inputs: Mapping[str, Any], outputs: tuple[str, ...] =
     if missing:
         logger.info("stage %s: outputs %s are missing; running it again", record.get("stage"), missing)
         return None
-    return dict(record.get("result") or {})
+    return record
+
+
+def finished(folder: Path, inputs: Mapping[str, Any], outputs: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The recorded result when the stage in ``folder`` finished with these inputs.
+
+    ``outputs`` are paths relative to ``folder`` that must still exist.
+    """
+    record = _finished_record(folder, inputs, outputs)
+    return None if record is None else dict(record.get("result") or {})
 
 
 def run_stage(name: str, folder: Path, inputs: Mapping[str, Any],
@@ -101,11 +107,11 @@ def run_stage(name: str, folder: Path, inputs: Mapping[str, Any],
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not force:
-        result = finished(folder, inputs, outputs)
-        if result is not None:
-            record = read_record(folder) or {}
+        record = _finished_record(folder, inputs, outputs)
+        if record is not None:
             say(f"[skip] {name}: finished earlier with the same inputs ({folder})")
-            return StageOutcome(name, folder, result, True, float(record.get("seconds", 0.0)))
+            return StageOutcome(name, folder, dict(record.get("result") or {}), True,
+                                float(record.get("seconds", 0.0)))
     stale = folder / RECORD
     if stale.exists():
         # The inputs changed: the old record must not survive a failed rerun.
