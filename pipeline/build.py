@@ -538,10 +538,10 @@ def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport]) -> 
     return []
 
 
-def _task_key(config: PipelineConfig, uri: str, shard_index: int) -> str:
+def _task_key_prefix(config: PipelineConfig, uri: str) -> str:
     """Deterministic: the same shard of the same build has the same key on every run."""
     where = hashlib.sha256(uri.encode()).hexdigest()[:6]
-    return f"shard-{config.config_hash()[:8]}-{where}-{shard_index}"
+    return f"shard-{config.config_hash()[:8]}-{where}"
 
 
 def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], bar, config: PipelineConfig,
@@ -550,10 +550,11 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
     """Submit one task per shard; update the bar as shards finish; collect task errors."""
     import distributed
 
+    prefix = _task_key_prefix(config, uri)  # hashed once, not per shard
     futures = {}
     for task in tasks:
         future = client.submit(
-            build_shard, task, key=_task_key(config, uri, task.shard_index), retries=TASK_RETRIES, pure=False,
+            build_shard, task, key=f"{prefix}-{task.shard_index}", retries=TASK_RETRIES, pure=False,
             workers=list(worker_addresses) if worker_addresses else None,
             allow_other_workers=False,
         )

@@ -115,11 +115,7 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
         cps = max(1, min(16, n_clips // 8))
         results = {}
         for n_workers in (1, 2):
-            if scheduler:
-                client_ctx = _dask_client(0, scheduler)
-            else:
-                client_ctx = _dask_client(n_workers, None)
-            with client_ctx as client:
+            with _dask_client(n_workers, scheduler) as client:  # n_workers is ignored with a scheduler
                 available = sorted(client.scheduler_info(n_workers=-1)["workers"])
                 if len(available) < n_workers:
                     raise BuildError(

@@ -7,7 +7,6 @@ line can print them either as text or as JSON.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -20,8 +19,8 @@ import numpy as np
 from pipeline.errors import PipelineError, StoreError
 from stores import schema
 from stores.reader import FeatureStore, open_store
-from stores.uri import filesystem, is_zip, local_path, redact_uri, scheme_of
-from stores.writer import shard_digest
+from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
+from stores.writer import shard_digest, store_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +161,8 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
                 or tuple(arr.metadata.dimension_names or ()) != dims:
             shape_problems.append(f"{name}: {tuple(arr.shape)} {arr.dtype} {arr.metadata.dimension_names}, "
                                   f"expected {want} {schema.FEATURE_DTYPE} {dims}")
-    for name in (*schema.CLIP_COLUMNS, *(a for p in store.attrs["aug_params"].values() for a in p.values())):
+    aug_arrays = sorted(a for p in store.attrs["aug_params"].values() for a in p.values())
+    for name in (*schema.CLIP_COLUMNS, *aug_arrays):
         if tuple(g[name].shape) != (n,):
             shape_problems.append(f"{name}: shape {tuple(g[name].shape)}, expected ({n},)")
     if tuple(g[schema.VALID_FRAMES].shape) != (n, nv):
@@ -192,13 +192,12 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
 
     nonfinite = []
     digest_mismatch = []
-    aug_arrays = sorted(a for p in store.attrs["aug_params"].values() for a in p.values())
     for i, (start, stop) in enumerate(store.shards):
         if not digests[i]:
             continue
         blocks = store.read_shard(i)
+        frames = np.arange(mf)[None, None, :] < valid[start:stop, :, None]
         for name, block in blocks.items():
-            frames = np.arange(mf)[None, None, :] < valid[start:stop, :, None]
             values = block.transpose(0, 1, 3, 2)[frames]  # (valid clip-variant-frames, bands)
             if not np.isfinite(values).all():
                 nonfinite.append(f"{name} in shard {i}")
@@ -211,12 +210,9 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
           f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
           "rebuild with --overwrite)" if digest_mismatch else f"{len(digests) - len(missing)} shards match")
     if store.complete and not missing:
-        h = hashlib.sha256()
-        h.update(store.config_hash.encode() + store.attrs["clips_hash"].encode())
-        for d in digests:
-            h.update(d.encode())
-        check("fingerprint", h.hexdigest() == store.attrs.get("fingerprint"),
-              "matches the shard digests" if h.hexdigest() == store.attrs.get("fingerprint") else
+        matches = store_fingerprint(store.config_hash, store.attrs["clips_hash"], digests) \
+            == store.attrs.get("fingerprint")
+        check("fingerprint", matches, "matches the shard digests" if matches else
               "the root fingerprint does not match the shard digests")
     return {"uri": shown, "ok": all(c["ok"] for c in checks), "checks": checks}
 
@@ -255,7 +251,7 @@ def export_store(uri: str | Path, out: str | Path, *, storage_options: Mapping[s
     if is_zip(uri):
         shutil.copyfile(local_path(uri), tmp)
     else:
-        if scheme_of(uri) in ("http", "https"):
+        if scheme_of(uri) in READ_ONLY_SCHEMES:
             raise StoreError(f"cannot export {source.uri}: HTTP cannot list a store's objects; "
                              "export from the original location")
         fs, root = filesystem(uri, storage_options=storage_options)

@@ -20,8 +20,8 @@ import zarr.errors
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import SchemaVersionError, StoreError, StoreIncompleteError, StoreNotFoundError
 from stores import schema
-from stores.uri import (filesystem, is_zip, local_path, make_store, quiet_consolidated_warning, redact_uri,
-                        remote_errors, scheme_of)
+from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
+                        redact_uri, remote_errors, scheme_of)
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +132,8 @@ class FeatureStore:
     def clips(self) -> pd.DataFrame:
         """One row per clip (row i = clip index i), columns of :data:`schema.CLIP_COLUMNS`."""
         data = {}
-        for name in schema.CLIP_COLUMNS:
+        for name, kind in {**schema.STATIC_COLUMNS, **schema.OUTCOME_COLUMNS}.items():  # CLIP_COLUMNS' order
             values = self.group[name][:]
-            kind = {**schema.STATIC_COLUMNS, **schema.OUTCOME_COLUMNS}[name]
             data[name] = values.astype(object).astype(str) if kind == "str" else values
         frame = pd.DataFrame(data)
         frame.index.name = "clip"
@@ -243,10 +242,9 @@ class FeatureStore:
     @functools.cached_property
     def nbytes_stored(self) -> int:
         """Bytes the store occupies (-1 where the location cannot be listed, e.g. HTTP)."""
-        path = local_path(self._raw_uri)
-        if path is not None and is_zip(self._raw_uri):
-            return path.stat().st_size
-        if scheme_of(self._raw_uri) in ("http", "https"):
+        if is_zip(self._raw_uri):
+            return local_path(self._raw_uri).stat().st_size
+        if scheme_of(self._raw_uri) in READ_ONLY_SCHEMES:
             return -1
         fs, root = filesystem(self._raw_uri, storage_options=self._storage_options)
         return int(fs.du(root, total=True))

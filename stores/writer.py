@@ -148,6 +148,15 @@ def shard_digest(features: Mapping[str, np.ndarray], valid_frames: np.ndarray,
     return h.hexdigest()
 
 
+def store_fingerprint(config_hash: str, clips_hash: str, digests: Sequence[str]) -> str:
+    """SHA-256 of the config, the clip list and every shard's digest: a finished store's fingerprint."""
+    h = hashlib.sha256()
+    h.update(config_hash.encode() + clips_hash.encode())
+    for d in digests:
+        h.update(d.encode())
+    return h.hexdigest()
+
+
 def _open_group(uri: str | Path, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
     store = make_store(uri, storage_options=storage_options, read_only=(mode == "r"))
     with quiet_consolidated_warning(), remote_errors(uri, writing=(mode == "w")):
@@ -293,11 +302,7 @@ class StoreWriter:
                 f"cannot finalize {self.uri}: {len(pending)} shard(s) not built yet "
                 f"(first: {pending[:5]}); rerun the build to finish them"
             )
-        h = hashlib.sha256()
-        h.update(self.attrs["config_hash"].encode() + self.attrs["clips_hash"].encode())
-        for d in digests:
-            h.update(d.encode())
-        fingerprint = h.hexdigest()
+        fingerprint = store_fingerprint(self.attrs["config_hash"], self.attrs["clips_hash"], digests)
         status = self.group["status"][:]
         summary = {
             "n_ok": int(np.sum(status == schema.STATUS_OK)),
