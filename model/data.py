@@ -287,28 +287,20 @@ class WindowStream(IterableDataset):
 
     # -- iteration ---------------------------------------------------------
     def _read_group(self, store: Any, group: list[tuple[int, np.ndarray]]
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Read a group of shards into one array per feature, keeping only the clips with windows.
+                    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """Read a group of shards, each kept as read (no copy into a group buffer).
 
-        Returns the arrays ``(clips_kept, n_variants, bands, frames)`` and the
-        group's window rows ``(row_in_arrays, variant, start, clip)``.
+        Returns one ``name -> (clips_in_shard, n_variants, bands, frames)``
+        dict per shard and the group's window rows
+        ``(shard_in_group, clip_in_shard, variant, start, clip)``.
         """
-        needed_per_shard = [np.unique(rows[:, 0]) for _, rows in group]
-        total = sum(len(needed) for needed in needed_per_shard)
-        arrays: dict[str, np.ndarray] = {}
-        pool, offset = [], 0
-        for (shard, rows), needed in zip(group, needed_per_shard):
+        parts, pool = [], []
+        for position, (shard, rows) in enumerate(group):
             start = store.shards[shard][0]
-            data = store.read_shard(shard, features=self.features)
-            for name in self.features:
-                if name not in arrays:
-                    arrays[name] = np.empty((total, *data[name].shape[1:]), dtype=data[name].dtype)
-                # one copy straight into the group's buffer, dropping the shard's val/test clips
-                np.take(data[name], needed - start, axis=0, out=arrays[name][offset:offset + len(needed)])
-            where = offset + np.searchsorted(needed, rows[:, 0])
-            pool.append(np.column_stack([where, rows[:, 1], rows[:, 2], rows[:, 0]]))
-            offset += len(needed)
-        return arrays, np.concatenate(pool)
+            parts.append(store.read_shard(shard, features=self.features))
+            pool.append(np.column_stack([np.full(len(rows), position), rows[:, 0] - start,
+                                         rows[:, 1], rows[:, 2], rows[:, 0]]))
+        return parts, np.concatenate(pool)
 
     def __iter__(self) -> Iterator[Any]:
         store = self.store
@@ -321,21 +313,21 @@ class WindowStream(IterableDataset):
         window = store.window_frames
         carry: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         for g in range(0, len(plan), self.buffer_shards):
-            arrays, pool = self._read_group(store, plan[g:g + self.buffer_shards])
+            parts, pool = self._read_group(store, plan[g:g + self.buffer_shards])
             if self.shuffle:
                 pool = pool[rng.permutation(len(pool))]
             pos = 0
             if carry is not None:
                 take = pool[:self.batch_size - len(carry[1])]
                 pos = len(take)
-                carry = self._concat(carry, self._gather(arrays, take, window))
+                carry = self._concat(carry, self._gather(parts, take, window))
                 if len(carry[1]) == self.batch_size:
                     yield self._emit(carry, labels_all)
                     carry = None
             while pos < len(pool):
                 take = pool[pos:pos + self.batch_size]
                 pos += len(take)
-                part = self._gather(arrays, take, window)
+                part = self._gather(parts, take, window)
                 if len(take) < self.batch_size:
                     carry = part  # completed by the next group's windows
                 else:
@@ -344,10 +336,21 @@ class WindowStream(IterableDataset):
             yield self._emit(carry, labels_all)
 
     @staticmethod
-    def _gather(arrays: Mapping[str, np.ndarray], take: np.ndarray, window: int
+    def _gather(parts: Sequence[Mapping[str, np.ndarray]], take: np.ndarray, window: int
                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        feats = gather_windows(arrays, take[:, :3], window, convert=False)
-        return feats, np.column_stack([take[:, 3], take[:, 1], take[:, 2]])
+        """Windows of ``take`` rows, in their order, gathered shard by shard."""
+        keys = np.column_stack([take[:, 4], take[:, 2], take[:, 3]])
+        which = take[:, 0]
+        if (which == which[0]).all():
+            return gather_windows(parts[which[0]], take[:, 1:4], window, convert=False), keys
+        feats: dict[str, np.ndarray] = {}
+        for position in np.unique(which):
+            mask = which == position
+            for name, x in gather_windows(parts[position], take[mask, 1:4], window, convert=False).items():
+                if name not in feats:
+                    feats[name] = np.empty((len(take), *x.shape[1:]), dtype=x.dtype)
+                feats[name][mask] = x
+        return feats, keys
 
     @staticmethod
     def _concat(a: tuple[dict[str, np.ndarray], np.ndarray], b: tuple[dict[str, np.ndarray], np.ndarray]
