@@ -97,7 +97,13 @@ class FakeStore:
         v = self.variants.index(variant)
         return {n: self._data[n][index, v].astype(np.float32) for n in (features or self.feature_bands)}
 
-    def read_shard(self, shard_index, features=None):
+    def read_shard(self, shard_index, features=None, *, variants=None, out=None, engine="auto"):
         self.reads += 1
         start, stop = self.shards[shard_index]
-        return {n: self._data[n][start:stop].copy() for n in (features or self.feature_bands)}
+        columns = list(range(len(self.variants))) if variants is None else list(variants)
+        result = {}
+        for n in (features or self.feature_bands):
+            target = out[n] if out is not None and n in out else np.zeros_like(self._data[n][start:stop])
+            target[:, columns] = self._data[n][start:stop, columns]
+            result[n] = target
+        return result

@@ -46,22 +46,24 @@ def test_gather_matches_slicing(store):
             np.testing.assert_array_equal(got[name][k], arrays[name][c, v, :, s:s + 130].astype(np.float32))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_every_train_window_exactly_once(store, workers):
+@pytest.mark.parametrize("workers, dtype", [(0, "float32"), (2, "float32"), (0, "float16")])
+def test_every_train_window_exactly_once(store, workers, dtype):
+    # batches of 5 from groups of 2 shards: many batches take windows from two groups
     ds = WindowStream(store, split="train", features=FEATURES, batch_size=5, buffer_shards=2, seed=3,
-                      with_keys=True)
+                      with_keys=True, dtype=dtype)
     ds.set_epoch(1)
     loader = DataLoader(ds, batch_size=None, num_workers=workers)
     seen, labels = [], []
     for x, y, keys in loader:
-        assert x["mel"].shape[1:] == (128, store.window_frames) and x["mel"].dtype == torch.float32
+        assert x["mel"].shape[1:] == (128, store.window_frames) and x["mel"].dtype == getattr(torch, dtype)
         assert x["mel"].shape[0] == len(y) <= 5
         seen += [tuple(k) for k in keys.tolist()]
         labels += y.tolist()
-        # the window content is the stored slice of that clip-variant
-        c, v, s = keys[0].tolist()
-        np.testing.assert_array_equal(x["cens"][0].numpy(),
-                                      store._data["cens"][c, v, :, s:s + store.window_frames].astype(np.float32))
+        # every window's content is the stored slice of its clip-variant
+        for k, (c, v, s) in enumerate(keys.tolist()):
+            for name in FEATURES:
+                np.testing.assert_array_equal(x[name][k].numpy(),
+                                              store._data[name][c, v, :, s:s + store.window_frames].astype(dtype))
     expected, n = expected_train_windows(store)
     assert len(seen) == n and set(seen) == expected
     variants = {k[1] for k in seen}
