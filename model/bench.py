@@ -26,10 +26,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from model.data import WindowStream, clips_by_shard, open_source, split_clips, window_counts
+from model.data import ThreadedLoader, WindowStream, clips_by_shard, open_source, split_clips, window_counts
 
 logger = logging.getLogger(__name__)
 
+#: Loader threads of the trainer's default (``TrainConfig.loader_workers``).
+LOADER_THREADS = 2
 #: Features of the full model: a loader benchmark reads all of them.
 DFN_FEATURES = ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
 
@@ -45,7 +47,8 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
     process's CPU time), ``zarr_raw_windows_per_s`` (the raw reads through
     zarr-python instead of :mod:`stores.shards`, for reference),
     ``float16_windows_per_s`` / ``float16_windows_per_cpu_s``
-    (batches left in float16, as streamed to a GPU), ``shards``, ``batch_size``,
+    (batches left in float16, as streamed to a GPU), ``threaded_windows_per_s``
+    (float32 batches from ``loader_threads`` threads, the trainer's default), ``shards``, ``batch_size``,
     ``features``, ``store``.
     """
     src = store
@@ -101,14 +104,16 @@ def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: t
     zarr_rate, _ = read_rate("zarr")
 
     # loader: the training stream, epoch after epoch, in this process; float32
-    # batches (CPU training) and float16 ones (what a CUDA run streams)
-    def stream(dtype: str) -> tuple[float, float, int, int]:
+    # batches (CPU training) and float16 ones (what a CUDA run streams); then
+    # the trainer's default: LOADER_THREADS threads of one process
+    def stream(dtype: str, threads: int = 0) -> tuple[float, float, int, int]:
         ds = WindowStream(src if isinstance(src, str) else store, split=split, variants="all", features=features,
                           batch_size=batch_size, storage_options=storage_options, dtype=dtype)
+        loader = ThreadedLoader(ds, threads=threads)
         windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < seconds:
             ds.set_epoch(epoch)
-            for x, y in ds:
+            for x, y in loader:
                 windows += len(y)
                 batches += 1
                 if time.perf_counter() - t0 >= seconds:
@@ -119,12 +124,14 @@ def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: t
 
     rate, cpu_rate, windows, batches = stream("float32")
     rate16, cpu_rate16, _, _ = stream("float16")
+    threaded_rate, _, _, _ = stream("float32", threads=LOADER_THREADS)
     # The CPU-time rates say what one core does when the machine is shared
     # (wall-clock rates drop with every other process on the cores).
     return {"windows_per_s": rate, "raw_windows_per_s": raw_rate, "ratio": rate / raw_rate,
             "windows_per_cpu_s": cpu_rate, "raw_windows_per_cpu_s": raw_cpu_rate,
             "zarr_raw_windows_per_s": zarr_rate,
-            "float16_windows_per_s": rate16, "float16_windows_per_cpu_s": cpu_rate16, "batches": batches,
+            "float16_windows_per_s": rate16, "float16_windows_per_cpu_s": cpu_rate16,
+            "threaded_windows_per_s": threaded_rate, "loader_threads": LOADER_THREADS, "batches": batches,
             "windows": windows, "shards": len(per_shard), "batch_size": batch_size, "features": list(features),
             "store": str(store.uri)}
 
@@ -136,6 +143,7 @@ def bench_loader_cli(args: Any) -> int:
                           storage_options=parse_storage_options(getattr(args, "storage_option", None)))
     print(f"loader {result['windows_per_s']:,.0f} windows/s (target >= 5,000); raw read "
           f"{result['raw_windows_per_s']:,.0f} windows/s; ratio {result['ratio']:.0%} (target >= 50%); "
+          f"{result['loader_threads']} loader threads {result['threaded_windows_per_s']:,.0f} windows/s; "
           f"raw read through zarr-python {result['zarr_raw_windows_per_s']:,.0f} windows/s; "
           f"per CPU second: loader {result['windows_per_cpu_s']:,.0f}, raw {result['raw_windows_per_cpu_s']:,.0f}, "
           f"float16 batches {result['float16_windows_per_cpu_s']:,.0f}")

@@ -32,7 +32,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--workers", dest="loader_workers", type=int, help="DataLoader workers per process (default 2)")
+    p.add_argument("--workers", dest="loader_workers", type=int,
+                   help="loader threads (or worker processes, see --loader) per process (default 2; 0: none)")
+    p.add_argument("--loader", choices=("threads", "processes"),
+                   help="threads of the training process (default; no batch crosses processes) or "
+                        "DataLoader worker processes")
     p.add_argument("--buffer-shards", type=int, help="shards shuffled together per worker")
     p.add_argument("--val-split")
     p.add_argument("--train-folds", type=_ints, help="cross-validation: comma-separated training folds")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import zarr
 import zarr.errors
+from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import SchemaVersionError, StoreError, StoreIncompleteError, StoreNotFoundError
@@ -257,17 +259,21 @@ class FeatureStore:
         columns = None if variants is None else sorted({int(v) for v in variants})
         if columns is not None and not all(0 <= v < len(self.variants) for v in columns):
             raise StoreError(f"variant columns {columns} out of range 0..{len(self.variants) - 1} in {self.uri}")
+        names = self._features(features)
         result = {}
         # credentials revoked or the connection dropped mid-training: name the store and the fix
         with remote_errors(self._raw_uri):
-            for name in self._features(features):
+            decoders = {name: self._decoder(name) for name in names} if engine == "auto" else {}
+            direct = [name for name, decoder in decoders.items() if decoder is not None]
+            # every feature's object requested at once: on object stores the round trips overlap
+            fetched = dict(zip(direct, sync(_gather(*(decoders[name].fetch(shard_index) for name in direct)))))
+            for name in names:
                 target = None if out is None else out.get(name)
                 if target is None:
                     shape = (stop - start, len(self.variants), self.feature_bands[name], self.max_frames)
                     target = np.zeros(shape, dtype=schema.FEATURE_DTYPE)
-                decoder = self._decoder(name) if engine == "auto" else None
-                if decoder is not None:
-                    result[name] = decoder.decode(shard_index, target, columns)
+                if name in fetched:
+                    result[name] = decoders[name].decode(shard_index, fetched[name], target, columns)
                 elif columns is None:
                     target[...] = self.array(name)[start:stop]
                     result[name] = target
@@ -291,6 +297,10 @@ class FeatureStore:
             return -1
         fs, root = filesystem(self._raw_uri, storage_options=self._storage_options)
         return int(fs.du(root, total=True))
+
+
+async def _gather(*coroutines: Any) -> list[Any]:
+    return list(await asyncio.gather(*coroutines))
 
 
 def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None,

@@ -9,8 +9,9 @@ chunks): measured on a 100-clip store of 30 s clips, 138 us per training
 window, of which Blosc itself is ~20 us. The trainer reads every shard once
 per epoch, so that overhead was most of its loader's time.
 
-:class:`ShardDecoder` reads the shard object once through the same Zarr store
-(so every URI scheme works), checks the index's CRC32C, and decompresses each
+:class:`ShardDecoder` fetches the shard object once through the same Zarr store
+(so every URI scheme works; a reader fetches all features' objects of a shard
+concurrently), checks the index's CRC32C, and decompresses each
 wanted chunk straight into the caller's array with numcodecs' Blosc (the
 codec zarr-python itself calls). It accepts only arrays whose metadata is
 exactly the layout :mod:`stores.writer` writes; for any other layout
@@ -27,7 +28,6 @@ import numcodecs.blosc
 import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 from pipeline.errors import StoreError
 from stores import schema
@@ -89,8 +89,9 @@ class ShardDecoder:
         key = self._metadata.encode_chunk_key((shard_index, 0, 0, 0))
         return f"{self._path}/{key}" if self._path else key
 
-    def _fetch(self, shard_index: int) -> np.ndarray | None:
-        buffer = sync(self._store.get(self._key(shard_index), prototype=default_buffer_prototype()))
+    async def fetch(self, shard_index: int) -> np.ndarray | None:
+        """The shard object's bytes (uint8), None when it was never written."""
+        buffer = await self._store.get(self._key(shard_index), prototype=default_buffer_prototype())
         return None if buffer is None else buffer.as_numpy_array().view(np.uint8)
 
     def _where(self, shard_index: int) -> str:
@@ -110,11 +111,13 @@ class ShardDecoder:
                              "run `pipeline verify` and rebuild the store with --overwrite")
         return raw.view("<u8").reshape(n, 2)
 
-    def decode(self, shard_index: int, out: np.ndarray, variants: Sequence[int] | None = None) -> np.ndarray:
+    def decode(self, shard_index: int, data: np.ndarray | None, out: np.ndarray,
+               variants: Sequence[int] | None = None) -> np.ndarray:
         """Decode shard ``shard_index`` into ``out``.
 
         Parameters
         ----------
+        data : the object's bytes from :meth:`fetch` (None: never written).
         out : float16 [shape=(clips_in_shard, n_variants, bands, frames)], C-contiguous
             Receives the chunks; chunks never written (absent variants) are
             zero-filled. Slots of variants not in ``variants`` are left as they are.
@@ -131,7 +134,6 @@ class ShardDecoder:
             raise StoreError(f"decoding {self._where(shard_index)} needs a C-contiguous float16 array of shape "
                              f"{expected}, got {out.dtype} {out.shape}")
         columns = range(self.n_variants) if variants is None else [int(v) for v in variants]
-        data = self._fetch(shard_index)
         if data is None:  # nothing of this shard written: every chunk is the fill value
             for v in columns:
                 out[:, v] = 0

@@ -9,7 +9,7 @@ from tests.model.fakes import FakeStore
 def test_bench_loader_reports_rates():
     result = bench_loader(FakeStore(), seconds=0.2)
     for key in ("windows_per_s", "raw_windows_per_s", "ratio", "windows_per_cpu_s", "float16_windows_per_s",
-                "zarr_raw_windows_per_s"):
+                "zarr_raw_windows_per_s", "threaded_windows_per_s"):
         assert result[key] > 0, key
     assert result["windows"] > 0 and result["features"] == ["mel", "harmonic_mel", "percussive_mel", "mfcc", "cens"]
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.data import (WindowStream, gather_windows, iter_clip_windows, normalisation_stats, window_counts,
+from model.data import (ThreadedLoader, WindowStream, gather_windows, iter_clip_windows, normalisation_stats, window_counts,
                         window_index)
+from pipeline.errors import StoreError
 from tests.model.fakes import FakeStore
 
 FEATURES = ("mel", "cens")
@@ -131,3 +134,56 @@ def test_persistent_workers_follow_the_epochs(store):
     fresh, persistent = epoch_orders(False), epoch_orders(True)
     assert fresh[0] != fresh[1]
     assert persistent == fresh
+
+
+def keys_of(batches):
+    return [tuple(k) for _, _, kk in batches for k in kk.tolist()]
+
+
+def test_threaded_loader_matches_dataloader_workers(store):
+    def stream():
+        ds = WindowStream(store, split="train", features=FEATURES, batch_size=4, buffer_shards=1, seed=7,
+                          with_keys=True)
+        ds.set_epoch(3)
+        return ds
+
+    threaded = ThreadedLoader(stream(), threads=2)
+    got = list(threaded)
+    assert keys_of(got) == keys_of(DataLoader(stream(), batch_size=None, num_workers=2))
+    expected, n = expected_train_windows(store)
+    assert len(keys_of(got)) == n and set(keys_of(got)) == expected
+    for x, _, keys in got:  # contents, not only keys
+        c, v, s = keys[-1].tolist()
+        np.testing.assert_array_equal(x["mel"][-1].numpy(),
+                                      store._data["mel"][c, v, :, s:s + store.window_frames].astype(np.float32))
+    assert keys_of(ThreadedLoader(stream(), threads=0)) == keys_of(stream())
+    # a second pass without set_epoch is the next epoch, as with the stream itself
+    ds = stream()
+    loader = ThreadedLoader(ds, threads=2)
+    first, second = keys_of(loader), keys_of(loader)
+    assert first != second and sorted(first) == sorted(second)
+    ds.set_epoch(3)
+    assert keys_of(loader) == first
+
+
+def test_threaded_loader_stops_its_threads_when_the_consumer_stops(store):
+    before = threading.active_count()
+    loader = ThreadedLoader(WindowStream(store, split="train", features=FEATURES, batch_size=2), threads=2, prefetch=1)
+    iterator = iter(loader)
+    next(iterator)
+    iterator.close()  # e.g. a `break` out of the training loop
+    assert threading.active_count() == before
+
+
+def test_threaded_loader_raises_a_threads_error(store):
+    class Broken(FakeStore):
+        def read_shard(self, shard_index, *args, **kwargs):
+            if shard_index == 1:
+                raise StoreError("shard object 'mel/c/1/0/0/0' is damaged")
+            return super().read_shard(shard_index, *args, **kwargs)
+
+    loader = ThreadedLoader(WindowStream(Broken(), split="train", features=FEATURES, batch_size=2), threads=2)
+    before = threading.active_count()
+    with pytest.raises(StoreError, match="damaged"):
+        list(loader)
+    assert threading.active_count() == before

@@ -61,6 +61,19 @@ def test_resume_continues_exactly(store, tmp_path):
     assert [m["train_loss"] for m in metrics(full)] == [m["train_loss"] for m in metrics(part)]
 
 
+def test_thread_and_process_loaders_train_identically(store, tmp_path):
+    # the same batches in the same order: 2 loader threads = 2 DataLoader worker processes (no dropout:
+    # a DataLoader draws its workers' base seed from torch's global generator, which dropout also uses)
+    no_dropout = {**TINY_DFN, "dropout": 0.0, "gru_dropout": 0.0, "attention_dropout": 0.0}
+    train(store, cfg(loader="threads", loader_workers=2, model_kwargs=no_dropout), tmp_path / "threads", epochs=2)
+    train(store, cfg(loader="processes", loader_workers=2, model_kwargs=no_dropout), tmp_path / "processes",
+          epochs=2)
+    a, b = load_checkpoint(tmp_path / "threads", which="latest"), load_checkpoint(tmp_path / "processes", which="latest")
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    assert metrics(tmp_path / "threads")[-1]["train_loss"] == metrics(tmp_path / "processes")[-1]["train_loss"]
+
+
 def test_early_stopping(store, tmp_path):
     # lr tiny -> validation loss barely moves; patience 1 stops after the first non-improving epoch
     result = train(store, cfg(), tmp_path, epochs=30, lr=1e-9, patience=1, schedule="none")
@@ -77,6 +90,8 @@ def test_resume_on_other_features_is_refused(store, tmp_path):
 def test_bad_options():
     with pytest.raises(ConfigError, match="dfn"):
         TrainConfig(model="nope")
+    with pytest.raises(ConfigError, match="threads, processes"):
+        TrainConfig(loader="fibers")
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="step")
 
