@@ -26,19 +26,16 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from model.data import ThreadedLoader, WindowStream, clips_by_shard, open_source, split_clips, window_counts
+from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
+from model.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-#: Loader threads of the trainer's default (``TrainConfig.loader_workers``).
-LOADER_THREADS = 2
-#: Features of the full model: a loader benchmark reads all of them.
-DFN_FEATURES = ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
-
-
-def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, features: tuple[str, ...] = DFN_FEATURES,
+def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, features: tuple[str, ...] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Loader rate and raw read rate in windows/s (each measured for about ``seconds``).
+
+    ``features`` defaults to every feature of the store (what the full DFN reads).
 
     Returns
     -------
@@ -51,21 +48,15 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
     (float32 batches from ``loader_threads`` threads, the trainer's default), ``shards``, ``batch_size``,
     ``features``, ``store``.
     """
-    src = store
     store = open_source(store, storage_options)
-    features = tuple(f for f in features if f in store.feature_bands)
-    clips = split_clips(store, "train")
-    if not len(clips):
-        clips = np.asarray(store.select(), dtype=np.int64)
-        split = None
-    else:
-        split = "train"
-    valid = np.asarray(store.valid_frames)
-    per_shard = []
-    for s, _, mine in clips_by_shard(store, clips):
-        n = int(window_counts(valid[mine], store.window_frames, store.window_hop_frames).sum())
-        if n:
-            per_shard.append((s, n))
+    features = tuple(store.feature_bands) if features is None else \
+        tuple(f for f in features if f in store.feature_bands)
+    split = "train" if len(split_clips(store, "train")) else None
+
+    def stream(**options: Any) -> WindowStream:
+        return WindowStream(store, split=split, variants="all", features=features, batch_size=batch_size, **options)
+
+    per_shard = [(shard, len(rows)) for shard, rows in stream(shuffle=False).plan()]
     if not per_shard:
         from pipeline.errors import ModelError
 
@@ -75,13 +66,13 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _measure(store, src, per_shard, features, seconds, batch_size, split, storage_options)
+        return _measure(store, stream, per_shard, features, seconds, batch_size)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...], seconds: float,
-             batch_size: int, split: str | None, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+def _measure(store: Any, make_stream: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...],
+             seconds: float, batch_size: int) -> dict[str, Any]:
     # raw: whole shards read (decompressed) in a tight loop into reused
     # buffers, as the loader does, nothing else
     biggest = max(stop - start for start, stop in store.shards)
@@ -105,10 +96,9 @@ def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: t
 
     # loader: the training stream, epoch after epoch, in this process; float32
     # batches (CPU training) and float16 ones (what a CUDA run streams); then
-    # the trainer's default: LOADER_THREADS threads of one process
+    # the trainer's default: loader_threads threads of one process
     def stream(dtype: str, threads: int = 0) -> tuple[float, float, int, int]:
-        ds = WindowStream(src if isinstance(src, str) else store, split=split, variants="all", features=features,
-                          batch_size=batch_size, storage_options=storage_options, dtype=dtype)
+        ds = make_stream(dtype=dtype)
         loader = ThreadedLoader(ds, threads=threads)
         windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < seconds:
@@ -124,14 +114,15 @@ def _measure(store: Any, src: Any, per_shard: list[tuple[int, int]], features: t
 
     rate, cpu_rate, windows, batches = stream("float32")
     rate16, cpu_rate16, _, _ = stream("float16")
-    threaded_rate, _, _, _ = stream("float32", threads=LOADER_THREADS)
+    loader_threads = TrainConfig().loader_workers
+    threaded_rate, _, _, _ = stream("float32", threads=loader_threads)
     # The CPU-time rates say what one core does when the machine is shared
     # (wall-clock rates drop with every other process on the cores).
     return {"windows_per_s": rate, "raw_windows_per_s": raw_rate, "ratio": rate / raw_rate,
             "windows_per_cpu_s": cpu_rate, "raw_windows_per_cpu_s": raw_cpu_rate,
             "zarr_raw_windows_per_s": zarr_rate,
             "float16_windows_per_s": rate16, "float16_windows_per_cpu_s": cpu_rate16,
-            "threaded_windows_per_s": threaded_rate, "loader_threads": LOADER_THREADS, "batches": batches,
+            "threaded_windows_per_s": threaded_rate, "loader_threads": loader_threads, "batches": batches,
             "windows": windows, "shards": len(per_shard), "batch_size": batch_size, "features": list(features),
             "store": str(store.uri)}
 

@@ -112,20 +112,18 @@ def split_variants(store: Any, variants: str) -> list[int]:
     raise ModelError(f"variants={variants!r} must be 'all' or 'original'")
 
 
-def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: int, *,
-                   convert: bool = True) -> dict[str, np.ndarray]:
-    """Cut windows out of one shard's arrays.
+def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: int) -> dict[str, np.ndarray]:
+    """Cut float32 windows out of one shard's arrays.
 
     Parameters
     ----------
     arrays : name -> [shape=(clips_in_shard, n_variants, bands, frames)] (any float dtype)
     rows : int [shape=(n, 3)]
         ``(clip_in_shard, variant, start_frame)`` per window.
-    convert : return float32 (else the arrays' own dtype).
 
     Returns
     -------
-    name -> [shape=(n, bands, window)], float32 when ``convert``.
+    name -> float32 [shape=(n, bands, window)]
 
     Stored float16 arrays go through :func:`model.gather.gather_into` (one
     pass, converting on the way); others through one fancy-indexing gather
@@ -134,13 +132,12 @@ def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: i
     result = {}
     for name, arr in arrays.items():
         if arr.dtype == np.float16 and arr.flags.c_contiguous:
-            out = np.empty((len(rows), arr.shape[2], window), np.float32 if convert else np.float16)
-            gather_into({name: arr}, rows, window, {name: out})
-            result[name] = out
+            result[name] = np.empty((len(rows), arr.shape[2], window), np.float32)
+            gather_into({name: arr}, rows, window, result)
             continue
         view = np.lib.stride_tricks.sliding_window_view(arr, window, axis=-1)  # (C, V, B, F-W+1, W)
         taken = view[rows[:, 0], rows[:, 1], :, rows[:, 2]]  # advanced dims first: (n, B, W)
-        result[name] = taken.astype(np.float32) if convert and taken.dtype != np.float32 else taken
+        result[name] = taken.astype(np.float32, copy=False)
     return result
 
 
@@ -263,6 +260,11 @@ class WindowStream(IterableDataset):
         self.epoch = int(epoch)
         self._iterations = 0
 
+    def _next_epoch(self) -> int:
+        """The epoch an iteration starting now covers: the set one plus the iterations since."""
+        self._iterations += 1
+        return self.epoch + self._iterations - 1
+
     # -- planning ----------------------------------------------------------
     def _position(self) -> tuple[int, int]:
         rank, world = self.rank, self.world_size
@@ -321,8 +323,8 @@ class WindowStream(IterableDataset):
         stream reads are decoded; the buffers' other slots hold stale data no
         row points at.
         """
-        capacity = self.buffer_shards * max(stop - start for start, stop in store.shards)
         if self._buffers is None:
+            capacity = self.buffer_shards * max(stop - start for start, stop in store.shards)
             n_variants, frames = len(store.variants), int(store.max_frames)
             # Allocated once per stream (per loader thread or worker) and kept: ~64 MB per shard of
             # 16 clips x 5 variants of 30 s. np.zeros maps pages lazily, so memory is committed as decoded.
@@ -358,8 +360,7 @@ class WindowStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         store = self.store
         me, n = self._position()
-        epoch = self.epoch + self._iterations
-        self._iterations += 1
+        epoch = self._next_epoch()
         plan = self.plan(epoch)[me::n]
         rng = np.random.default_rng([self.seed, epoch, me])
         labels_all = np.asarray(store.clips["label_index"], dtype=np.int64)
@@ -436,9 +437,9 @@ class ThreadedLoader:
             yield from self.stream
             return
         stream = self.stream
-        epoch = stream.epoch + stream._iterations  # as iterating the stream itself would
-        stream._iterations += 1
+        epoch = stream._next_epoch()  # as iterating the stream itself would
         if not self._copies:  # one copy per thread, kept across epochs with its decode buffers
+            stream.store  # opened once, here, and shared by the copies  # noqa: B018
             for i in range(self.threads):
                 copy = WindowStream.__new__(WindowStream)
                 copy.__dict__.update(stream.__dict__, _buffers=None, _slot=(i, self.threads))
@@ -461,10 +462,7 @@ class ThreadedLoader:
                     else:
                         yield item
         finally:
-            stop.set()  # the consumer stopped early or failed: let every thread finish
-            for q in queues:
-                while not q.empty():
-                    q.get_nowait()
+            stop.set()  # the consumer stopped early or failed: every thread returns at its next put
             for w in workers:
                 w.join()
 
@@ -508,7 +506,7 @@ def iter_clip_windows(store: Any, clips: np.ndarray, features: Sequence[str]
     window, hop = store.window_frames, store.window_hop_frames
     valid = np.asarray(store.valid_frames)
     for shard, start, mine in clips_by_shard(store, clips):
-        arrays = store.read_shard(shard, features=tuple(features))
+        arrays = store.read_shard(shard, features=tuple(features), variants=[0])
         for clip in mine:
             rows = window_index(valid, np.array([clip]), [0], window, hop)
             if not len(rows):
@@ -535,14 +533,13 @@ def normalisation_stats(store: Any, clips: np.ndarray, features: Sequence[str]
     squares = {n: np.zeros(int(store.feature_bands[n])) for n in features}
     count = 0
     for shard, start, mine in clips_by_shard(store, clips):
-        arrays = store.read_shard(shard, features=tuple(features))
+        arrays = store.read_shard(shard, features=tuple(features), variants=[0])
+        mask = np.arange(int(store.max_frames))[None, :] < valid[mine][:, None]  # (k, frames)
         for name, arr in arrays.items():
-            x = arr[mine - start, 0].astype(np.float64)  # (k, bands, frames)
-            mask = np.arange(x.shape[-1])[None, :] < valid[mine][:, None]  # (k, frames)
-            x = x * mask[:, None, :]
+            x = arr[mine - start, 0].astype(np.float64) * mask[:, None, :]  # (k, bands, frames)
             sums[name] += x.sum(axis=(0, 2))
             squares[name] += (x * x).sum(axis=(0, 2))
-        count += int(np.minimum(valid[mine], next(iter(arrays.values())).shape[-1]).sum())
+        count += int(np.minimum(valid[mine], int(store.max_frames)).sum())
     stats = {}
     for name in features:
         mean = sums[name] / count

@@ -23,7 +23,7 @@ import torch
 
 from model.checkpoint import check_store, checkpoint_file, load_checkpoint
 from model.data import iter_clip_windows, open_source, split_clips
-from model.train import autocast, load_model, resolve_device
+from model.train import autocast
 from pipeline.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -99,18 +99,19 @@ def evaluate(checkpoint: str | Path, store: Any, out_dir: str | Path | None = No
     truth = np.asarray(store_obj.clips["label_index"], dtype=np.int64)
     clip_ids = list(store_obj.clips["clip_id"])
 
-    if state["model_name"] == "svm-mfcc":
-        from model.svm import load_svm, svm_scores
+    from model.predict import Predictor
 
-        svm = load_svm(state)
-        clip_ids_eval, clip_log_probs = svm_scores(svm, store_obj, clips)
+    predictor = Predictor(state, device=device)
+    if predictor.svm is not None:
+        from model.svm import svm_scores
+
+        clip_ids_eval, clip_log_probs = svm_scores(predictor.svm, store_obj, clips)
         window = None
     else:
-        dev = resolve_device(device)
-        model = load_model(state).to(dev)
+        model = predictor.model
         window_true, window_pred, clip_log_probs, clip_ids_eval = [], [], [], []
         for clip, windows in iter_clip_windows(store_obj, clips, model.features):
-            log_probs = predict_windows(model, windows, dev, batch_size)
+            log_probs = predict_windows(model, windows, predictor.device, batch_size)
             window_true.append(np.full(len(log_probs), truth[clip]))
             window_pred.append(log_probs.argmax(1))
             clip_log_probs.append(log_probs.mean(0))

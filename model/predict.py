@@ -20,6 +20,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data import gather_windows, window_index
+from model.networks import NON_NEURAL
 from pipeline.config import PipelineConfig
 from pipeline.errors import AudioError, ModelError
 
@@ -42,7 +43,7 @@ class Predictor:
         self.config = PipelineConfig.from_dict(self.state["pipeline_config"])
         self.labels = list(self.state["labels"])
         self.device = resolve_device(device)
-        if self.state["model_name"] == "svm-mfcc":
+        if self.state["model_name"] in NON_NEURAL:
             from model.svm import load_svm
 
             self.svm = load_svm(self.state)

@@ -340,6 +340,9 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
                   dtype="float16" if device.type == "cuda" else "float32",
                   # threads allocate batches pinned; DataLoader workers' batches are pinned by the DataLoader
                   pin_memory=device.type == "cuda" and cfg.loader == "threads")
+    # Loader threads share this process's open store; worker processes open their own from the URI.
+    if cfg.loader == "threads":
+        source = store
     train_ds = WindowStream(source, split="train", folds=cfg.train_folds, variants="all", shuffle=True, **common)
     val_ds: WindowStream | None = WindowStream(source, split=cfg.val_split, folds=cfg.val_folds,
                                                variants="original", shuffle=False, **common)

@@ -102,12 +102,13 @@ class FeatureStore:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.attrs["labels"])
 
-    @property
+    # A reader's attributes never change: what the hot paths ask for is derived once.
+    @functools.cached_property
     def variants(self) -> tuple[str, ...]:
         """Stored variants, the original first."""
         return tuple(self.attrs["variants"])
 
-    @property
+    @functools.cached_property
     def feature_bands(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.attrs["features"].items()}
 
@@ -219,11 +220,14 @@ class FeatureStore:
         with remote_errors(self._raw_uri):
             return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
 
-    @property
+    @functools.cached_property
+    def layout(self) -> schema.Layout:
+        return schema.Layout(self.n_clips, self.clips_per_shard)
+
+    @functools.cached_property
     def shards(self) -> list[tuple[int, int]]:
         """``(start, stop)`` clip-index ranges of the shards, in order."""
-        cps, n = self.clips_per_shard, self.n_clips
-        return [(s, min(s + cps, n)) for s in range(0, n, cps)]
+        return [self.layout.shard_range(i) for i in range(self.layout.n_shards)]
 
     def read_shard(self, shard_index: int, features: Sequence[str] | None = None, *,
                    variants: Sequence[int] | None = None, out: Mapping[str, np.ndarray] | None = None,
@@ -265,8 +269,10 @@ class FeatureStore:
         with remote_errors(self._raw_uri):
             decoders = {name: self._decoder(name) for name in names} if engine == "auto" else {}
             direct = [name for name, decoder in decoders.items() if decoder is not None]
-            # every feature's object requested at once: on object stores the round trips overlap
-            fetched = dict(zip(direct, sync(_gather(*(decoders[name].fetch(shard_index) for name in direct)))))
+            fetched = {}
+            if direct:
+                # every feature's object requested at once: on object stores the round trips overlap
+                fetched = dict(zip(direct, sync(_gather(*(decoders[name].fetch(shard_index) for name in direct)))))
             for name in names:
                 target = None if out is None else out.get(name)
                 if target is None:
@@ -274,11 +280,9 @@ class FeatureStore:
                     target = np.zeros(shape, dtype=schema.FEATURE_DTYPE)
                 if name in fetched:
                     result[name] = decoders[name].decode(shard_index, fetched[name], target, columns)
-                elif columns is None:
-                    target[...] = self.array(name)[start:stop]
-                    result[name] = target
                 else:
-                    target[:, columns] = self.array(name).oindex[start:stop, columns]
+                    selection = slice(None) if columns is None else columns
+                    target[:, selection] = self.array(name).oindex[start:stop, selection]
                     result[name] = target
         return result
 

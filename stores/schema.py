@@ -80,7 +80,11 @@ decodes them without a custom codec.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from pipeline.errors import StoreError
 
 #: Written into every store's root attributes; readers check it first.
 FORMAT_NAME = "harmonic-feature-store"
@@ -168,3 +172,33 @@ def round_mantissa(x: np.ndarray, bits: int = MANTISSA_BITS) -> np.ndarray:
     out = np.where(np.isfinite(single), out, single)
     with np.errstate(over="ignore"):
         return out.astype(np.float16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How clips map to shards.
+
+    n_clips : clips in the store (the clip axis).
+    clips_per_shard : clips in one shard of every per-clip array.
+    """
+
+    n_clips: int
+    clips_per_shard: int
+
+    def __post_init__(self) -> None:
+        if self.n_clips <= 0:
+            raise StoreError(f"a store needs at least one clip, got n_clips={self.n_clips}")
+        if isinstance(self.clips_per_shard, bool) or not isinstance(self.clips_per_shard, int) \
+                or self.clips_per_shard <= 0:
+            raise StoreError(f"clips_per_shard={self.clips_per_shard!r} must be a positive integer")
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_clips // self.clips_per_shard)
+
+    def shard_range(self, shard_index: int) -> tuple[int, int]:
+        """``(start, stop)`` clip indices of shard ``shard_index``."""
+        if not 0 <= shard_index < self.n_shards:
+            raise StoreError(f"shard index {shard_index} out of range 0..{self.n_shards - 1}")
+        start = shard_index * self.clips_per_shard
+        return start, min(start + self.clips_per_shard, self.n_clips)

@@ -75,7 +75,6 @@ class ShardDecoder:
     """Reads and decodes whole shards of one feature array (see the module docstring)."""
 
     def __init__(self, array: zarr.Array, shown_uri: str, clips_per_shard: int) -> None:
-        self.name = array.basename
         self.shown_uri = shown_uri
         self.clips_per_shard = clips_per_shard
         self.n_variants, self.bands, self.frames = array.shape[1:]

@@ -35,6 +35,7 @@ from zarr.codecs import BloscCodec
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import ConfigMismatchError, StoreError
 from stores import schema
+from stores.schema import Layout
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 
 logger = logging.getLogger(__name__)
@@ -60,36 +61,6 @@ class ClipResult:
     duration_s: float = math.nan
     features: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     params: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """How clips map to shards.
-
-    n_clips : clips in the store (the clip axis).
-    clips_per_shard : clips in one shard of every per-clip array.
-    """
-
-    n_clips: int
-    clips_per_shard: int
-
-    def __post_init__(self) -> None:
-        if self.n_clips <= 0:
-            raise StoreError(f"a store needs at least one clip, got n_clips={self.n_clips}")
-        if isinstance(self.clips_per_shard, bool) or not isinstance(self.clips_per_shard, int) \
-                or self.clips_per_shard <= 0:
-            raise StoreError(f"clips_per_shard={self.clips_per_shard!r} must be a positive integer")
-
-    @property
-    def n_shards(self) -> int:
-        return -(-self.n_clips // self.clips_per_shard)
-
-    def shard_range(self, shard_index: int) -> tuple[int, int]:
-        """``(start, stop)`` clip indices of shard ``shard_index``."""
-        if not 0 <= shard_index < self.n_shards:
-            raise StoreError(f"shard index {shard_index} out of range 0..{self.n_shards - 1}")
-        start = shard_index * self.clips_per_shard
-        return start, min(start + self.clips_per_shard, self.n_clips)
 
 
 def _library_versions() -> dict[str, str]:
