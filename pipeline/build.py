@@ -245,15 +245,13 @@ def parse_max_failures(value: str | int | float, n_clips: int) -> int:
     return count
 
 
-def augmented_clip(split: str, manifest: Manifest, config: PipelineConfig) -> bool:
-    """Does a clip of ``split`` get augmented variants?
+def augmented_splits(manifest: Manifest, config: PipelineConfig) -> tuple[str, ...]:
+    """Splits whose clips get augmented variants, as recorded in the store.
 
-    Every clip does when the split scheme has folds (each clip trains in
-    some fold) or when ``augment_splits`` says "all"; else those of the
-    listed splits (train by default).
+    ``("all",)`` when the split scheme has folds (each clip trains in some
+    fold); else ``augment_splits`` (train by default, or "all").
     """
-    splits = config.augment.augment_splits
-    return manifest.n_folds > 0 or "all" in splits or split in splits
+    return ("all",) if manifest.n_folds > 0 else tuple(config.augment.augment_splits)
 
 
 def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
@@ -451,13 +449,13 @@ def build_store(
     uri = _writable_uri(out_uri)
     options = dict(storage_options or {})
 
+    augmented = augmented_splits(manifest, config)
     writer = create_store(
         uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
         aug_params=_aug_param_names(config),
         dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
                  "n_folds": manifest.n_folds, "source": manifest.source},
-        augmented_splits=("all",) if manifest.n_folds > 0 else config.augment.augment_splits,
-        clips_per_shard=cps, overwrite=overwrite, storage_options=options,
+        augmented_splits=augmented, clips_per_shard=cps, overwrite=overwrite, storage_options=options,
     )
     pending = writer.pending_shards()
     root = Path(manifest.root).expanduser().resolve()
@@ -466,7 +464,7 @@ def build_store(
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
             (c.clip_id, str(root / c.path), c.path,
-             config.augment.variant_names if augmented_clip(c.split, manifest, config) else (ORIGINAL,))
+             config.augment.variant_names if "all" in augmented or c.split in augmented else (ORIGINAL,))
             for c in manifest.clips[start:stop]
         )
         tasks.append(ShardTask(i, clips, config, uri, options))

@@ -22,7 +22,6 @@ float32; target <= 0.35), plus the conditions they were taken under.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -64,16 +63,13 @@ def warm_worker(config: PipelineConfig) -> float:
 def demo_manifest(n_clips: int, root: Path) -> Manifest:
     """The first ``n_clips`` clips of the demo dataset (audio generated into ``root`` once)."""
     from pipeline.datasets import list_datasets, load_manifest
+    from pipeline.datasets.demo_synth import GENRES
 
-    n_genres = 10
     if "demo" not in list_datasets():
         raise BuildError("the demo dataset adapter is not registered; cannot run the build benchmark")
-    manifest = load_manifest("demo", root, clips_per_genre=max(1, math.ceil(n_clips / n_genres)),
+    manifest = load_manifest("demo", root, clips_per_genre=max(1, math.ceil(n_clips / len(GENRES))),
                              clip_seconds=DEMO_CLIP_SECONDS)
-    # Interleave genres so that any prefix holds every genre and split.
-    order = sorted(range(len(manifest.clips)), key=lambda i: (i % max(1, len(manifest.clips) // n_genres), i))
-    clips = tuple(manifest.clips[i] for i in order)[:n_clips]
-    return dataclasses.replace(manifest, clips=clips)
+    return manifest.balanced_head(n_clips)  # every genre and split in any size
 
 
 def _timed_build(client, manifest: Manifest, out: Path, config: PipelineConfig, cps: int,
@@ -84,7 +80,7 @@ def _timed_build(client, manifest: Manifest, out: Path, config: PipelineConfig, 
     summary = build_store(manifest, out, config=config, scheduler=client, clips_per_shard=cps, overwrite=True,
                           progress=True, worker_addresses=workers, max_failures=1.0)
     return {"workers": len(workers), "clips_per_s": summary.clips_per_s, "seconds": summary.build_seconds,
-            "n_failed": summary.n_failed, "nbytes_stored": summary.nbytes_stored, "uri": out,
+            "n_failed": summary.n_failed, "uri": out,
             "extract_seconds": summary.task_seconds - summary.write_seconds,
             "task_seconds": summary.task_seconds,
             "write_seconds": summary.write_seconds}
@@ -97,7 +93,7 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
 
     from pipeline.build import _SINGLE_THREAD_ENV, _dask_client
     from stores import open_store
-    from stores.checks import raw_float32_bytes
+    from stores.checks import store_info
 
     config = config or PipelineConfig()
     if n_clips < 4:
@@ -124,8 +120,7 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
                 results[n_workers] = _timed_build(client, manifest, out / f"bench-{n_workers}.zarr", config, cps,
                                                   available[:n_workers])
         store = open_store(results[2]["uri"])
-        computed = int((store.valid_frames > 0).sum())
-        raw = raw_float32_bytes(store)
+        info = store_info(results[2]["uri"])
         rate1, rate2 = results[1]["clips_per_s"], results[2]["clips_per_s"]
         figures = {
             "clips": n_clips,
@@ -148,9 +143,9 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
             # means Dask kept them busy, so a scaling below 2 comes from the
             # tasks themselves running slower (CPU contention), not scheduling.
             "worker_utilisation_2": results[2]["task_seconds"] / (2 * results[2]["seconds"]),
-            "bytes_per_clip_variant": store.nbytes_stored / computed,
-            "fraction_of_float32": store.nbytes_stored / raw,
-            "store_bytes": store.nbytes_stored,
+            "bytes_per_clip_variant": info["bytes_per_clip_variant"],
+            "fraction_of_float32": info["fraction_of_float32"],
+            "store_bytes": info["nbytes_stored"],
             "scheduler": scheduler or "LocalCluster (in-process, worker processes, 1 thread each)",
             "cpu_count": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

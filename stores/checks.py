@@ -192,6 +192,9 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
 
     nonfinite = []
     digest_mismatch = []
+    # per-clip columns read once (store.clips already holds the outcome), sliced per shard
+    outcome_columns = {name: clips[name].to_numpy() for name in schema.OUTCOME_COLUMNS}
+    aug_columns = {name: g[name][:] for name in aug_arrays}
     for i, (start, stop) in enumerate(store.shards):
         if not digests[i]:
             continue
@@ -201,8 +204,8 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
             values = block.transpose(0, 1, 3, 2)[frames]  # (valid clip-variant-frames, bands)
             if not np.isfinite(values).all():
                 nonfinite.append(f"{name} in shard {i}")
-        outcome = {name: g[name][start:stop] for name in schema.OUTCOME_COLUMNS}
-        aug = {name: g[name][start:stop] for name in aug_arrays}
+        outcome = {name: column[start:stop] for name, column in outcome_columns.items()}
+        aug = {name: column[start:stop] for name, column in aug_columns.items()}
         if shard_digest(blocks, valid[start:stop], outcome, aug) != digests[i]:
             digest_mismatch.append(i)
     check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames")

@@ -173,7 +173,7 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
                              f"{recipe.build.max_failures}):\n{summary.report()}")
         facts = _store_facts(open_store(uri))
         facts.update(uri=uri, dataset=manifest.dataset, split_scheme=manifest.split_scheme,
-                     build_summary=_jsonable(summary))
+                     build_summary=_jsonable(summary.to_dict()))
         return facts
 
     outcome = run_stage("build", out / "build", inputs, build, echo=echo)

@@ -1,8 +1,14 @@
-"""``pipeline info``, ``verify`` and ``export``: inspect and ship a store."""
+"""``pipeline info``, ``verify`` and ``export``: inspect and ship a store.
+
+Each command calls one function of :mod:`stores.checks` and prints its dict
+as text or JSON; the exit code says whether ``verify`` passed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,18 +34,28 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def info(args: argparse.Namespace) -> int:
-    from stores.cli import info_command
+    from pipeline.cli import parse_storage_options
+    from stores.checks import format_info, store_info
 
-    return info_command(args)
+    result = store_info(args.uri, storage_options=parse_storage_options(args.storage_option))
+    print(json.dumps(result, indent=2) if args.json else format_info(result))
+    return 0
 
 
 def verify(args: argparse.Namespace) -> int:
-    from stores.cli import verify_command
+    from pipeline.cli import parse_storage_options
+    from stores.checks import format_verify, verify_store
 
-    return verify_command(args)
+    report = verify_store(args.uri, storage_options=parse_storage_options(args.storage_option))
+    print(json.dumps(report, indent=2) if args.json else format_verify(report))
+    return 0 if report["ok"] else 1
 
 
 def export(args: argparse.Namespace) -> int:
-    from stores.cli import export_command
+    from pipeline.cli import parse_storage_options
+    from stores.checks import export_store
 
-    return export_command(args)
+    out = export_store(args.uri, args.out, storage_options=parse_storage_options(args.storage_option))
+    print(f"exported to {out} ({out.stat().st_size / 2**20:.1f} MiB); open it with `pipeline info {out}`",
+          file=sys.stderr)
+    return 0
