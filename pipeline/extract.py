@@ -24,18 +24,14 @@ class ClipFeatures:
 
     features : variant -> feature name -> float32 [shape=(bands, frames)];
         ``frames`` differs between variants (time-stretch changes length).
-    valid_frames : variant -> frames computed from real (unpadded) audio.
     params : variant -> the augmentation parameters actually drawn
         (empty for the original).
     duration_s : duration of the source file in seconds.
-    valid_seconds : seconds of real audio in the decoded excerpt.
     """
 
     features: dict[str, dict[str, np.ndarray]]
-    valid_frames: dict[str, int]
     params: dict[str, dict[str, float]]
     duration_s: float
-    valid_seconds: float
 
 
 def decode(path: str | Path, cfg: PipelineConfig) -> DecodedClip:
@@ -69,7 +65,6 @@ def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
     signal = clip.samples[: clip.valid_samples]
     sr = cfg.audio.sample_rate
     features: dict[str, dict[str, np.ndarray]] = {}
-    valid_frames: dict[str, int] = {}
     params: dict[str, dict[str, float]] = {}
     for variant in variants:
         if variant == ORIGINAL:
@@ -80,6 +75,5 @@ def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
             y = apply_augmentation(variant, signal, sr=sr, params=drawn)
         feats = features_of_signal(y, cfg)
         features[variant] = feats
-        valid_frames[variant] = next(iter(feats.values())).shape[-1]
         params[variant] = drawn
-    return ClipFeatures(features, valid_frames, params, clip.source_seconds, clip.valid_samples / sr)
+    return ClipFeatures(features, params, clip.source_seconds)

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from pipeline.datasets.base import ClipRecord, Manifest
-from pipeline.datasets.scan import is_audio_name, is_hidden, iter_audio_files, relative_posix, require_dir
+from pipeline.datasets.scan import is_audio_name, iter_audio_files, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
@@ -37,7 +37,7 @@ def scan_labelled_folders(root: Path, *, expected: str = EXPECTED) -> list[tuple
     Sorted by label, then path. Raises :class:`DatasetError` when there are
     no label folders or a label folder holds no audio.
     """
-    label_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
+    label_dirs = visible_dirs(root)
     loose = sorted(p.name for p in root.iterdir() if p.is_file() and is_audio_name(p.name))
     if loose:
         logger.warning("%d audio file(s) directly in %s are ignored (not in a label folder), e.g. %s",

@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.datasets.base import ClipRecord, Manifest
-from pipeline.datasets.scan import is_hidden, relative_posix, require_dir
+from pipeline.datasets.scan import is_hidden, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
@@ -95,8 +95,7 @@ def scan_gtzan(genres_dir: Path) -> dict[str, Path]:
     if missing:
         logger.warning("GTZAN at %s lacks genre folder(s) %s; continuing with %d genres",
                        genres_dir, ", ".join(missing), len(present))
-    extra = sorted(p.name for p in genres_dir.iterdir()
-                   if p.is_dir() and not is_hidden(p.name) and p.name not in GENRES)
+    extra = [p.name for p in visible_dirs(genres_dir) if p.name not in GENRES]
     if extra:
         logger.warning("ignoring non-GTZAN folder(s) in %s: %s", genres_dir, ", ".join(extra))
     found: dict[str, Path] = {}

@@ -1,6 +1,6 @@
 """Walking dataset folders: which files count as audio, and how paths are written.
 
-Shared by the folder-shaped adapters (GTZAN, folder, demo). Nothing here
+Shared by the folder-shaped adapters (GTZAN, folder). Nothing here
 opens an audio file: adapters list clips, the builder decodes them.
 """
 
@@ -31,8 +31,13 @@ def is_audio_name(name: str) -> bool:
     return not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
-def iter_audio_files(folder: Path, *, recursive: bool = True) -> Iterator[Path]:
-    """Audio files under ``folder`` in sorted order, skipping hidden files and folders.
+def visible_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def iter_audio_files(folder: Path) -> Iterator[Path]:
+    """Audio files under ``folder`` (recursively) in sorted order, skipping hidden files and folders.
 
     Sorting happens per directory level on the names, so the order is the
     same on every file system.
@@ -45,8 +50,7 @@ def iter_audio_files(folder: Path, *, recursive: bool = True) -> Iterator[Path]:
         if is_hidden(entry.name):
             continue
         if entry.is_dir():
-            if recursive:
-                yield from iter_audio_files(Path(entry.path), recursive=True)
+            yield from iter_audio_files(Path(entry.path))
         elif is_audio_name(entry.name):
             yield Path(entry.path)
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -202,12 +203,12 @@ def _check_arguments(sample_rate: int, clip_seconds: float, min_seconds: float, 
 
 def _check_file(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path") from exc
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise AudioDecodeError(path, "is not a regular file; pass an audio file")
-    if size == 0:
+    if info.st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes); re-download or exclude it")
 
 
@@ -217,6 +218,8 @@ def _declared_data(path: Path, fmt: str) -> tuple[int, int] | None:
     None when the format is not one of these, or its header leaves the size
     open (streaming writers put 0 or 0xFFFFFFFF there).
     """
+    if fmt not in ("AU", "WAV", "WAVEX"):  # compressed formats declare no data size
+        return None
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(1 << 16)

@@ -25,7 +25,7 @@ import scipy.fft
 import scipy.ndimage
 import soxr
 
-from pipeline.dsp.filterbanks import CQTPlan, cqt_plan, smoothing_window
+from pipeline.dsp.filterbanks import CQTPlan, centred_frames, cqt_plan, smoothing_window
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,6 @@ def _decimate(y: np.ndarray, factor: int) -> np.ndarray:
         out = np.pad(out, (0, n_out - len(out)))
     out = out[:n_out] * np.float32(np.sqrt(factor))
     return out.astype(np.float32, copy=False)
-
-
-def _frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Centred, zero-padded frames as a strided view [shape=(1 + len(y) // hop, n_fft)]."""
-    padded = np.pad(y, n_fft // 2)
-    return np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
 
 
 def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
@@ -71,7 +65,7 @@ def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
     for i, octave in enumerate(plan.octaves):
         if i and plan.octaves[i - 1].halve_after:
             y = _decimate(y, 2)
-        spec = scipy.fft.rfft(_frames(y, octave.n_fft, octave.hop), axis=-1)
+        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
         responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
     n_frames = min(r.shape[0] for r in responses)
     out = np.empty((n_frames, plan.n_bins), np.float32)

@@ -47,7 +47,7 @@ from numba import njit
 
 from pipeline.config import FeatureConfig
 from pipeline.dsp.cens import chroma_cens
-from pipeline.dsp.filterbanks import dct_ortho, hann_window, mel_basis_sparse
+from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse
 from pipeline.dsp.median import median_filter_axis
 from pipeline.errors import FeatureError
 
@@ -76,9 +76,7 @@ def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
         ``librosa.stft(y, n_fft=n_fft, hop_length=hop_length).T``.
     """
     y = np.ascontiguousarray(y, dtype=np.float32)
-    padded = np.pad(y, n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    return scipy.fft.rfft(frames * hann_window(n_fft), axis=-1)
+    return scipy.fft.rfft(centred_frames(y, n_fft, hop_length) * hann_window(n_fft), axis=-1)
 
 
 _TILE = 32

@@ -210,3 +210,9 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
     logger.debug("built CQT plan sr=%s hop=%s bins=%s early=%s", sr, hop_length, n_bins, early)
     return CQTPlan(octaves=tuple(octaves), n_bins=n_bins, early_downsample=early,
                    chroma=_frozen(np.ascontiguousarray(chroma, dtype=np.float32)))
+
+
+def centred_frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Centred, zero-padded frames as a strided view [shape=(1 + len(y) // hop, n_fft)] (librosa's ``center=True``)."""
+    padded = np.pad(y, n_fft // 2)
+    return np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
