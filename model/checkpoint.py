@@ -13,8 +13,6 @@ contains, so stores that differ only there are compatible).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, canonical_hash
 from pipeline.errors import ConfigMismatchError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +35,7 @@ def feature_hash(config: PipelineConfig | Mapping[str, Any]) -> str:
     """SHA-256 over the canonical JSON of the ``audio``, ``features`` and ``window`` sections."""
     data = config.to_dict() if isinstance(config, PipelineConfig) else dict(config)
     part = {k: data[k] for k in FEATURE_SECTIONS}
-    return hashlib.sha256(json.dumps(part, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_hash(part)
 
 
 def run_metadata(store: Any, cfg: Any, features: Any, model_kwargs: Mapping[str, Any] | None = None

@@ -23,6 +23,7 @@ import torch
 
 from model.checkpoint import check_store, checkpoint_file, load_checkpoint
 from model.data import iter_clip_windows, open_source, split_clips
+from model.plots import plot_confusion
 from model.train import autocast
 from pipeline.errors import ModelError
 
@@ -159,34 +160,6 @@ def _write_outputs(out: Path, metrics: Mapping[str, Any], labels: list[str], ids
         probs /= probs.sum(1, keepdims=True)
         for cid, t, p in zip(ids, truth, probs):
             w.writerow([cid, labels[t], labels[int(p.argmax())], *[f"{v:.4f}" for v in p]])
-    plot_confusion(np.asarray(metrics["clip"]["confusion"]), labels, out / "confusion_clip.png",
-                   title=f"{metrics['model']}: {where}, clip level, acc {metrics['clip']['accuracy']:.3f}\n"
-                         f"{metrics['store']['uri']}")
-
-
-def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
-    """Row-normalised confusion matrix with counts, as PNG (matplotlib Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = matrix.sum(1, keepdims=True)
-    norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
-    size = 2 + 0.5 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            if matrix[i, j]:
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_confusion(metrics["clip"]["confusion"], labels,
+                   f"{metrics['model']}: {where}, clip level, acc {metrics['clip']['accuracy']:.3f}\n"
+                   f"{metrics['store']['uri']}", out / "confusion_clip.png")

@@ -32,6 +32,15 @@ ORIGINAL = "original"
 EXCERPTS: tuple[str, ...] = ("centre", "start")
 
 
+
+def canonical_hash(value: Any, default: Any = None) -> str:
+    """SHA-256 of the canonical JSON of ``value`` (sorted keys, no spaces): equal values, equal hashes.
+
+    ``default`` is ``json.dumps``'s fallback for values JSON cannot hold.
+    """
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=default)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
 def _positive_int(section: str, name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{section}.{name}={value!r} must be a positive integer")
@@ -364,8 +373,7 @@ class PipelineConfig:
 
     def config_hash(self) -> str:
         """SHA-256 of the canonical JSON form; equal configs, equal hashes."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_hash(self.to_dict())
 
     def replace(self, **sections: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **sections)

@@ -193,7 +193,9 @@ class TrainSection:
     models : preset names (see :func:`known_models`).
     epochs, batch_size, lr, patience, seed : as in ``pipeline train``.
     device : "auto", "cpu" or "cuda".
-    loader_workers : DataLoader worker processes (0: in the main process).
+    loader_workers : loader threads of the training process (the trainer's
+        default loader; 0: load in the training thread, which the demo and
+        paper recipes keep so that training has the cores of small machines).
     threads : torch intra-op threads while training and evaluating (0: torch's
         default, one per core). On a small machine shared with other work, 1
         avoids OpenMP threads spinning while a sibling thread is descheduled,

@@ -12,11 +12,11 @@ runner assembled (see :func:`workflows.runner.run_recipe`). Its shape::
                   "window": {"accuracy", "macro_f1", "macro_precision", "macro_recall"},
                   "clip": {...same...},
                   "confusion": [[int]] (clip level, rows true, cols predicted),
-                  "labels": [...], "curves": [{"epoch", "train_loss", "val_loss", "val_accuracy"}],
+                  "labels": [...], "curves": [{"epoch", "train_loss", "val_loss", "val_accuracy", "train_accuracy"}],
                   "train_seconds"}],
       "cv": {model: {"folds": [{"fold", "window": {...}, "clip": {...}}],
                      "mean": {"window": {...}, "clip": {...}}, "std": {...}}},
-      "noise": {model: [{"snr_db": float | None (clean), "clip_accuracy", "window_accuracy", "clips"}]},
+      "noise": {model: [{"snr_db": float | None (clean), "clip_accuracy", "clip_macro_f1", "clips", "skipped"}]},
       "latency": {model: {device: {"file_latency_s", "batch_latency_s", "batch_size"} | {"absent": reason}}},
       "stages": [{"name", "skipped", "seconds"}],
     }
@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from model.plots import plot_confusion, pyplot
 from workflows import paper
 
 logger = logging.getLogger(__name__)
@@ -51,50 +52,11 @@ def _paper_pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _pyplot():
-    """matplotlib with a file-only backend (no display on servers and workers)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # -- figures ---------------------------------------------------------------
-
-def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, path: Path) -> Path:
-    """Row-normalised confusion matrix with counts in the cells.
-
-    matrix : int [shape=(n_labels, n_labels)], rows true labels, columns predictions.
-    """
-    plt = _pyplot()
-    m = np.asarray(matrix, dtype=float)
-    rows = m.sum(axis=1, keepdims=True)
-    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    for i in range(n):
-        for j in range(n):
-            if m[i, j]:
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
 
 def plot_curves(curves: Sequence[Mapping[str, Any]], title: str, path: Path) -> Path:
     """Training and validation loss (left) and accuracy (right) per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [c["epoch"] for c in curves]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, keys, scale in ((ax1, ("train_loss", "val_loss"), 1.0), (ax2, ("train_accuracy", "val_accuracy"), 100.0)):
@@ -122,7 +84,7 @@ def has_curves(curves: Sequence[Mapping[str, Any]]) -> bool:
 
 def plot_cv(cv: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Per-fold clip accuracy (dots) and mean +- std (bars) per model."""
-    plt = _pyplot()
+    plt = pyplot()
     models = list(cv)
     fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(models), 3.4))
     for i, name in enumerate(models):
@@ -142,7 +104,7 @@ def plot_cv(cv: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 
 def plot_noise(noise: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
     """Clip accuracy against SNR per model; the clean condition at the right."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for name, rows in noise.items():
         noisy = sorted((r for r in rows if r["snr_db"] is not None), key=lambda r: r["snr_db"])

@@ -259,7 +259,7 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
                            val_folds=tuple(sorted(f for f, r in roles.items() if r == "val")))
         start = time.perf_counter()
         with torch_threads(recipe.train.threads):
-            summary = train(store["uri"], model, ckpt, resume=resume and model not in _non_neural(), **options)
+            summary = train(store["uri"], model, ckpt, resume=resume, **options)
         return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary),
                 "checkpoint_sha256": checkpoint_digest(ckpt)}
 

@@ -16,13 +16,14 @@ interrupted stage never looks finished.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from pipeline.config import canonical_hash
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,7 @@ RECORD = "stage.json"
 
 def inputs_hash(inputs: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``inputs`` (key order does not matter)."""
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(inputs, default=str)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,7 +60,6 @@ stratified folds) and "artist-folds" (artist-grouped stratified folds).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -71,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from pipeline.config import canonical_hash
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.datasets.demo_synth import GENRES, draw_artist, synthesize
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
@@ -125,8 +125,7 @@ class DemoParams:
 
     def digest(self) -> str:
         """First 12 hex digits of the SHA-256 of the canonical parameter JSON."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return canonical_hash(self.to_dict())[:12]
 
 
 @dataclasses.dataclass(frozen=True)
