@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
-from model.train import TrainConfig
+from model.train import TrainConfig, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +63,8 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
         raise ModelError(f"store {store.uri} holds no windows to benchmark (no ok clips)")
 
     # One loader process = one DataLoader worker, where torch runs one thread.
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _measure(store, stream, per_shard, features, seconds, batch_size)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _measure(store: Any, make_stream: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...],
@@ -196,10 +192,7 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
     if predictor.model is None:
         name = predictor.state["model_name"]
     dev = predictor.device
-    old_threads = torch.get_num_threads()
-    if threads and dev.type == "cpu":
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads if dev.type == "cpu" else 0):
         with tempfile.TemporaryDirectory() as tmp:
             path = _synthetic_file(Path(tmp), seconds, predictor.config.audio.sample_rate)
             predictor.predict(path)  # warm-up: filterbanks, kernels, allocator
@@ -229,8 +222,6 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
                         torch.cuda.synchronize(dev)
                     if i >= 2:
                         batch_times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(old_threads)
     # file_cpu_s: CPU seconds of this process per file; on a shared machine it
     # is the better estimate of the one-core latency than the wall clock.
     return {"file_latency_s": statistics.median(file_times), "file_cpu_s": statistics.median(file_cpu),

@@ -10,7 +10,6 @@
    stop it when the session ends (about 20 s);
 3. otherwise skip, saying how to install the server.
 
-``s3_bucket`` gives each test a fresh, empty bucket on that server, and
 :class:`FlakyProxy` sits between a client and the server to drop connections
 on demand (network-fault tests).
 """
@@ -148,22 +147,6 @@ def s3_server() -> Iterator[S3Server]:
         )
     with running_ceph_gateway() as server:
         yield server
-
-
-@pytest.fixture
-def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    """A fresh, empty bucket (its name) on the session's server; removed afterwards."""
-    fs = s3_server.filesystem()
-    name = f"hfs-test-{secrets.token_hex(6)}"
-    fs.mkdir(name)
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(name, recursive=True)
-        # an emptied bucket may still be listed for a moment; leaving it is harmless
-        with contextlib.suppress(OSError):
-            fs.rmdir(name)
 
 
 class FlakyProxy:

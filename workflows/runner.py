@@ -26,7 +26,6 @@ data and config shares one store.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +34,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -203,22 +202,6 @@ def _jsonable(obj: Any) -> Any:
 
 # -- training and evaluation ------------------------------------------------------
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: leave torch's setting)."""
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_settings(recipe: Recipe) -> dict[str, Any]:
     """The recipe's training settings, as the stage inputs record them."""
     t = recipe.train
@@ -235,7 +218,7 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
     same inputs is resumed from its last checkpoint; one begun with other
     inputs is discarded first.
     """
-    from model.train import train
+    from model.train import torch_threads, train
 
     inputs = {"model": model, "store": store["fingerprint"], "train": train_settings(recipe),
               "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
@@ -301,6 +284,7 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
                    folder: Path, echo: Echo, *, roles: Mapping[int, str] | None = None) -> StageOutcome:
     """Evaluate a trained checkpoint on ``evaluate.split`` (or on the test fold of ``roles``)."""
     from model.evaluate import evaluate
+    from model.train import torch_threads
 
     split = "test" if roles else recipe.evaluate.split
     inputs = {"model": model, "store": store["fingerprint"],
@@ -441,6 +425,7 @@ def _cross_validation(recipe: Recipe, store: Mapping[str, Any], out: Path, echo:
 
 def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, StageOutcome], out: Path,
            echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
+    from model.train import torch_threads
     from workflows.noise import noisy_accuracy
 
     inputs = {"store": store["fingerprint"], "split": recipe.evaluate.split,
@@ -452,9 +437,10 @@ def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, Stage
     def run(folder: Path) -> dict[str, Any]:
         manifest = load_run_manifest(recipe)
         checkpoints = {n: t.result["checkpoint"] for n, t in trained.items()}
-        return {"noise": noisy_accuracy(checkpoints, store["uri"], manifest.root, split=recipe.evaluate.split,
-                                        snr_db=recipe.noise.snr_db, seed=recipe.noise.seed,
-                                        max_clips=recipe.noise.max_clips, echo=echo)}
+        with torch_threads(recipe.train.threads):
+            return {"noise": noisy_accuracy(checkpoints, store["uri"], manifest.root, split=recipe.evaluate.split,
+                                            snr_db=recipe.noise.snr_db, seed=recipe.noise.seed,
+                                            max_clips=recipe.noise.max_clips, echo=echo)}
 
     outcome = run_stage("noise robustness", out / "noise", inputs, run, echo=echo)
     stages.append(outcome)
