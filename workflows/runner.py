@@ -118,13 +118,12 @@ def store_uri(recipe: Recipe, store_dir: Path) -> str:
 
 def _store_facts(store: Any) -> dict[str, Any]:
     clips = store.clips
-    ok = clips[clips["status"] == "ok"] if "status" in clips else clips
+    ok = clips.iloc[store.select()]  # the ok clips
     counts: dict[str, int] = {}
-    if "split" in ok:
-        for split, n in ok["split"].value_counts().sort_index().items():
-            if str(split):  # a fold store leaves every split empty; its folds are counted below
-                counts[str(split)] = int(n)
-    if "fold" in ok and (ok["fold"] >= 0).any():
+    for split, n in ok["split"].value_counts().sort_index().items():
+        if str(split):  # a fold store leaves every split empty; its folds are counted below
+            counts[str(split)] = int(n)
+    if (ok["fold"] >= 0).any():
         for fold, n in ok["fold"].value_counts().sort_index().items():
             counts[f"fold {int(fold)}"] = int(n)
     return {
