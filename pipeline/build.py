@@ -526,14 +526,16 @@ def _progress_bar(total: int, enabled: bool):
 
 def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport]) -> list[tuple[int, BaseException]]:
     """The same tasks, one after another, in this process (errors propagate: debugging)."""
-    failed_clips = 0
     for task in tasks:
-        report = build_shard(task)
-        reports.append(report)
-        failed_clips += report.n_failed
-        bar.update(report.n_clips)
-        bar.set_postfix(failed=failed_clips, refresh=False)
+        _record(build_shard(task), reports, bar)
     return []
+
+
+def _record(report: ShardReport, reports: list[ShardReport], bar) -> None:
+    """A finished shard: keep its report, advance the bar, show the failed clips so far."""
+    reports.append(report)
+    bar.update(report.n_clips)
+    bar.set_postfix(failed=sum(r.n_failed for r in reports), refresh=False)
 
 
 def _task_key_prefix(config: PipelineConfig, uri: str) -> str:
@@ -558,7 +560,6 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
         )
         futures[future] = task
     errors: list[tuple[int, BaseException]] = []
-    failed_clips = 0
     try:
         for future in distributed.as_completed(list(futures)):
             task = futures[future]
@@ -568,11 +569,7 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
                 errors.append((task.shard_index, exc))
                 bar.update(len(task.clips))
                 continue
-            report: ShardReport = future.result()
-            reports.append(report)
-            failed_clips += report.n_failed
-            bar.update(report.n_clips)
-            bar.set_postfix(failed=failed_clips, refresh=False)
+            _record(future.result(), reports, bar)
     except BaseException:
         # Interrupted: stop the remaining tasks; finished shards stay done.
         client.cancel(list(futures))
