@@ -45,7 +45,7 @@ def clip_statistics(store: Any, clips: np.ndarray, variants: str = "original") -
     valid = np.asarray(store.valid_frames)
     feats, owners = [], []
     for shard, start, mine in clips_by_shard(store, clips):
-        mfcc = store.read_shard(shard, features=("mfcc",))["mfcc"]
+        mfcc = store.read_shard(shard, features=("mfcc",), variants=cols)["mfcc"]
         for clip in mine:
             for v in cols:
                 if valid[clip, v] > 0:
