@@ -22,7 +22,8 @@ from model.checkpoint import load_checkpoint
 from model.data import gather_windows, window_index
 from model.networks import NON_NEURAL
 from pipeline.config import PipelineConfig
-from pipeline.errors import AudioError, ModelError
+from pipeline.errors import ModelError
+from pipeline.isolation import outcome_of_exception
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,10 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], *, top: i
                   errors: str = "report") -> list[dict[str, Any]]:
     """Top-``top`` genres of each file.
 
-    ``errors="report"`` turns an undecodable file into ``{"file", "error"}``
-    and goes on with the others; ``"raise"`` raises its :class:`AudioError`.
+    ``errors="report"`` turns a file that cannot be classified into
+    ``{"file", "error", "category"}`` and goes on with the others: bad audio
+    with its :class:`AudioError` category, anything else as an "internal
+    error" (our bug). ``"raise"`` raises the first error.
     """
     if errors not in ("report", "raise"):
         raise ModelError(f"errors={errors!r} must be 'report' or 'raise'")
@@ -105,9 +108,10 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], *, top: i
     for path in files:
         try:
             results.append(predictor.predict(path, top=top))
-        except AudioError as exc:
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not lose the others' answers
             if errors == "raise":
                 raise
-            logger.debug("prediction failed: %s", exc)  # the caller prints the error entry
-            results.append({"file": str(path), "error": str(exc)})
+            outcome = outcome_of_exception(exc, str(path))
+            logger.debug("prediction of %s failed: %s", path, outcome.failure_text)
+            results.append({"file": str(path), "error": outcome.failure_text, "category": outcome.category})
     return results

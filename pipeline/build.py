@@ -9,10 +9,14 @@ the store before the tasks run and finalizes it after (one writer each time).
 
 Failure handling
 ----------------
-- A file that cannot be turned into audio (:class:`~pipeline.errors.AudioError`
-  from the decoder) never stops the build: its clip is stored as "failed"
-  with the reason. ``max_failures`` (a count, or a fraction of the clips)
-  decides whether the build as a whole counts as failed.
+- One clip can only ever fail itself. Its work runs in a forked child
+  (:mod:`pipeline.isolation`): bad audio (:class:`~pipeline.errors.AudioError`),
+  any other exception (an "internal error": our bug), a decoder that crashes,
+  hangs past the clip's time limit or exhausts its memory limit all become a
+  clip stored as "failed" with ``"<category>: <reason>"``, and the shard goes
+  on. ``max_failures`` (a count, or a fraction of the clips) decides whether
+  the build as a whole counts as failed; the summary counts failures by
+  category, bad audio apart from crashes and bugs.
 - Any other error in a task is a bug or an infrastructure fault: Dask retries
   the task (``retries=2``); if it still fails, the other shards still finish
   and :class:`~pipeline.errors.BuildError` says to rerun once fixed.
@@ -41,7 +45,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
-from pipeline.errors import AudioError, BuildError, ConfigError
+from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -76,6 +81,7 @@ class ShardTask:
     config: PipelineConfig
     uri: str
     storage_options: Mapping[str, Any]
+    limits: ClipLimits = ClipLimits()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,25 +127,32 @@ def build_shard(task: ShardTask) -> ShardReport:
 
 
 def _extract_shard(task: ShardTask) -> list:
-    """Decode and extract every clip of the shard; bad audio becomes a failed ClipResult."""
-    from pipeline.extract import process_clip
+    """Decode and extract every clip of the shard; any failure of a clip becomes its failed ClipResult.
+
+    The clips run in a forked child (:func:`pipeline.isolation.run_isolated`),
+    so a decoder that raises, crashes, hangs or runs out of memory fails its
+    own clip only. The kernels are compiled here first so the child inherits them.
+    """
+    from pipeline.extract import process_clip, warm_up
     from stores import ClipResult
 
-    results = []
-    for clip_id, path, source, variants in task.clips:
-        try:
-            features = process_clip(path, clip_id, task.config, variants)
-        except AudioError as exc:
-            # A bad file is data, not a crash: quarantine it with its reason.
-            # Decoders quote the file's path; the store holds only the
-            # dataset-relative one.
-            reason = exc.reason.replace(path, source)
-            logger.warning("clip %s (%s) failed: %s", clip_id, source, reason)
-            results.append(ClipResult("failed", reason=reason))
-            continue
-        results.append(ClipResult("ok", duration_s=float(features.duration_s),
-                                  features=features.features, params=features.params))
-    return results
+    warm_up(task.config)
+    jobs = [Job(source, (path, clip_id, task.config, variants)) for clip_id, path, source, variants in task.clips]
+    outcomes = run_isolated(jobs, process_clip, limits=task.limits)
+    return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
+
+
+def _clip_result(outcome: Outcome, clip: tuple[str, str, str, tuple[str, ...]], result_type: Any) -> Any:
+    """The store's ClipResult of one clip's outcome; a failure is quarantined with its category and reason."""
+    clip_id, path, source, _ = clip
+    if outcome.ok:
+        features = outcome.value
+        return result_type("ok", duration_s=float(features.duration_s),
+                           features=features.features, params=features.params)
+    # Decoders quote the file's path; the store holds only the dataset-relative one.
+    reason = outcome.failure_text.replace(path, source)
+    logger.warning("clip %s (%s) failed: %s", clip_id, source, reason)
+    return result_type("failed", reason=reason)
 
 
 @dataclasses.dataclass
@@ -174,6 +187,7 @@ class BuildSummary:
     task_seconds: float = 0.0
     write_seconds: float = 0.0
     dashboard: str | None = None
+    failure_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def failures_exceeded(self) -> bool:
@@ -189,6 +203,7 @@ class BuildSummary:
         lines = [
             f"store       {self.uri}",
             f"clips       {self.n_ok} ok, {self.n_failed} failed, {self.n_clips} in all",
+            *([f"failures    {describe_failure_counts(self.failure_counts)}"] if self.failure_counts else []),
             f"variants    {', '.join(self.variants)}",
             f"shards      {self.shards_built} built, {self.shards_skipped} already done, {self.n_shards} in all",
             f"size        {_human_bytes(self.nbytes_stored)}",
@@ -387,6 +402,7 @@ def build_store(
     clips_per_shard: int | None = None,
     progress: bool = True,
     worker_addresses: Sequence[str] | None = None,
+    clip_limits: ClipLimits = ClipLimits(),
 ) -> BuildSummary:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -419,6 +435,9 @@ def build_store(
         Show a progress bar and the dashboard address on stderr.
     worker_addresses : sequence of str, optional
         Run the tasks only on these workers of the cluster (benchmarks).
+    clip_limits : ClipLimits
+        Time and memory limit of each clip, and whether clips run in a
+        forked child (see :mod:`pipeline.isolation`); not part of the store.
 
     Raises
     ------
@@ -467,7 +486,7 @@ def build_store(
              config.augment.variant_names if "all" in augmented or c.split in augmented else (ORIGINAL,))
             for c in manifest.clips[start:stop]
         )
-        tasks.append(ShardTask(i, clips, config, uri, options))
+        tasks.append(ShardTask(i, clips, config, uri, options, clip_limits))
     n_todo = sum(len(t.clips) for t in tasks)
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
 
@@ -514,7 +533,7 @@ def build_store(
         clips_per_s=n_todo / build_seconds if build_seconds > 0 else 0.0,
         nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=allowed,
         task_seconds=sum(r.seconds for r in reports), write_seconds=sum(r.write_seconds for r in reports),
-        dashboard=dashboard,
+        dashboard=dashboard, failure_counts=count_failures([why for _, _, why in failures]),
     )
 
 
@@ -583,6 +602,7 @@ def build_from_cli(args: Any) -> int:
     Returns the exit code: 0, or 1 when failed clips exceed ``--max-failures``.
     """
     from pipeline.cli import parse_key_values, parse_storage_options
+    from pipeline.cli.build import clip_limits_from_args
     from pipeline.config import load_config
 
     try:
@@ -602,6 +622,7 @@ def build_from_cli(args: Any) -> int:
         overwrite=args.overwrite, max_failures=args.max_failures,
         storage_options=parse_storage_options(args.storage_option),
         clips_per_shard=getattr(args, "clips_per_shard", None), progress=True,
+        clip_limits=clip_limits_from_args(args),
     )
     print(summary.report())
     return 1 if summary.failures_exceeded else 0

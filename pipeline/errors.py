@@ -8,6 +8,8 @@ Messages name the file, URI or value at fault and say what to do about it.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 
 class PipelineError(Exception):
     """Root of every error raised by pipeline, stores, model and workflows."""
@@ -17,30 +19,113 @@ class ConfigError(PipelineError, ValueError):
     """A configuration value is invalid (the message names the field and the fix)."""
 
 
-class AudioError(PipelineError):
-    """An audio file cannot be turned into a usable signal."""
+#: Why a clip failed, one word or two per kind. The store's ``reason`` column
+#: starts with one of these and ": " (see :func:`failure_category`), so the
+#: kind of every failure is recorded per clip without a schema change, and
+#: ``pipeline build``, ``scan`` and ``info`` count failures by kind.
+#: The first group is bad audio (the file's fault); the last three are ours
+#: or the decoder's (``internal error`` is always a bug to report).
+FAILURE_CATEGORIES: tuple[str, ...] = (
+    "too short",        # less audio than one analysis window
+    "empty",            # 0 bytes, header only, no samples
+    "not audio",        # not a container/codec anything here decodes
+    "truncated",        # the container declares more than decodes
+    "corrupt samples",  # NaN/Inf in the decoded signal
+    "unreadable",       # the file or object cannot be read at all (missing, permissions, network)
+    "decoder crash",    # the process decoding the clip died (signal, abort)
+    "out of memory",    # decoding or extraction exhausted the clip's memory limit
+    "time-out",         # the clip took longer than its time limit
+    "internal error",   # an exception that is not an AudioError: our bug
+)
+#: Categories caused by the audio file itself (the rest are crashes and bugs).
+BAD_AUDIO_CATEGORIES: tuple[str, ...] = FAILURE_CATEGORIES[:6]
 
-    def __init__(self, path: object, reason: str) -> None:
+
+def failure_category(reason: str) -> str:
+    """The category a stored failure ``reason`` starts with ("other" for stores
+    written before categories were recorded, "" for an empty reason)."""
+    if not reason:
+        return ""
+    head = reason.split(":", 1)[0].strip()
+    return head if head in FAILURE_CATEGORIES else "other"
+
+
+def count_failures(reasons: Sequence[str]) -> dict[str, int]:
+    """Failed clips per category (:data:`FAILURE_CATEGORIES`), from stored reasons."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        category = failure_category(str(reason)) or "other"
+        counts[category] = counts.get(category, 0) + 1
+    return counts
+
+
+def describe_failure_counts(counts: Mapping[str, int]) -> str:
+    """``"3 bad audio (2 truncated, 1 empty), 1 internal error"``: bad audio apart from crashes and bugs."""
+    bad = {k: v for k, v in counts.items() if k in BAD_AUDIO_CATEGORIES}
+    other = {k: v for k, v in counts.items() if k not in BAD_AUDIO_CATEGORIES}
+    parts = []
+    if bad:
+        parts.append(f"{sum(bad.values())} bad audio ("
+                     + ", ".join(f"{v} {k}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1])) + ")")
+    parts += [f"{v} {k}" for k, v in sorted(other.items(), key=lambda kv: -kv[1])]
+    return ", ".join(parts)
+
+
+class AudioError(PipelineError):
+    """An audio file cannot be turned into a usable signal.
+
+    ``reason`` says what was found and what to do, without the category;
+    ``str(exc)`` is ``"<path>: <category>: <reason>"``. Subclasses fix the
+    category; :class:`AudioDecodeError` takes it as an argument.
+    """
+
+    category = "not audio"
+
+    def __init__(self, path: object, reason: str, category: str | None = None) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        if category is not None:
+            if category not in FAILURE_CATEGORIES:
+                raise ValueError(f"category={category!r} is not one of {FAILURE_CATEGORIES}")
+            self.category = category
+        super().__init__(f"{self.path}: {self.category}: {reason}")
 
     def __reduce__(self):
-        # Rebuild from (path, reason), not from the formatted message, so the
-        # error survives pickling across Dask worker processes.
-        return (type(self), (self.path, self.reason))
+        # Rebuild from (path, reason, category), not from the formatted
+        # message, so the error survives pickling across Dask worker processes.
+        return (type(self), (self.path, self.reason, self.category))
 
 
 class AudioDecodeError(AudioError, ValueError):
-    """The file is not decodable audio (empty, header-only, truncated, not audio)."""
+    """The file is not decodable audio: ``category`` is "empty", "not audio",
+    "truncated" or "unreadable" (default "not audio")."""
 
 
 class InvalidSamplesError(AudioError, ValueError):
     """The decoded signal holds NaN or Inf samples."""
 
+    category = "corrupt samples"
+
 
 class TooShortError(AudioError, ValueError):
     """The clip is shorter than one analysis window."""
+
+    category = "too short"
+
+
+class ClipFailure(PipelineError):
+    """A clip failed for a reason other than its audio: the decoder crashed, ran
+    out of memory or time, or our code raised (``category`` says which)."""
+
+    def __init__(self, category: str, reason: str) -> None:
+        if category not in FAILURE_CATEGORIES:
+            raise ValueError(f"category={category!r} is not one of {FAILURE_CATEGORIES}")
+        self.category = category
+        self.reason = reason
+        super().__init__(f"{category}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.category, self.reason))
 
 
 class DatasetError(PipelineError, FileNotFoundError):

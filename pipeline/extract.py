@@ -62,7 +62,13 @@ def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
         the message); callers quarantine the clip.
     """
     clip = decode(path, cfg)
-    signal = clip.samples[: clip.valid_samples]
+    return process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
+                          duration_s=clip.source_seconds)
+
+
+def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
+                   variants: tuple[str, ...] = (ORIGINAL,), *, duration_s: float = 0.0) -> ClipFeatures:
+    """The features of each variant of an already decoded valid signal (see :func:`process_clip`)."""
     sr = cfg.audio.sample_rate
     features: dict[str, dict[str, np.ndarray]] = {}
     params: dict[str, dict[str, float]] = {}
@@ -76,4 +82,24 @@ def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
         feats = features_of_signal(y, cfg)
         features[variant] = feats
         params[variant] = drawn
-    return ClipFeatures(features, params, clip.source_seconds)
+    return ClipFeatures(features, params, duration_s)
+
+
+_WARM: set[str] = set()
+
+
+def warm_up(cfg: PipelineConfig) -> None:
+    """Run every variant once on a short synthetic signal, once per process and config.
+
+    Compiles the numba kernels and fills the filterbank caches in this
+    process, so that the forked children of :mod:`pipeline.isolation`
+    inherit them instead of each compiling again.
+    """
+    key = cfg.config_hash()
+    if key in _WARM:
+        return
+    rng = np.random.default_rng(0)
+    seconds = max(2.0 * cfg.window.window_seconds, 1.0)
+    signal = (0.1 * rng.standard_normal(int(seconds * cfg.audio.sample_rate))).astype(np.float32)
+    process_signal(signal, "warm-up", cfg, tuple(cfg.augment.variant_names))
+    _WARM.add(key)

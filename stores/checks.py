@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StoreError
+from pipeline.errors import PipelineError, StoreError, count_failures, describe_failure_counts
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
@@ -58,6 +58,7 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         "config_hash": store.config_hash,
         "n_clips": store.n_clips,
         "status": {k: int(v) for k, v in clips["status"].value_counts().items()},
+        "failures": count_failures(clips.loc[clips["status"] == schema.STATUS_FAILED, "reason"].tolist()),
         "ok_per_split_and_label": per_split,
         "ok_per_label": {k: int(v) for k, v in ok["label"].value_counts().sort_index().items()},
         "labels": list(store.labels),
@@ -87,8 +88,10 @@ def format_info(info: Mapping[str, Any]) -> str:
         f"dataset      {info['dataset'].get('name')} (split scheme {info['dataset'].get('split_scheme')!r}; "
         f"{info['dataset'].get('source') or 'no source given'})",
         f"clips        {info['n_clips']}: " + ", ".join(f"{n} {k}" for k, n in sorted(info["status"].items())),
-        "ok clips per split and label:",
     ]
+    if info.get("failures"):
+        lines.append(f"failures     {describe_failure_counts(info['failures'])}")
+    lines.append("ok clips per split and label:")
     labels = info["labels"]
     width = max(len(x) for x in labels + ["split"]) + 2
     lines.append("  " + "split".ljust(10) + "".join(x.rjust(width) for x in labels) + "total".rjust(8))

@@ -25,8 +25,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--clips-per-shard", type=int, default=None,
                    help="clips per store shard (default 16; one task builds one shard)")
     p.add_argument("--limit", type=int, help="build only N clips of the manifest, taken from every label in turn (smoke tests)")
+    add_clip_limit_options(p)
     add_storage_option(p)
     p.set_defaults(func=run)
+
+
+def add_clip_limit_options(p: argparse.ArgumentParser) -> None:
+    from pipeline.isolation import DEFAULT_CLIP_MEMORY_BYTES, DEFAULT_CLIP_SECONDS
+
+    p.add_argument("--clip-timeout", type=float, default=DEFAULT_CLIP_SECONDS, metavar="SECONDS",
+                   help=f"time limit of one clip, all variants (default {DEFAULT_CLIP_SECONDS:g}); "
+                        "a clip past it fails as time-out")
+    p.add_argument("--clip-memory", type=float, default=DEFAULT_CLIP_MEMORY_BYTES / 2**30, metavar="GIB",
+                   help=f"memory one clip may allocate (default {DEFAULT_CLIP_MEMORY_BYTES / 2**30:g} GiB; "
+                        "0: no limit); beyond it the clip fails as out of memory")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="run clips in the task's own process (debugging: a decoder crash then stops the task)")
+
+
+def clip_limits_from_args(args: argparse.Namespace):
+    from pipeline.isolation import ClipLimits
+
+    memory = None if not args.clip_memory else int(args.clip_memory * 2**30)
+    return ClipLimits(seconds=args.clip_timeout, memory_bytes=memory, isolate=not args.no_isolation)
 
 
 def run(args: argparse.Namespace) -> int:
