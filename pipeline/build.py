@@ -303,7 +303,7 @@ def _writable_uri(out_uri: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler: "str | distributed.Client | None") -> Iterator["distributed.Client"]:
+def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> Iterator["distributed.Client"]:
     """A client of an existing scheduler, or of a fresh LocalCluster of worker processes."""
     import dask
     import distributed
@@ -494,13 +494,13 @@ def build_store(
     reports: list[ShardReport] = []
     t_build = time.perf_counter()
     if tasks:
-        bar = _progress_bar(n_todo, progress)
+        bar = progress_bar(n_todo, progress)
         try:
             if serial:
                 errors = _run_serial(tasks, bar, reports)
             else:
                 n_workers = workers if workers else min(os.cpu_count() or 1, len(tasks))
-                with _dask_client(n_workers, scheduler) as client:
+                with dask_client(n_workers, scheduler) as client:
                     dashboard = client.dashboard_link if client.dashboard_link else None
                     if dashboard:
                         logger.info("Dask dashboard: %s", dashboard)
@@ -537,7 +537,7 @@ def build_store(
     )
 
 
-def _progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
@@ -601,22 +601,12 @@ def build_from_cli(args: Any) -> int:
 
     Returns the exit code: 0, or 1 when failed clips exceed ``--max-failures``.
     """
-    from pipeline.cli import parse_key_values, parse_storage_options
+    from pipeline.cli import parse_storage_options
     from pipeline.cli.build import clip_limits_from_args
     from pipeline.config import load_config
 
-    try:
-        from pipeline.datasets import load_manifest
-    except ImportError as exc:
-        raise BuildError(f"the dataset adapters cannot be imported ({exc}); is the package installed?") from exc
-
     config = load_config(args.config)
-    dataset_options = parse_key_values(getattr(args, "dataset_option", None), flag="--dataset-option")
-    manifest = load_manifest(args.dataset, args.root, split=args.split, **dataset_options)
-    if args.limit is not None:
-        if args.limit <= 0:
-            raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
-        manifest = manifest.balanced_head(args.limit)
+    manifest = manifest_from_cli(args)
     summary = build_store(
         manifest, args.out, config=config, workers=args.workers, scheduler=args.scheduler,
         overwrite=args.overwrite, max_failures=args.max_failures,
@@ -626,3 +616,17 @@ def build_from_cli(args: Any) -> int:
     )
     print(summary.report())
     return 1 if summary.failures_exceeded else 0
+
+
+def manifest_from_cli(args: Any) -> Manifest:
+    """The manifest that ``--dataset``, ``--root``, ``--split``, ``--dataset-option`` and ``--limit`` choose."""
+    from pipeline.cli import parse_key_values
+    from pipeline.datasets import load_manifest
+
+    dataset_options = parse_key_values(getattr(args, "dataset_option", None), flag="--dataset-option")
+    manifest = load_manifest(args.dataset, args.root, split=args.split, **dataset_options)
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
+        manifest = manifest.balanced_head(args.limit)
+    return manifest

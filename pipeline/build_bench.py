@@ -91,7 +91,7 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
     """Build the demo store on 1 and on 2 workers; return the figures (see the module docstring)."""
     import distributed
 
-    from pipeline.build import _SINGLE_THREAD_ENV, _dask_client
+    from pipeline.build import _SINGLE_THREAD_ENV, dask_client
     from stores import open_store
     from stores.checks import store_info
 
@@ -111,7 +111,7 @@ def run_bench(n_clips: int = 40, *, scheduler: str | None = None, out: str | Pat
         cps = max(1, min(16, n_clips // 8))
         results = {}
         for n_workers in (1, 2):
-            with _dask_client(n_workers, scheduler) as client:  # n_workers is ignored with a scheduler
+            with dask_client(n_workers, scheduler) as client:  # n_workers is ignored with a scheduler
                 available = sorted(client.scheduler_info(n_workers=-1)["workers"])
                 if len(available) < n_workers:
                     raise BuildError(

@@ -9,25 +9,56 @@ def register(commands: argparse._SubParsersAction) -> None:
     from pipeline.cli import add_storage_option
 
     p = commands.add_parser("build", help="build a feature store from a dataset")
+    add_dataset_options(p)
+    p.add_argument("--out", required=True, help="store URI: path, file://, s3://, gs://, memory://")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
+    p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
+    p.add_argument("--clips-per-shard", type=int, default=None,
+                   help="clips per store shard (default 16; one task builds one shard)")
+    add_clip_limit_options(p)
+    add_storage_option(p)
+    p.set_defaults(func=run)
+
+    p = commands.add_parser("scan", help="decode every clip of a dataset (no features, no store) and "
+                                         "list the files that would fail")
+    add_dataset_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--csv", metavar="PATH", help="write clip_id,source,category,reason of every failing file")
+    add_clip_limit_options(p)
+    p.set_defaults(func=scan)
+
+
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose the clips: the same for build and scan."""
     p.add_argument("--dataset", required=True, help="dataset adapter: demo, gtzan, fma-small, fma-medium, fma-large, folder")
     p.add_argument("--root", help="dataset root folder (demo: cache folder for the generated audio)")
-    p.add_argument("--out", required=True, help="store URI: path, file://, s3://, gs://, memory://")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores)")
+    where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores; 0: serial, in this process)")
     where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--config", help="pipeline config file (.toml or .json); defaults otherwise")
     p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
     p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", default=[],
                    help="adapter option (repeatable), e.g. clips_per_genre=10 clip_seconds=5 for demo, "
                         "missing=skip for FMA; unknown options are rejected with the valid ones")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
-    p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
-    p.add_argument("--clips-per-shard", type=int, default=None,
-                   help="clips per store shard (default 16; one task builds one shard)")
-    p.add_argument("--limit", type=int, help="build only N clips of the manifest, taken from every label in turn (smoke tests)")
-    add_clip_limit_options(p)
-    add_storage_option(p)
-    p.set_defaults(func=run)
+    p.add_argument("--limit", type=int, help="only N clips of the manifest, taken from every label in turn (smoke tests)")
+
+
+def scan(args: argparse.Namespace) -> int:
+    from pipeline.build import manifest_from_cli
+    from pipeline.config import load_config
+    from pipeline.preflight import scan_manifest
+
+    report = scan_manifest(manifest_from_cli(args), config=load_config(args.config), workers=args.workers,
+                           scheduler=args.scheduler, clip_limits=clip_limits_from_args(args))
+    if args.csv:
+        report.write_csv(args.csv)
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.n_failed == 0 else 1
 
 
 def add_clip_limit_options(p: argparse.ArgumentParser) -> None:
