@@ -67,4 +67,30 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: Sequence[str] = (),
     uri = result.results["store"]["uri"]
     echo(f"$ pipeline info {uri}")
     echo(store_info_text(uri))
+    command = predict_command_line(result, recipe)
+    if command:
+        echo("")
+        echo("classify an audio file with the model just trained (any file ffmpeg decodes; here a test clip):")
+        echo(f"$ {command}")
     return result
+
+
+def predict_command_line(result: RunResult, recipe) -> str:
+    """The exact ``pipeline predict`` command for the run's DFN checkpoint (else its first model's)
+    on one of its test clips; "" when no model was trained."""
+    import shlex
+
+    from workflows.runner import load_run_manifest
+
+    models = list(recipe.train.models)
+    if not models:
+        return ""
+    name = "dfn" if "dfn" in models else models[0]
+    checkpoint = Path(result.out) / "models" / name / "checkpoint"
+    if not checkpoint.is_dir():
+        return ""
+    manifest = load_run_manifest(recipe)
+    clip = next((c for c in manifest.clips if c.split == "test"), manifest.clips[0])
+    audio = Path(manifest.root) / clip.path
+    return (f"pipeline predict --checkpoint {shlex.quote(str(checkpoint.resolve()))} "
+            f"{shlex.quote(str(audio.resolve()))}")

@@ -82,6 +82,36 @@ def test_predict_on_a_synthetic_file(trained, tmp_path, capsys):
     assert {t["label"] for t in out[0]["top"]} == {"blues", "jazz", "rock"}
 
 
+def test_predict_answers_for_every_file_it_can(trained, tmp_path, capsys, monkeypatch):
+    """One undecodable file and one that trips a bug of ours: the good files still get their answers."""
+    from model.predict import Predictor
+
+    good = [tone(tmp_path / "a.wav"), tone(tmp_path / "b.wav", f0=330.0)]
+    riff_vorbis = tmp_path / "riff.ogg"
+    riff_vorbis.write_bytes(b"RIFF\x00\x01\x00\x00WAVEfmt " + (18).to_bytes(4, "little")
+                            + bytes.fromhex("4f67") + bytes(16) + b"data" + bytes(4) + bytes(200))
+    buggy = tone(tmp_path / "buggy.wav")
+    features = Predictor.features
+
+    def features_with_a_bug(self, path):
+        if str(path).endswith("buggy.wav"):
+            raise KeyError("mel")
+        return features(self, path)
+
+    monkeypatch.setattr(Predictor, "features", features_with_a_bug)
+    results = predict_files(trained, [good[0], riff_vorbis, buggy, good[1]], top=2)
+    assert [("top" in r) for r in results] == [True, False, False, True]
+    assert results[1]["category"] == "not audio" and str(riff_vorbis) in results[1]["error"]
+    assert results[2]["category"] == "internal error" and "KeyError" in results[2]["error"]
+    assert main(["predict", "--checkpoint", str(trained), str(good[0]), str(riff_vorbis), str(good[1])]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count(": ") == 2 and str(good[1]) in captured.out
+    assert f"{riff_vorbis}: error: " in captured.err and "Traceback" not in captured.err
+    assert main(["predict", "--checkpoint", str(trained), str(good[0]), str(riff_vorbis), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert "top" in doc[0] and doc[1]["category"] == "not audio"
+
+
 def test_svm_baseline(store, tmp_path):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC

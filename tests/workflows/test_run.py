@@ -139,6 +139,14 @@ def test_demo_prints_report_headline_and_store_info(first_run, dirs):
     assert "svm-mfcc" in text and "clip acc" in text and "(test split)" in text
     assert f"$ pipeline info {result.results['store']['uri']}" in text
     assert "fingerprint" in text and result.results["store"]["fingerprint"] in text
+    # The last line is a predict command that works as printed.
+    command = lines[-1]
+    assert command.startswith("$ pipeline predict --checkpoint ") and "svm-mfcc" in command
+    import shlex
+
+    from pipeline.cli import main
+
+    assert main(shlex.split(command)[2:]) == 0
 
 
 def test_cli_lists_recipes_and_rejects_bad_keys(capsys):
