@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.allocator import AllocatorPlugin, nanny_environ_without_tunables, tune_allocator
 from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +110,7 @@ def build_shard(task: ShardTask) -> ShardReport:
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
+    tune_allocator()  # once per process: workers we did not start may run with Dask's malloc setting
     # One BLAS/OpenMP thread whatever process runs the task (this one, a
     # LocalCluster worker, or a worker someone started without the thread
     # variables): a multi-threaded BLAS sums in another order, which moves a
@@ -320,6 +322,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> I
                 "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
             ) from exc
         try:
+            _register_allocator_plugin(client)
             yield client
         finally:
             client.close()
@@ -332,9 +335,11 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> I
     saved_env = {name: os.environ.get(name) for name in _SINGLE_THREAD_ENV}
     try:
         with _quiet_distributed_logs():
-            # Pre-spawn so the variables are set before numpy/BLAS initialise in the worker.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-                    **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **_SINGLE_THREAD_ENV}}):
+            # Pre-spawn so the variables are set before numpy/BLAS initialise in
+            # the worker; without Dask's MALLOC_TRIM_THRESHOLD_, which halves
+            # extraction speed (see pipeline.allocator).
+            spawn_env = nanny_environ_without_tunables(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {**spawn_env, **_SINGLE_THREAD_ENV}}):
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=":0", silence_logs=logging.ERROR,
@@ -350,6 +355,14 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> I
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _register_allocator_plugin(client: "distributed.Client") -> None:
+    """Tune the allocator of every worker of a cluster we did not start (see :mod:`pipeline.allocator`)."""
+    try:
+        client.register_plugin(AllocatorPlugin())
+    except Exception as exc:  # noqa: BLE001 - the tasks tune the allocator themselves anyway
+        logger.debug("could not register the allocator plugin: %r", exc)
 
 
 @contextlib.contextmanager
@@ -430,7 +443,9 @@ def build_store(
         fsspec options of a remote ``out_uri``; sent to the workers, never
         written to the store.
     clips_per_shard : int, optional
-        Default :data:`stores.schema.DEFAULT_CLIPS_PER_SHARD`.
+        Default: the existing store's when resuming, else
+        :func:`stores.schema.auto_clips_per_shard` (16, or fewer for a
+        collection of under 512 clips so that every worker has shards to do).
     progress : bool
         Show a progress bar and the dashboard address on stderr.
     worker_addresses : sequence of str, optional
@@ -457,7 +472,6 @@ def build_store(
     manifest = store_order(manifest)
     if workers is not None and (isinstance(workers, bool) or workers < 0):
         raise ConfigError(f"workers={workers!r} must be 0 (serial) or a positive number of processes")
-    cps = schema.DEFAULT_CLIPS_PER_SHARD if clips_per_shard is None else clips_per_shard
     allowed = parse_max_failures(max_failures, len(manifest))
     serial = scheduler is None and workers == 0
     if scheme_of(out_uri) == "memory" and not serial:
@@ -474,7 +488,7 @@ def build_store(
         aug_params=_aug_param_names(config),
         dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
                  "n_folds": manifest.n_folds, "source": manifest.source},
-        augmented_splits=augmented, clips_per_shard=cps, overwrite=overwrite, storage_options=options,
+        augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
     pending = writer.pending_shards()
     root = Path(manifest.root).expanduser().resolve()

@@ -102,6 +102,9 @@ def _decode_summary(path: str, config: PipelineConfig) -> tuple[float, float, st
 def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits
                ) -> list[ScannedClip]:
     """Decode ``(clip_id, readable path, dataset-relative source)`` clips; the body of one scan task."""
+    from pipeline.allocator import tune_allocator
+
+    tune_allocator()
     jobs = [Job(source, (path, config)) for _, path, source in clips]
     out = []
     for (clip_id, path, source), outcome in zip(clips, run_isolated(jobs, _decode_summary, limits=limits)):

@@ -103,6 +103,23 @@ BLOSC_SHUFFLE = "bitshuffle"
 #: a good object size for both local disks and object stores.
 DEFAULT_CLIPS_PER_SHARD = 16
 
+#: A collection smaller than this many default shards gets smaller shards, so
+#: that up to 8 workers get 4 shards each and none sits idle while another
+#: has a queue (17 clips were a shard of 16 and a shard of 1: one worker did
+#: nearly all the work).
+MIN_SHARDS = 32
+
+
+def auto_clips_per_shard(n_clips: int) -> int:
+    """Clips per shard for a new store of ``n_clips`` clips: :data:`DEFAULT_CLIPS_PER_SHARD`,
+    or fewer so that there are at least :data:`MIN_SHARDS` shards (at least 1 clip).
+
+    Depends on the clip count only, so a serial build, a cluster build and a
+    resumed build of the same manifest choose the same layout.
+    """
+    return max(1, min(DEFAULT_CLIPS_PER_SHARD, -(-int(n_clips) // MIN_SHARDS)))
+
+
 #: Per-clip columns written once, when the store is created, and their dtypes.
 STATIC_COLUMNS: dict[str, str] = {
     "clip_id": "str",

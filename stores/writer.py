@@ -313,7 +313,7 @@ def create_store(
     aug_params: Mapping[str, Sequence[str]],
     dataset: Mapping[str, Any],
     augmented_splits: Sequence[str] = ("train",),
-    clips_per_shard: int = schema.DEFAULT_CLIPS_PER_SHARD,
+    clips_per_shard: int | None = None,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> StoreWriter:
@@ -338,7 +338,9 @@ def create_store(
         dataset; stored as provenance. Never absolute paths.
     augmented_splits : sequence of str
         Splits whose clips get augmented variants ("all" for every clip).
-    clips_per_shard : int
+    clips_per_shard : int, optional
+        Default: the existing store's (resume), else
+        :func:`stores.schema.auto_clips_per_shard` of the clip count.
     overwrite : bool
         Replace a store built from other inputs instead of refusing.
     storage_options : mapping, optional
@@ -354,6 +356,11 @@ def create_store(
     for name in schema.STATIC_COLUMNS:
         if name not in clips:
             raise StoreError(f"column {name!r} missing; create_store needs {list(schema.STATIC_COLUMNS)}")
+    existing = None if overwrite else _existing_attrs(uri, storage_options)
+    if clips_per_shard is None:
+        # Resuming keeps the store's layout; a new store sizes its shards to the collection.
+        stored = (existing or {}).get("layout", {}).get("clips_per_shard")
+        clips_per_shard = stored if isinstance(stored, int) else schema.auto_clips_per_shard(len(clips["clip_id"]))
     layout = Layout(len(clips["clip_id"]), clips_per_shard)
     for name in schema.STATIC_COLUMNS:
         if len(clips[name]) != layout.n_clips:
@@ -367,7 +374,6 @@ def create_store(
     clips_hash = _columns_hash(clips)
 
     if not overwrite:
-        existing = _existing_attrs(uri, storage_options)
         if existing is not None:
             problems = []
             if existing.get("format") != schema.FORMAT_NAME:

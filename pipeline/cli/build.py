@@ -14,7 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
     p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
     p.add_argument("--clips-per-shard", type=int, default=None,
-                   help="clips per store shard (default 16; one task builds one shard)")
+                   help="clips per store shard (default 16, fewer for under 512 clips so every worker is busy; one task builds one shard)")
     add_clip_limit_options(p)
     add_storage_option(p)
     p.set_defaults(func=run)
