@@ -16,8 +16,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     from pipeline.cli import add_storage_option
 
-    b = benches.add_parser("build", help="demo store build with 1 and 2 workers: scaling and store size")
-    b.add_argument("--clips", type=int, default=40, help="demo clips to build")
+    b = benches.add_parser("build", help="demo store build on 1 and 2 workers against the serial per-core limit")
+    b.add_argument("--clips", type=int, default=200, help="demo clips to build (default 200)")
+    b.add_argument("--seconds", type=float, default=None, help="length of each demo clip (default 30 s)")
+    b.add_argument("--clips-per-shard", type=int, default=None, help="default: chosen from the clip count")
+    b.add_argument("--workers-only", action="store_true", help="skip the serial pass (scale runs)")
+    b.add_argument("--worker-counts", type=int, nargs="+", default=[1, 2], metavar="N",
+                   help="cluster sizes to build on (default: 1 2)")
     b.add_argument("--scheduler", help="an existing Dask scheduler instead of local clusters")
     b.add_argument("--out", help="folder for the stores (default: a temporary folder)")
     b.add_argument("--json", metavar="FILE")
