@@ -391,6 +391,8 @@ class WindowStream(IterableDataset):
 
     def _emit(self, x: dict[str, torch.Tensor], keys: np.ndarray, labels_all: np.ndarray) -> Any:
         y = torch.from_numpy(labels_all[keys[:, 0]])
+        if self.pin_memory:  # the labels' copy to the GPU is asynchronous too
+            y = y.pin_memory()
         if self.with_keys:
             return x, y, torch.from_numpy(keys)
         return x, y

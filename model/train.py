@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -151,17 +152,30 @@ RESUMABLE_OVERRIDES = ("epochs", "device", "loader", "loader_workers", "progress
 # setup helpers
 # ---------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available (this rank's ``LOCAL_RANK`` GPU under torchrun), else CPU."""
+    """``auto`` -> CUDA when available, else CPU; a CUDA device always gets its index.
+
+    ``auto`` and a bare ``cuda`` mean this rank's ``LOCAL_RANK`` GPU under
+    torchrun (else the current one): without an index every rank would train
+    on GPU 0 and DDP's ``device_ids`` would be ``[None]``.
+    """
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        name = "cuda"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
         raise ConfigError(f"device={name!r} is not a torch device (use auto, cpu, cuda, cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} asked for CUDA but none is available; use --device cpu or auto")
+    if device.index is None:
+        local = os.environ.get("LOCAL_RANK")
+        device = torch.device("cuda", int(local) if local is not None else torch.cuda.current_device())
+    if device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} resolves to {device} but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -180,10 +194,28 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (when ``enabled``); a no-op elsewhere."""
+    """bf16 autocast on CUDA (when ``enabled``); a no-op elsewhere.
+
+    A GPU without bf16 (before Ampere) runs float32 instead, with one warning:
+    ``torch.autocast`` would raise there, and float16 would need a gradient scaler.
+    """
     if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        if _bf16_supported(device):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        _warn_once(f"{torch.cuda.get_device_name(device)} has no bfloat16; training and inference run in float32 "
+                   f"(pass --no-amp to silence this)")
     return contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=None)
+def _bf16_supported(device: torch.device) -> bool:
+    with torch.cuda.device(device):
+        return bool(torch.cuda.is_bf16_supported())
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    logger.warning(message)
 
 
 @contextlib.contextmanager
@@ -200,12 +232,18 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _to(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Copy to ``device`` and convert to float32 there (a float16 batch crosses PCIe at half the bytes)."""
+def to_device(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Copy to ``device`` and convert to float32 there (a float16 batch crosses PCIe at half the bytes).
+
+    From pinned memory the copies are asynchronous; the conversion is queued
+    behind them on the same stream, so it reads the copied values.
+    """
     return {k: v.to(device, non_blocking=True).float() for k, v in x.items()}
 
 
-def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoader | ThreadedLoader:
+
+def make_loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoader | ThreadedLoader:
+    """The run's loader of ``ds``: :class:`ThreadedLoader` threads or DataLoader worker processes (``cfg.loader``)."""
     if cfg.loader == "threads":
         return ThreadedLoader(ds, threads=cfg.loader_workers)
     kwargs: dict[str, Any] = {}
@@ -221,6 +259,50 @@ def _loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoa
         kwargs.update(multiprocessing_context=ctx, prefetch_factor=4, persistent_workers=True)
     return DataLoader(ds, batch_size=None, num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
                       **kwargs)
+
+
+def make_streams(source: Any, store: Any, cfg: TrainConfig, device: torch.device, features: Any, *,
+                 rank: int = 0, world: int = 1, storage_options: Mapping[str, Any] | None = None
+                 ) -> tuple[WindowStream, WindowStream | None]:
+    """The train and validation window streams of a run (validation None when its split is empty).
+
+    On CUDA, batches stay float16 (half the bytes through pinned memory and
+    PCIe; :func:`to_device` converts them on the GPU) and loader threads
+    allocate them pinned (DataLoader workers' batches are pinned by the DataLoader).
+    """
+    common = dict(features=features, batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards,
+                  seed=cfg.seed, storage_options=storage_options, rank=rank, world_size=world,
+                  dtype="float16" if device.type == "cuda" else "float32",
+                  pin_memory=device.type == "cuda" and cfg.loader == "threads")
+    # Loader threads share this process's open store; worker processes open their own from the URI.
+    if cfg.loader == "threads":
+        source = store
+    train_ds = WindowStream(source, split="train", folds=cfg.train_folds, variants="all", shuffle=True, **common)
+    if not len(split_clips(store, cfg.val_split, folds=cfg.val_folds)):
+        logger.warning("store %s has no %s clips: early stopping and the schedule follow the train loss",
+                       store.uri, f"fold {list(cfg.val_folds)}" if cfg.val_folds else repr(cfg.val_split))
+        return train_ds, None
+    val_ds = WindowStream(source, split=cfg.val_split, folds=cfg.val_folds, variants="original", shuffle=False,
+                          **common)
+    return train_ds, val_ds
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x: Mapping[str, torch.Tensor], y: torch.Tensor,
+               cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch already on ``device``; ``(loss, logits)``, neither synchronised.
+
+    Nothing here waits for the GPU (no ``.item()``), so the next batch's copy
+    and the loader's work overlap this step's kernels.
+    """
+    with autocast(device, cfg.amp):
+        logits = net(x)
+    loss = nn.functional.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.detach(), logits.detach()
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
@@ -239,7 +321,7 @@ def evaluate_loss(model: nn.Module, loader: Any, device: torch.device, amp: bool
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, windows
     for x, y in loader:
-        x, y = _to(x, device), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
@@ -255,17 +337,28 @@ def evaluate_loss(model: nn.Module, loader: Any, device: torch.device, amp: bool
     return float(totals[0] / n), float(totals[1] / n), n
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The generators the run draws from: the CPU's and, on CUDA, the training GPU's only.
+
+    One GPU's state (not ``get_rng_state_all``): a run resumes on a machine
+    with another number of GPUs, or under torchrun on another rank's GPU.
+    """
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # checkpoints before one-GPU states: every GPU's, this rank's first
+        if not cuda:
+            return
+        cuda = cuda[0]
+    torch.cuda.set_rng_state(cuda, device)
 
 
 # ---------------------------------------------------------------------------
@@ -325,6 +418,8 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # cuDNN/cuBLAS handles, pinned-memory threads and NCCL use this GPU
     rank, world = init_distributed(device)
     torch.manual_seed(cfg.seed)
     source = store
@@ -349,23 +444,10 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
     scheduler = make_scheduler(optimizer, cfg)
 
     # -- data -----------------------------------------------------------------
-    common = dict(features=model.features, batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards,
-                  seed=cfg.seed, storage_options=storage_options, rank=rank, world_size=world,
-                  dtype="float16" if device.type == "cuda" else "float32",
-                  # threads allocate batches pinned; DataLoader workers' batches are pinned by the DataLoader
-                  pin_memory=device.type == "cuda" and cfg.loader == "threads")
-    # Loader threads share this process's open store; worker processes open their own from the URI.
-    if cfg.loader == "threads":
-        source = store
-    train_ds = WindowStream(source, split="train", folds=cfg.train_folds, variants="all", shuffle=True, **common)
-    val_ds: WindowStream | None = WindowStream(source, split=cfg.val_split, folds=cfg.val_folds,
-                                               variants="original", shuffle=False, **common)
-    if not len(split_clips(store, cfg.val_split, folds=cfg.val_folds)):
-        logger.warning("store %s has no %s clips: early stopping and the schedule follow the train loss",
-                       store.uri, f"fold {list(cfg.val_folds)}" if cfg.val_folds else repr(cfg.val_split))
-        val_ds = None
-    train_loader = _loader(train_ds, cfg, device)
-    val_loader = _loader(val_ds, cfg, device) if val_ds is not None else None
+    train_ds, val_ds = make_streams(source, store, cfg, device, model.features, rank=rank, world=world,
+                                    storage_options=storage_options)
+    train_loader = make_loader(train_ds, cfg, device)
+    val_loader = make_loader(val_ds, cfg, device) if val_ds is not None else None
     batches = len(train_ds)
 
     # -- resume ---------------------------------------------------------------
@@ -377,7 +459,7 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         start_epoch = int(state["epoch"]) + 1
         best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
         bad_epochs = int(state["bad_epochs"])
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], device)
         if state.get("stopped_early"):
             logger.info("%s already stopped early at epoch %d; nothing to resume", out, state["epoch"])
             start_epoch = cfg.epochs
@@ -395,29 +477,25 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
         net.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (on the device: no sync)
+        n_windows = 0
         bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not cfg.progress or rank != 0, leave=False)
         # Ranks may hold different numbers of windows; Join shadows the
         # collectives of ranks that ran out so the others do not hang.
         join = Join([net]) if world > 1 else contextlib.nullcontext()
         with join:
-            for x, y in train_loader:
-                x, y = _to(x, device), y.to(device, non_blocking=True)
-                with autocast(device, cfg.amp):
-                    logits = net(x)
-                loss = nn.functional.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                totals += torch.stack([loss.detach().double() * len(y),
-                                       (logits.argmax(1) == y).sum().double(),
-                                       torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+            for step, (x, y) in enumerate(train_loader):
+                x, y = to_device(x, device), y.to(device, non_blocking=True)
+                loss, logits = train_step(net, optimizer, x, y, cfg, device)
+                totals += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+                n_windows += len(y)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                # loss.item() waits for the GPU: only for a shown bar, every 20th batch
+                if not bar.disable and step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
+        totals = torch.cat([totals, torch.tensor([float(n_windows)], dtype=torch.float64).to(device)])
         if world > 1:
             dist.all_reduce(totals)
         n_train = max(1.0, float(totals[2]))
@@ -449,7 +527,7 @@ def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: 
             ckpt = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else {},
                     "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "stopped_early": stopped_early, "rng": _rng_state(), "metrics": record}
+                    "stopped_early": stopped_early, "rng": _rng_state(device), "metrics": record}
             if improved:
                 save_checkpoint(ckpt, out / "best.pt")
             save_checkpoint(ckpt, latest)
