@@ -397,7 +397,7 @@ def make_odd_files(directory: Path) -> list[OddFile]:
         write=lambda p: p.write_bytes(np.random.default_rng(3).integers(0, 256, 50_000, dtype=np.uint8).tobytes()))
     add("text.wav", "a text file named .wav", "not audio",
         write=lambda p: p.write_text("this is not audio, just text renamed to look like it\n" * 40))
-    add("id3_only.mp3", "an ID3v2 tag and nothing after it (FMA's empty tracks)", "not audio",
+    add("id3_only.mp3", "an ID3v2 tag and nothing after it (FMA's empty tracks)", "empty",
         write=lambda p: p.write_bytes(b"ID3\x04\x00\x00\x00\x00\x02\x00" + bytes(256)))
 
     def video_only(p: Path) -> None:

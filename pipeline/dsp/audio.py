@@ -1,53 +1,94 @@
 """Audio front end: decode any file to a fixed-length mono float32 signal.
 
 :func:`load_clip` turns one file (MP3, Sun .au, WAV of any PCM/float
-subtype incl. WAVE_FORMAT_EXTENSIBLE, FLAC, OGG/Vorbis, Opus, and whatever
-else libsndfile or ffmpeg read) into a clip of exactly
-``round(clip_seconds * sample_rate)`` samples: mono (channel mean),
-resampled with soxr, the excerpt of a longer file (its centre by default, as
-FMA's clips were cut), zero-padded when shorter, with the count of real
-samples recorded.
+subtype incl. WAVE_FORMAT_EXTENSIBLE and 64-bit integers, AIFF, FLAC,
+OGG/Vorbis, Opus, WMA, AAC and whatever else libsndfile or ffmpeg read) into
+a clip of exactly ``round(clip_seconds * sample_rate)`` samples: mono
+(channel mean), resampled with soxr, the excerpt of a longer file (its centre
+by default, as FMA's clips were cut), zero-padded when shorter, with the
+count of real samples recorded.
 
 Decoders
 --------
 libsndfile (``soundfile``) is the primary decoder; PyAV (``av``, which
 bundles ffmpeg's decoders) is the fallback for what libsndfile cannot open or
 decode. Only the excerpt is decoded (a seek, then ``n`` frames), so memory and
-time are bounded by the clip length, not the file length.
+time are bounded by the clip length, not the file length. A seek that fails
+(ffmpeg answers some FLAC files with EPERM) falls back to decoding from the
+start and skipping to the excerpt.
 
-Never a silently wrong signal
------------------------------
-* MP3 carries no authoritative length: libsndfile (mpg123) trusts the Xing/
-  Info header, which in clips cut from a longer stream without re-encoding
-  (FMA) still describes the whole track, and it then stops early without an
-  error. So for every MP3 the length libsndfile reports is cross-checked
-  against an independent measure, the sum of the MPEG frame (packet)
-  durations that PyAV demuxes without decoding (measured: 3 ms of CPU for
-  30 s at 44.1 kHz, 35 ms for 10 minutes); when
-  they disagree by more than :data:`MP3_LENGTH_TOLERANCE_S` a warning is
-  logged and PyAV decodes the clip with the scanned length.
-* Any decoder that returns fewer frames than it promised (more than
-  :data:`SHORT_READ_TOLERANCE_S` short) is replaced by PyAV for the same
-  excerpt, with a warning.
-* WAV and AU headers declare their data size; a file that holds less is
-  truncated (libsndfile would quietly shorten it) and raises
-  :class:`~pipeline.errors.AudioDecodeError`. FLAC declares its sample count;
-  if neither decoder reaches it, the file is truncated too. (An MP3 or OGG
-  cut short is just a shorter file: nothing declares otherwise.)
-* libsndfile's guess of header-less RAW audio (it reads any bytes named
-  ``.au`` as 8 kHz u-law) is not trusted: such files go to ffmpeg, which
-  rejects non-audio.
-* Empty files, header-only files (no samples), non-audio files and files
-  without an audio stream raise :class:`~pipeline.errors.AudioDecodeError`;
-  NaN or Inf samples raise :class:`~pipeline.errors.InvalidSamplesError`;
-  fewer than ``min_seconds`` of audio raise
-  :class:`~pipeline.errors.TooShortError` ("too short"). Every error names
-  the file and the reason.
+Each backend reports its samples, its own sample rate and the length it
+believes in, in its own units (libsndfile reads an Opus file from an 8 kHz
+source at 8 kHz, ffmpeg at 48 kHz). Lengths cross from one backend to the
+other only as seconds, each converted through its own rate; a frame count of
+one is never used at the rate of the other.
+
+One decoding contract
+---------------------
+Every failure is an :class:`~pipeline.errors.AudioError` whose ``category``
+says why (see :data:`pipeline.errors.FAILURE_CATEGORIES`) and whose reason
+says what was found and what to do; backend messages that are false about
+the file (libsndfile calls an undecodable MP3 "not a regular file") are never
+quoted. Any exception a backend raises while opening, seeking, reading,
+decoding or converting is caught at the backend boundary and becomes a
+fallback or a classified failure:
+
+* missing or unreadable file, a directory: "unreadable";
+* 0 bytes, or a header with no audio bytes after it: "empty";
+* no container or codec that either backend decodes, no audio stream:
+  "not audio", naming the container/codec found by our own header parser
+  (:mod:`pipeline.dsp.containers`), e.g. "RIFF/WAVE with format tag 0x674F
+  (Vorbis in WAV)" or "PCM samples 36 bits wide";
+* NaN or Inf samples: "corrupt samples"; less than ``min_seconds``:
+  "too short".
+
+Truncation: one rule for every format
+-------------------------------------
+Where the container declares a length and clearly less decodes
+(:data:`TRUNCATION_TOLERANCE_S` plus 0.1 %), the clip is "truncated", with
+both figures in the reason. Where nothing declares a length, what decodes is
+the truth. The declarations (parsed in :mod:`pipeline.dsp.containers`):
+
+* WAV/AIFF/AU: the data chunk size (COMM frame count) against the bytes
+  present; streaming writers' 0 or 0xFFFFFFFF sizes declare nothing.
+* FLAC: STREAMINFO's total samples against the end of the last frame whose
+  header (CRC-8 checked) is in the file's last 64 KiB.
+* Ogg Vorbis/Opus: the granule position of the page the file ends in (less
+  Opus pre-skip) against the last complete page; a stream that ends on its
+  end-of-stream page declares its final granule position.
+* MP3: the Xing/Info/VBRI header's frame count (less the LAME tag's encoder
+  delay and padding). An MP3 has no other declaration, and the header alone
+  cannot be trusted blindly, because MP3 files are cut without re-encoding:
+
+  - FMA's clips were cut with ``ffmpeg -i full.mp3 -ss START -t 30 -acodec
+    copy`` (FMA's ``creation.py``). ffmpeg's demuxer drops the source's
+    Xing frame and its muxer writes a fresh Xing/Info header for the frames
+    it copied, byte count included, so an FMA clip's header describes the
+    clip, and its byte count matches the file size.
+  - Bytes cut out of a file (``head -c``, an interrupted download) keep the
+    original header: its byte count is then larger than the file. That file
+    is truncated, and its real length comes from a packet scan (PyAV demuxes
+    the MPEG frames without decoding them: 3 ms of CPU for 30 s).
+  - A slice that does not start at the original first frame has no Xing
+    header at all: nothing declares a length, the packet scan measures it.
+  - A byte count smaller than the file (a concatenation, a stale header
+    written for less audio) declares nothing we can check: the packet scan
+    measures the length.
+
+  So the packet scan runs only for MP3s without a header whose byte count
+  matches the file; a consistent header is trusted as is (libsndfile's
+  mpg123 trusts it too).
+
+A decoder that delivers fewer frames than requested (more than
+:data:`SHORT_READ_TOLERANCE_S` short) is replaced by PyAV for the same
+excerpt; if that is short too and a declaration promised more, the file is
+truncated, otherwise the decoded length is the file's length.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import stat
@@ -60,21 +101,29 @@ import soundfile
 import soxr
 
 from pipeline.config import EXCERPTS
+from pipeline.dsp import containers
+from pipeline.dsp.containers import ContainerFacts
 from pipeline.errors import AudioDecodeError, ConfigError, InvalidSamplesError, TooShortError
 
 logger = logging.getLogger(__name__)
 
 #: soxr quality presets accepted by ``resample_quality``.
 RESAMPLE_QUALITIES: tuple[str, ...] = ("VHQ", "HQ", "MQ", "LQ", "QQ")
-#: libsndfile's and the packet scan's MP3 lengths may differ by the encoder
-#: delay and padding (< 3 MPEG frames, ~0.08 s at 44.1 kHz); more is a
-#: disagreement.
+#: Two measures of an MP3's length (libsndfile's, the header's, the packet
+#: scan's) may differ by the encoder delay and padding (< 3 MPEG frames,
+#: ~0.08 s at 44.1 kHz); more is a disagreement.
 MP3_LENGTH_TOLERANCE_S = 0.25
 #: A read this much shorter than requested means the decoder stopped early.
 SHORT_READ_TOLERANCE_S = 0.05
+#: Decoding less than the declared length by more than this (plus 0.1 % of
+#: it) means the file is truncated.
+TRUNCATION_TOLERANCE_S = 0.05
 #: PyAV seeks this far before the excerpt: an MP3 decoder needs the previous
 #: frames' bit reservoir, so the first frames after a seek are discarded.
 _SEEK_PREROLL_S = 0.2
+#: Sample formats PyAV converts to numpy itself; others (s64, s64p) go through
+#: an ``av.AudioResampler`` to float.
+_NDARRAY_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +139,8 @@ class DecodedClip:
     source_seconds : float
         Duration of the whole source file in seconds.
     source_sample_rate : int
-        Sample rate of the source file in Hz.
+        Sample rate of the source file in Hz (of the decoder that produced
+        the signal: an Opus file decoded by ffmpeg is at 48 kHz).
     source_channels : int
         Channels of the source file (all are averaged into one).
     decoder : str
@@ -107,13 +157,27 @@ class DecodedClip:
 
 @dataclasses.dataclass(frozen=True)
 class _Excerpt:
-    """Mono excerpt at the source rate, before resampling."""
+    """Mono excerpt at the decoder's rate, before resampling."""
 
     mono: np.ndarray  # float32 [shape=(n,)]
-    sample_rate: int
+    sample_rate: int  # the decoder's own rate
     channels: int
     total_frames: int  # frames of the whole file at sample_rate
     decoder: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Length:
+    """What is known of the file's length before decoding, in seconds.
+
+    ``seconds`` is the best estimate (to place the excerpt); ``declared`` is
+    the length a declaration promises (None: nothing declares one, so what
+    decodes is the truth); ``source`` names where ``seconds`` came from.
+    """
+
+    seconds: float | None
+    declared: float | None
+    source: str
 
 
 def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float = 30.0,
@@ -126,7 +190,7 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
     path : str or Path
         Audio file (any format libsndfile or ffmpeg reads).
     sample_rate : int
-        Output rate in Hz (soxr resampling from the file's rate).
+        Output rate in Hz (soxr resampling from the decoder's rate).
     clip_seconds : float
         Output length in seconds; longer files give their excerpt of this
         length, shorter ones are zero-padded.
@@ -147,17 +211,18 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
     ConfigError
         An argument is invalid.
     AudioDecodeError
-        Missing, empty, header-only, truncated or non-audio file, or no
-        decoder can read it.
+        ``category`` "unreadable" (missing, unreadable), "empty" (0 bytes,
+        header only), "truncated" (less decodes than the container declares)
+        or "not audio" (nothing here decodes it).
     InvalidSamplesError
-        The decoded excerpt holds NaN or Inf samples.
+        The decoded excerpt holds NaN or Inf samples ("corrupt samples").
     TooShortError
-        Less than ``min_seconds`` of audio.
+        Less than ``min_seconds`` of audio ("too short").
     """
     _check_arguments(sample_rate, clip_seconds, min_seconds, excerpt, resample_quality)
     path = Path(path)
-    _check_file(path)
-    part = _decode_excerpt(path, clip_seconds, excerpt)
+    facts = _inspect(path)
+    part = _decode_excerpt(path, facts, clip_seconds, excerpt)
     mono = part.mono
     # A float64 sum is finite exactly when no sample is NaN or Inf (float32
     # values cannot overflow it); the element-wise test runs only on failure.
@@ -166,8 +231,8 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
         first = int(np.argmax(bad))
         raise InvalidSamplesError(
             path, f"{int(bad.sum())} NaN/Inf samples in the decoded audio (first at "
-                  f"{(first / part.sample_rate):.3f} s into the excerpt); the file is corrupt, "
-                  "re-export or exclude it")
+                  f"{(first / part.sample_rate):.3f} s into the excerpt); re-export the file "
+                  "or exclude it")
     if part.sample_rate != sample_rate and len(mono):
         mono = soxr.resample(mono, part.sample_rate, sample_rate, quality=resample_quality)
     clip_samples = int(round(clip_seconds * sample_rate))
@@ -175,7 +240,7 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
     min_samples = int(round(min_seconds * sample_rate))
     if valid < min_samples:
         raise TooShortError(
-            path, f"too short: {valid / sample_rate:.2f} s of audio, at least {min_seconds:g} s "
+            path, f"{valid / sample_rate:.2f} s of audio, at least {min_seconds:g} s "
                   "(one analysis window) needed; exclude the file or lower window.window_seconds")
     out = np.zeros(clip_samples, np.float32)
     out[:valid] = mono[:valid]
@@ -201,43 +266,76 @@ def _check_arguments(sample_rate: int, clip_seconds: float, min_seconds: float, 
             f"resample_quality={resample_quality!r} is not one of {', '.join(map(repr, RESAMPLE_QUALITIES))}")
 
 
-def _check_file(path: Path) -> None:
+@functools.cache
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """Every exception type soundfile or PyAV raise for a file they cannot handle.
+
+    PyAV's errors derive from ``av.FFmpegError`` and often also from OSError
+    (``av.error.PermissionError`` from a seek, EOFError) or ValueError (an
+    unsupported sample format in ``to_ndarray``); soundfile raises
+    LibsndfileError (a RuntimeError), TypeError and ValueError.
+    """
+    import av
+
+    return (av.FFmpegError, soundfile.LibsndfileError, RuntimeError, OSError, EOFError,
+            ValueError, TypeError, IndexError, OverflowError, NotImplementedError)
+
+
+def _inspect(path: Path) -> ContainerFacts:
+    """The file's header facts; unreadable, empty and cut-short files fail here, before decoding."""
     try:
         info = path.stat()
     except OSError as exc:
-        raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path") from exc
+        raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path "
+                                     "and its permissions", "unreadable") from exc
     if not stat.S_ISREG(info.st_mode):
-        raise AudioDecodeError(path, "is not a regular file; pass an audio file")
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise AudioDecodeError(path, f"is {kind}, not an audio file; check the path", "unreadable")
     if info.st_size == 0:
-        raise AudioDecodeError(path, "empty file (0 bytes); re-download or exclude it")
+        raise AudioDecodeError(path, "0 bytes; re-download the file or exclude it", "empty")
+    try:
+        facts = containers.probe(path)
+    except OSError as exc:
+        raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path "
+                                     "and its permissions", "unreadable") from exc
+    except (struct.error, ValueError, IndexError) as exc:  # a header cut inside a field
+        logger.debug("%s: header parse stopped: %s", path, exc)
+        facts = ContainerFacts(description="a damaged header")
+    if facts.no_audio_bytes:
+        declares = (f" (it declares {facts.declared_seconds:.2f} s)"
+                    if facts.declared_seconds else "")
+        raise AudioDecodeError(path, f"{facts.description}: only a header, no audio after "
+                                     f"it{declares}; re-export the file or exclude it", "empty")
+    if (facts.declared_seconds is not None and facts.present_seconds is not None
+            and _clearly_short(facts.declared_seconds, facts.present_seconds)):
+        raise _truncated(path, facts, facts.present_seconds)
+    return facts
 
 
-def _declared_data(path: Path, fmt: str) -> tuple[int, int] | None:
-    """(declared data bytes, bytes present) of a WAV or AU file, or None.
+def _clearly_short(declared_s: float, decoded_s: float) -> bool:
+    """Whether ``decoded_s`` falls clearly short of ``declared_s`` (both in seconds)."""
+    return decoded_s < declared_s - TRUNCATION_TOLERANCE_S - 0.001 * declared_s
 
-    None when the format is not one of these, or its header leaves the size
-    open (streaming writers put 0 or 0xFFFFFFFF there).
-    """
-    if fmt not in ("AU", "WAV", "WAVEX"):  # compressed formats declare no data size
-        return None
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(1 << 16)
-    if fmt == "AU" and head[:4] == b".snd" and len(head) >= 24:
-        offset, data_size = struct.unpack(">II", head[4:12])
-        if data_size in (0, 0xFFFFFFFF):
-            return None
-        return data_size, max(0, size - offset)
-    if fmt in ("WAV", "WAVEX") and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        pos = 12
-        while pos + 8 <= len(head):
-            chunk, chunk_size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
-            if chunk == b"data":
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return None
-                return chunk_size, max(0, size - pos - 8)
-            pos += 8 + chunk_size + (chunk_size & 1)
-    return None
+
+def _truncated(path: Path, facts: ContainerFacts, decoded_s: float, declared_s: float | None = None,
+               by: str | None = None) -> AudioDecodeError:
+    declared_s = facts.declared_seconds if declared_s is None else declared_s
+    by = by or facts.declared_by
+    return AudioDecodeError(
+        path, f"{by} declares {declared_s:.2f} s of audio but only {decoded_s:.2f} s decode "
+              f"({decoded_s / max(declared_s, 1e-9):.0%}; {facts.description}); re-download the "
+              "file or exclude it", "truncated")
+
+
+def _not_audio(path: Path, facts: ContainerFacts, found: str) -> AudioDecodeError:
+    """A "not audio" error naming what the header parser found and what the decoders said."""
+    what = facts.description or "a file"
+    if facts.problem:
+        what = f"{what}: {facts.problem}"
+        advice = "convert it to a standard format (WAV 16/24-bit, FLAC, MP3) or exclude it"
+    else:
+        advice = "check that it is audio and not a renamed or damaged file, or exclude it"
+    return AudioDecodeError(path, f"{what}; {found}; {advice}", "not audio")
 
 
 # --------------------------------------------------------------------------
@@ -251,55 +349,74 @@ def _excerpt_window(total: int, src_rate: int, clip_seconds: float, excerpt: str
     return ((total - want) // 2 if excerpt == "centre" else 0), want
 
 
-def _decode_excerpt(path: Path, clip_seconds: float, excerpt: str) -> _Excerpt:
+def _known_length(path: Path, facts: ContainerFacts) -> _Length:
+    """The file's length before decoding (see the module docstring on MP3)."""
+    if facts.length_trusted:
+        return _Length(facts.declared_seconds, facts.declared_seconds, facts.declared_by)
+    if facts.container == "MP3":
+        scanned = _scan_seconds(path)
+        if scanned is None:
+            return _Length(None, None, "")
+        if facts.declared_seconds is not None:
+            if _clearly_short(facts.declared_seconds, scanned):
+                raise _truncated(path, facts, scanned)
+            if abs(scanned - facts.declared_seconds) <= MP3_LENGTH_TOLERANCE_S:
+                return _Length(scanned, facts.declared_seconds, facts.declared_by)
+        return _Length(scanned, None, "the MPEG frames (packet scan)")
+    if facts.present_seconds is not None:  # e.g. a streaming WAV: the bytes are the truth
+        return _Length(facts.present_seconds, None, "the bytes present")
+    return _Length(None, facts.declared_seconds, facts.declared_by)
+
+
+def _decode_excerpt(path: Path, facts: ContainerFacts, clip_seconds: float, excerpt: str) -> _Excerpt:
     """Decode the excerpt with libsndfile, falling back to PyAV (see module docstring)."""
+    length = _known_length(path, facts)
+    errors = _backend_errors()
     try:
         sf = soundfile.SoundFile(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+    except errors as exc:
         # Not a format libsndfile knows (or not audio at all): ffmpeg decides.
-        return _decode_pyav(path, clip_seconds, excerpt, why=f"libsndfile: {exc}")
-    if sf.format == "RAW":
-        # libsndfile guessed header-less audio from the extension (e.g. any
-        # bytes named .au read as 8 kHz u-law): no header means no rate or
-        # channel count to trust, so only a container ffmpeg recognises counts.
-        sf.close()
-        return _decode_pyav(path, clip_seconds, excerpt, why="libsndfile finds no header (RAW)")
+        # (libsndfile's message is not quoted: for an MP3 it cannot parse it
+        # says the file "does not exist or is not a regular file".)
+        logger.debug("%s: libsndfile cannot open it: %s", path, exc)
+        return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
+                            why="libsndfile cannot open it")
     with sf:
-        rate, channels, frames, fmt = sf.samplerate, sf.channels, sf.frames, sf.format
-        declared = _declared_data(path, fmt)
-        # A writer that miscounts by a pad byte or a few frames is not a
-        # truncated file: allow 0.1% (+16 bytes) before calling it one.
-        if declared is not None and declared[1] < declared[0] - declared[0] // 1000 - 16:
-            data_size, present = declared
-            raise AudioDecodeError(
-                path, f"truncated: the header declares {data_size} bytes of audio but the file holds "
-                      f"{present} ({present / max(data_size, 1):.0%}); re-download or exclude it")
-        if fmt == "MP3":
-            scanned = _scan_frames(path)
-            if scanned is not None and abs(scanned - frames) > MP3_LENGTH_TOLERANCE_S * rate:
-                logger.warning(
-                    "%s: libsndfile reports %.2f s but the MPEG frames add up to %.2f s "
-                    "(a cut or VBR MP3 with a stale header); decoding with PyAV instead",
-                    path, frames / rate, scanned / rate)
-                return _decode_pyav(path, clip_seconds, excerpt, why="libsndfile length disagrees",
-                                    total=scanned)
+        try:
+            rate, channels, frames, fmt = sf.samplerate, sf.channels, sf.frames, sf.format
+        except errors as exc:
+            logger.debug("%s: libsndfile reports no stream facts: %s", path, exc)
+            rate = 0
+        if rate <= 0 or fmt == "RAW":
+            # RAW: libsndfile guessed header-less audio from the extension
+            # (any bytes named .au read as 8 kHz u-law): nothing to trust.
+            return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
+                                why="libsndfile finds no audio header")
+        believed = frames / rate  # libsndfile's length, in its own rate
+        if length.seconds is not None and abs(believed - length.seconds) > MP3_LENGTH_TOLERANCE_S:
+            logger.warning("%s: libsndfile reports %.2f s but %s says %.2f s; decoding with PyAV",
+                           path, believed, length.source, length.seconds)
+            return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
+                                why="libsndfile's length disagrees")
         if frames <= 0:
-            raise AudioDecodeError(
-                path, "holds no audio samples (header only); re-export or exclude it")
+            raise AudioDecodeError(path, f"{facts.description or 'the file'}: a header and no "
+                                         "audio samples; re-export the file or exclude it", "empty")
+        if length.seconds is None:
+            length = dataclasses.replace(length, seconds=believed, source="libsndfile")
         start, count = _excerpt_window(frames, rate, clip_seconds, excerpt)
         try:
             if start:
                 sf.seek(start)
             block = sf.read(count, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError) as exc:
+        except errors as exc:
             logger.warning("%s: libsndfile failed while decoding (%s); retrying with PyAV", path, exc)
-            return _decode_pyav(path, clip_seconds, excerpt, why=f"libsndfile: {exc}",
-                                total=frames, declared=fmt != "MP3")
+            return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
+                                why="libsndfile failed while decoding")
     if len(block) < count - SHORT_READ_TOLERANCE_S * rate:
         logger.warning("%s: libsndfile stopped after %d of %d frames without an error; "
                        "retrying with PyAV", path, len(block), count)
-        return _decode_pyav(path, clip_seconds, excerpt, why="libsndfile stopped early",
-                            total=frames, declared=fmt not in ("MP3", "OGG"))
+        return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
+                            why="libsndfile stopped early")
     return _Excerpt(_downmix(block), rate, channels, frames, "soundfile")
 
 
@@ -318,165 +435,265 @@ def _downmix(block: np.ndarray) -> np.ndarray:
     return mono
 
 
-def _open_av(path: Path, why: str) -> tuple[Any, Any]:
-    """(container, first audio stream) of ``path``, or AudioDecodeError."""
+def _av_open(path: Path, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
+    """(container, first audio stream with a decoder) of ``path``, or a "not audio" error."""
     import av
 
     try:
         container = av.open(str(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(
-            path, f"not a decodable audio file ({why}; ffmpeg: {exc}); check that it is audio "
-                  "and not a renamed or damaged file") from exc
-    if not container.streams.audio:
+    except _backend_errors() as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError)) or (
+                isinstance(exc, PermissionError) and not isinstance(exc, av.FFmpegError)):
+            raise AudioDecodeError(path, f"cannot be read ({exc}); check the path and its "
+                                         "permissions", "unreadable") from exc
+        message = getattr(exc, "strerror", None) or str(exc)
+        raise _not_audio(path, facts, f"{why}, and ffmpeg cannot open it ({message})") from exc
+    try:
+        streams = list(container.streams)
+        audio = [s for s in streams if s.type == "audio"]
+        if not audio:
+            found = ", ".join(f"{s.type} ({_codec_name(s)})" for s in streams) or "no streams"
+            raise _not_audio(path, facts, f"it holds no audio stream (ffmpeg finds {found})")
+        for stream in audio:
+            ctx = stream.codec_context
+            if ctx is not None and ctx.sample_rate and _codec_name(stream) not in ("", "none"):
+                return container, stream
+        raise _not_audio(path, facts, f"{why}, and ffmpeg has no decoder for its audio "
+                                      f"(codec {_codec_name(audio[0]) or 'unknown'})")
+    except BaseException:
         container.close()
-        raise AudioDecodeError(path, f"holds no audio stream ({why}); exclude it")
-    return container, container.streams.audio[0]
+        raise
 
 
-def _scan_frames(path: Path) -> int | None:
-    """Frames of the first audio stream from its packet timestamps, without decoding.
+def _codec_name(stream: Any) -> str:
+    try:
+        ctx = stream.codec_context
+        return "" if ctx is None else (ctx.name or "")
+    except _backend_errors():
+        return ""
+
+
+def _scan_seconds(path: Path) -> float | None:
+    """Seconds of the first audio stream from its packet timestamps, without decoding.
 
     The independent length measure of an MP3: every MPEG frame is a packet
     with its own duration, so the end of the last packet is the end of the
     audio that is really in the file, whatever the header claims. None when
-    PyAV cannot demux the file (then libsndfile is trusted).
+    PyAV cannot demux the file.
     """
     try:
-        container, stream = _open_av(path, "packet scan")
+        container, stream = _av_open(path, ContainerFacts(), "packet scan")
     except AudioDecodeError as exc:
         logger.debug("%s: no packet scan (%s)", path, exc)
         return None
     with container:
-        return _packet_frames(container, stream)
+        return _packet_seconds(container, stream)
 
 
-def _packet_frames(container: Any, stream: Any) -> int | None:
-    """End of the last packet of ``stream``, in frames from the stream start (None: no packets)."""
-    import av
+def _packet_seconds(container: Any, stream: Any) -> float | None:
+    """End of the last packet of ``stream`` in seconds from the stream start, or None.
 
-    rate = stream.codec_context.sample_rate
+    Packets without a duration count by their timestamp (WMA Pro's ASF
+    packets carry none); without timestamps, the container's declared
+    duration is used, if any.
+    """
     start = stream.start_time or 0
-    end = -1
+    time_base = stream.time_base
+    end = None
     try:
         for packet in container.demux(stream):
-            pts, duration = packet.pts, packet.duration
-            if pts is not None and duration and pts + duration > end:
-                end = pts + duration
-    except av.FFmpegError as exc:
+            pts = packet.pts
+            if pts is None:
+                continue
+            stop = pts + (packet.duration or 0)
+            if end is None or stop > end:
+                end = stop
+    except _backend_errors() as exc:
         logger.debug("packet scan stopped: %s", exc)
-    if end < 0 or not rate:
-        return None
-    return max(0, int(round((end - start) * stream.time_base * rate)))
+    if end is not None and time_base and end > start:
+        return float((end - start) * time_base)
+    if stream.duration and time_base:
+        return float(stream.duration * time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
 
 
-def _frame_to_mono(frame: Any) -> np.ndarray:
-    """Mono float32 [shape=(samples,)] of one decoded PyAV audio frame."""
-    data = frame.to_ndarray()
-    channels = frame.layout.nb_channels
-    if not frame.format.is_planar:
-        data = data.reshape(-1, channels).T
-    if data.dtype == np.uint8:
-        data = (data.astype(np.float32) - 128.0) / 128.0
-    elif np.issubdtype(data.dtype, np.integer):
-        data = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    else:
-        data = data.astype(np.float32, copy=False)
-    return data[0] if channels == 1 else data.mean(axis=0, dtype=np.float32)
+class _FrameConverter:
+    """Mono float32 [shape=(samples,)] of decoded PyAV frames of any sample format."""
+
+    def __init__(self) -> None:
+        self._resampler: Any = None
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        if frame.format.name not in _NDARRAY_FORMATS:
+            frame = self._to_float(frame)
+        data = frame.to_ndarray()
+        channels = frame.layout.nb_channels
+        if not frame.format.is_planar:
+            data = data.reshape(-1, channels).T
+        if data.dtype == np.uint8:
+            data = (data.astype(np.float32) - 128.0) / 128.0
+        elif np.issubdtype(data.dtype, np.integer):
+            data = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+        else:
+            data = data.astype(np.float32, copy=False)
+        return data[0] if channels == 1 else data.mean(axis=0, dtype=np.float32)
+
+    def _to_float(self, frame: Any) -> Any:
+        """``frame`` as planar float (e.g. from s64), same rate and layout."""
+        import av
+
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="fltp", layout=frame.layout,
+                                                rate=frame.sample_rate)
+        out = self._resampler.resample(frame)
+        if len(out) != 1:
+            raise ValueError(f"sample format conversion of {frame.format.name} gave {len(out)} frames")
+        converted = out[0]
+        converted.pts = frame.pts
+        return converted
 
 
-def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, why: str,
-                 total: int | None = None, declared: bool = False, seek: bool = True) -> _Excerpt:
+def _seek(container: Any, offset: int, stream: Any) -> None:
+    """Seek ``container`` to ``offset`` (in ``stream.time_base``), backwards to a key frame."""
+    container.seek(offset, stream=stream, backward=True)
+
+
+def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, facts: ContainerFacts,
+                 length: _Length, why: str, seek: bool = True) -> _Excerpt:
     """Decode the excerpt with PyAV (ffmpeg).
 
     Parameters
     ----------
+    facts : ContainerFacts
+        The header facts (named in error messages).
+    length : _Length
+        The file's length in seconds as known before decoding (None: scan the
+        packets); ``length.declared`` is what a declaration promises:
+        decoding clearly less means the file is truncated.
     why : str
         Why libsndfile was not used (goes into error messages).
-    total : int, optional
-        Frames of the whole file if already known; otherwise the packets are
-        scanned (demuxed without decoding) to find it.
-    declared : bool
-        ``total`` is what the file's header declares: decoding clearly less
-        means the file is truncated.
     seek : bool
         Seek to the excerpt (False: decode from the start and skip to it,
-        for streams whose frames carry no timestamps after a seek).
+        for streams whose seek fails or whose frames carry no timestamps
+        after a seek).
     """
     import av
 
-    if total is None:
-        container, stream = _open_av(path, why)
+    errors = _backend_errors()
+    seconds = length.seconds
+    if seconds is None:
+        container, stream = _av_open(path, facts, why)
         with container:
-            total = _packet_frames(container, stream)
-        if total is None:
-            raise AudioDecodeError(
-                path, f"not a decodable audio file: ffmpeg finds no audio packets in it ({why}); "
-                      "check that it is audio and not a renamed or damaged file")
-    container, stream = _open_av(path, why)
+            seconds = _packet_seconds(container, stream)
+        if seconds is None:
+            raise _not_audio(path, facts, f"{why}, and ffmpeg finds no audio packets in it")
+        length = dataclasses.replace(length, seconds=seconds, source="the packet scan")
+    container, stream = _av_open(path, facts, why)
     with container:
-        rate = stream.codec_context.sample_rate
-        channels = stream.codec_context.channels
-        if not rate:
-            raise AudioDecodeError(path, f"audio stream has no sample rate ({why}); exclude it")
+        ctx = stream.codec_context
+        rate, channels = ctx.sample_rate, ctx.channels
+        total = int(round(seconds * rate))  # the length in this decoder's own rate
         if total <= 0:
-            raise AudioDecodeError(path, f"holds no audio samples (header only; {why}); exclude it")
+            raise AudioDecodeError(path, f"{facts.description or 'the file'}: no audio samples "
+                                         f"({why}); re-export the file or exclude it", "empty")
         first, count = _excerpt_window(total, rate, clip_seconds, excerpt)
-        start_time = stream.start_time or 0
-        time_base = stream.time_base
-        seeked = False
+        start_time, time_base = stream.start_time or 0, stream.time_base
+        seeked = seek_failed = False
         if first and seek:
             target = first / rate - _SEEK_PREROLL_S
             if target > 0:
-                container.seek(int(target / time_base) + start_time, stream=stream, backward=True)
-                seeked = True
-        mono = np.zeros(count, np.float32)
-        filled = 0
-        next_pos: int | None = None
-        errors = 0
-        done = False
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError as exc:
-                # A damaged packet: ffmpeg resynchronises on the next one.
-                errors += 1
-                logger.debug("%s: packet decode error: %s", path, exc)
-                continue
-            for frame in frames:
-                data = _frame_to_mono(frame)
-                if frame.pts is not None:
-                    pos = int(round((frame.pts - start_time) * time_base * rate))
-                elif next_pos is None and seeked:
-                    # Nothing says where decoding resumed: count from the start instead.
-                    break
-                else:
-                    pos = next_pos if next_pos is not None else 0
-                next_pos = pos + len(data)
-                lo, hi = max(pos, first), min(pos + len(data), first + count)
-                if hi > lo:
-                    mono[lo - first:hi - first] = data[lo - pos:hi - pos]
-                    filled = max(filled, hi - first)
-                if pos + len(data) >= first + count:
-                    done = True
-                    break
-            if done or (seeked and next_pos is None and frames):
-                break
+                try:
+                    _seek(container, int(target / time_base) + start_time, stream)
+                    seeked = True
+                except errors as exc:
+                    logger.debug("%s: seek failed (%s); decoding from the start", path, exc)
+                    seek_failed = True
+        if not seek_failed:
+            mono, filled, next_pos = _decode_frames(path, container, stream, rate, first, count, seeked)
+    if seek_failed:
+        return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length, why=why,
+                            seek=False)
     if seeked and next_pos is None and filled == 0:
         logger.debug("%s: no timestamps after seeking; decoding from the start", path)
-        return _decode_pyav(path, clip_seconds, excerpt, why=why, total=total, declared=declared,
+        return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length, why=why,
                             seek=False)
-    if errors:
-        logger.warning("%s: ffmpeg skipped %d damaged packet(s)", path, errors)
+    decoded_s = (first + filled) / rate
     if filled == 0:
-        raise AudioDecodeError(path, f"no audio could be decoded ({why}); the file is damaged, exclude it")
-    if declared and filled < count - SHORT_READ_TOLERANCE_S * rate:
-        raise AudioDecodeError(
-            path, f"truncated: the header declares {total / rate:.2f} s but decoding stops "
-                  f"{(count - filled) / rate:.2f} s early ({why}); re-download or exclude it")
+        if length.declared:
+            raise _truncated(path, facts, decoded_s, length.declared, length.source)
+        raise _not_audio(path, facts, f"{why}, and ffmpeg decodes no audio from it")
     if filled < count - SHORT_READ_TOLERANCE_S * rate:
-        logger.warning("%s: decoded %d of %d expected frames", path, filled, count)
-    if not declared:
+        if length.declared is not None and _clearly_short(length.declared, decoded_s):
+            raise _truncated(path, facts, decoded_s, length.declared, length.source)
+        logger.warning("%s: decoded %.2f s where %s says %.2f s; keeping what decodes",
+                       path, decoded_s, length.source, seconds)
         # Without a declared length, what the decoder delivered is the truth.
-        total = min(total, first + filled) if filled < count else total
+        total = first + filled
     return _Excerpt(mono[:filled], rate, channels, total, "pyav")
+
+
+def _decode_frames(path: Path, container: Any, stream: Any, rate: int, first: int, count: int,
+                   seeked: bool) -> tuple[np.ndarray, int, int | None]:
+    """Decode frames ``first`` to ``first + count`` (at ``rate``) of ``stream``.
+
+    Returns (mono [shape=(count,)], frames filled from the start of it, the
+    position after the last decoded frame or None when no frame said where
+    it was after a seek). Damaged packets are skipped; a demuxer that cannot
+    go on ends the decoding.
+    """
+    errors = _backend_errors()
+    start_time = stream.start_time or 0
+    time_base = stream.time_base
+    to_mono = _FrameConverter()
+    mono = np.zeros(count, np.float32)
+    filled = 0
+    next_pos: int | None = None
+    damaged = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except errors as exc:
+            # The demuxer cannot go on (cut or damaged container): what
+            # decoded so far is what the file holds.
+            logger.debug("%s: demuxing stopped: %s", path, exc)
+            break
+        try:
+            frames = packet.decode()
+        except errors as exc:
+            # A damaged packet: ffmpeg resynchronises on the next one.
+            damaged += 1
+            logger.debug("%s: packet decode error: %s", path, exc)
+            continue
+        done = False
+        for frame in frames:
+            try:
+                data = to_mono(frame)
+            except errors as exc:
+                damaged += 1
+                logger.debug("%s: frame conversion error: %s", path, exc)
+                continue
+            if frame.pts is not None:
+                pos = int(round((frame.pts - start_time) * time_base * rate))
+            elif next_pos is None and seeked:
+                # Nothing says where decoding resumed: the caller counts from the start instead.
+                break
+            else:
+                pos = next_pos if next_pos is not None else 0
+            next_pos = pos + len(data)
+            lo, hi = max(pos, first), min(pos + len(data), first + count)
+            if hi > lo:
+                mono[lo - first:hi - first] = data[lo - pos:hi - pos]
+                filled = max(filled, hi - first)
+            if pos + len(data) >= first + count:
+                done = True
+                break
+        if done or (seeked and next_pos is None and frames):
+            break
+    if damaged:
+        logger.warning("%s: ffmpeg skipped %d damaged packet(s) or frame(s)", path, damaged)
+    return mono, filled, next_pos

@@ -136,16 +136,85 @@ def test_excerpt_start(tmp_path):
     assert clip.samples[SR] == pytest.approx(_ramp_value(1.0, 60.0), abs=2e-3)
 
 
+def _by_soundfile(path, clip_seconds, excerpt="centre"):
+    return audio._decode_excerpt(path, audio._inspect(path), clip_seconds, excerpt)
+
+
+def _by_pyav(path, clip_seconds, excerpt="centre", **kw):
+    facts = audio._inspect(path)
+    return audio._decode_pyav(path, clip_seconds, excerpt, facts=facts,
+                              length=audio._known_length(path, facts), why="test", **kw)
+
+
 def test_pyav_fallback_decodes_the_same_centre_excerpt(tmp_path):
     path = _ramp_file(tmp_path / "long.flac", 60.0, 8000, subtype="PCM_24")
-    by_sf = audio._decode_excerpt(path, 10.0, "centre")
-    by_av = audio._decode_pyav(path, 10.0, "centre", why="test")
+    by_sf = _by_soundfile(path, 10.0)
+    by_av = _by_pyav(path, 10.0)
     assert by_sf.decoder == "soundfile" and by_av.decoder == "pyav"
     assert by_av.total_frames == by_sf.total_frames == 60 * 8000
     np.testing.assert_allclose(by_av.mono, by_sf.mono, atol=1e-6)
     # Decoding from the start and skipping (streams without timestamps) agrees too.
-    unseeked = audio._decode_pyav(path, 10.0, "centre", why="test", seek=False)
+    unseeked = _by_pyav(path, 10.0, seek=False)
     np.testing.assert_array_equal(unseeked.mono, by_av.mono)
+
+
+def test_a_failed_pyav_seek_decodes_from_the_start(tmp_path, monkeypatch):
+    """ffmpeg answers a seek in some FLAC files with EPERM (av.error.PermissionError)."""
+    import av
+
+    path = _ramp_file(tmp_path / "long.flac", 60.0, 8000, subtype="PCM_24")
+    expected = _by_pyav(path, 10.0).mono
+
+    def refuse(container, offset, stream):
+        raise av.error.PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(audio, "_seek", refuse)
+    np.testing.assert_array_equal(_by_pyav(path, 10.0).mono, expected)
+
+
+def test_lengths_cross_backends_in_seconds(tmp_path, monkeypatch):
+    """libsndfile decodes an Opus file from an 8 kHz source at 8 kHz, ffmpeg at 48 kHz: the
+    fallback must not take libsndfile's 240,000 frames as 48 kHz frames (5 s of 30 s)."""
+    path = write_tone(tmp_path / "from8k.opus", 30.0, 8000, subtype="OPUS")
+    real_read = soundfile.SoundFile.read
+
+    def short_read(self, frames=-1, **kw):
+        return real_read(self, frames // 2, **kw)
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", short_read)
+    clip = load_clip(path, clip_seconds=30.0)
+    assert clip.decoder == "pyav" and clip.source_sample_rate == 48000
+    assert clip.source_seconds == pytest.approx(30.0, abs=0.03)
+    assert clip.valid_samples == pytest.approx(30 * SR, abs=0.03 * SR)
+
+
+@pytest.mark.parametrize("where", ["open", "read", "seek"])
+def test_any_libsndfile_exception_falls_back_to_pyav(tmp_path, monkeypatch, where):
+    path = write_tone(tmp_path / "t.flac", 40.0, 8000)
+
+    def boom(*args, **kw):
+        raise ValueError("something libsndfile-internal")
+
+    target = {"open": "__init__", "read": "read", "seek": "seek"}[where]
+    monkeypatch.setattr(soundfile.SoundFile, target, boom)
+    clip = load_clip(path, clip_seconds=10.0)
+    assert clip.decoder == "pyav" and clip.valid_samples == 10 * SR
+
+
+def test_any_pyav_exception_while_decoding_is_classified(tmp_path, monkeypatch):
+    """A backend error from every frame leaves nothing decoded: an AudioError, not a crash."""
+    path = tmp_path / "t.wma"
+    from tests.odd_audio import _encode_av, _tone
+
+    _encode_av(path, _tone(4.0, 44100), 44100, "wmav2", "asf", bit_rate=128_000)
+
+    def boom(self, frame):
+        raise ValueError("Conversion from 'xyz' format to numpy array is not supported.")
+
+    monkeypatch.setattr(audio._FrameConverter, "__call__", boom)
+    with pytest.raises(AudioDecodeError) as info:
+        _load(path)
+    assert info.value.category == "not audio"
 
 
 def test_short_clip_is_padded_and_valid_length_recorded(tmp_path):
@@ -162,14 +231,17 @@ def test_too_short_clip_raises(tmp_path):
     with pytest.raises(TooShortError, match="too short") as info:
         load_clip(path, clip_seconds=30.0, min_seconds=3.0)
     assert str(path) in str(info.value)
+    assert info.value.category == "too short"
+    assert info.value.reason.startswith("2.00 s of audio, at least 3 s")
+    assert str(info.value) == f"{path}: too short: {info.value.reason}"
 
 
 # --------------------------------------------------------------------------
-# MP3 length cross-check (the libsndfile trap)
+# MP3 length: the Xing header against the file (the libsndfile trap)
 # --------------------------------------------------------------------------
-def test_cut_mp3_with_stale_header_falls_back_to_pyav(tmp_path, caplog):
-    """An MP3 cut without re-encoding keeps the whole track's Xing header:
-    libsndfile believes it and stops early. The packet scan disagrees."""
+def test_mp3_cut_short_under_its_xing_header_is_truncated(tmp_path):
+    """Bytes cut off an MP3 keep its Xing header, which now declares more frames and
+    bytes than the file holds: libsndfile believes it, the file is truncated."""
     full = write_tone(tmp_path / "full.mp3", 10.0, 44100, channels=2)
     data = full.read_bytes()
     cut = tmp_path / "cut.mp3"
@@ -177,13 +249,44 @@ def test_cut_mp3_with_stale_header_falls_back_to_pyav(tmp_path, caplog):
     with soundfile.SoundFile(str(cut)) as sf:
         claimed = sf.frames / sf.samplerate
     assert claimed == pytest.approx(10.0, abs=0.1)  # the trap is real here
-    with caplog.at_level(logging.WARNING, logger="pipeline.dsp.audio"):
-        clip = load_clip(cut, clip_seconds=10.0)
-    assert clip.decoder == "pyav"
-    assert "PyAV" in caplog.text
-    assert 4.5 < clip.source_seconds < 5.5
-    assert abs(clip.valid_samples / SR - clip.source_seconds) < 0.05
+    error = _raises(AudioDecodeError, cut, "truncated", category="truncated")
+    assert "declares 10.00 s" in error.reason
+    decoded = float(error.reason.split("only ")[1].split(" s")[0])
+    assert 4.5 < decoded < 5.5
+
+
+def _remux_clip(tmp_path, seconds=20.0, start=7.0, length=6.0):
+    from tests.odd_audio import _encode_av, _remux_mp3, _tone
+
+    full = tmp_path / "full.mp3"
+    _encode_av(full, _tone(seconds, 44100, channels=2), 44100, "libmp3lame", "mp3", bit_rate=192_000)
+    clip = tmp_path / "clip.mp3"
+    _remux_mp3(full, clip, start, length)
+    return clip
+
+
+def test_fma_style_clip_decodes_without_a_packet_scan(tmp_path, monkeypatch):
+    """FMA cut its clips with ffmpeg -acodec copy: the muxer writes a fresh Info header
+    whose byte count matches the file, so the header is trusted and nothing is scanned."""
+    clip_path = _remux_clip(tmp_path)
+    scans = []
+    monkeypatch.setattr(audio, "_scan_seconds", lambda path: scans.append(path))
+    clip = load_clip(clip_path, clip_seconds=30.0)
+    assert scans == []
+    assert clip.decoder == "soundfile"
+    assert abs(clip.valid_samples / SR - 6.0) < 0.06
     assert dominant_frequency(clip.samples[SR:4 * SR], SR) == pytest.approx(440.0, rel=2e-3)
+
+
+def test_mp3_without_a_header_is_measured_by_the_packet_scan(tmp_path):
+    from tests.odd_audio import _encode_av, _tone
+
+    path = tmp_path / "plain.mp3"
+    _encode_av(path, _tone(8.0, 44100, channels=2), 44100, "libmp3lame", "mp3",
+               options={"write_xing": "0"})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    clip = load_clip(path, clip_seconds=30.0)
+    assert abs(clip.valid_samples / SR - 4.0) < 0.1
 
 
 def test_soundfile_stopping_early_falls_back_to_pyav(tmp_path, monkeypatch, caplog):
@@ -204,19 +307,26 @@ def test_soundfile_stopping_early_falls_back_to_pyav(tmp_path, monkeypatch, capl
 # --------------------------------------------------------------------------
 # Bad input: each kind raises its typed error naming the file
 # --------------------------------------------------------------------------
-def _raises(kind, path, match):
+def _raises(kind, path, match, *, category=None):
     with pytest.raises(kind, match=match) as info:
         _load(path)
-    assert str(path) in str(info.value)
-    assert info.value.path == str(path)
-    return info.value
+    error = info.value
+    assert str(path) in str(error)
+    assert error.path == str(path)
+    assert str(error) == f"{path}: {error.category}: {error.reason}"
+    assert not error.reason.startswith(error.category)
+    if category is not None:
+        assert error.category == category
+    # libsndfile calls any file it cannot parse "not a regular file (possibly a pipe?)"
+    assert "regular file" not in error.reason and "libsndfile:" not in error.reason
+    return error
 
 
 def test_nan_samples(tmp_path):
     y = tone(4.0, SR)
     y[SR] = np.nan
     path = write_signal(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
-    _raises(InvalidSamplesError, path, "NaN")
+    _raises(InvalidSamplesError, path, "NaN", category="corrupt samples")
 
 
 def test_inf_samples(tmp_path):
@@ -230,18 +340,18 @@ def test_inf_samples(tmp_path):
 def test_empty_file(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"")
-    _raises(AudioDecodeError, path, "empty")
+    _raises(AudioDecodeError, path, "0 bytes", category="empty")
 
 
 def test_missing_file(tmp_path):
-    _raises(AudioDecodeError, tmp_path / "nope.wav", "cannot be read")
+    _raises(AudioDecodeError, tmp_path / "nope.wav", "cannot be read", category="unreadable")
 
 
 @pytest.mark.parametrize("ext", ["wav", "au"])
 def test_header_only_file(tmp_path, ext):
     path = write_signal(tmp_path / f"header.{ext}", np.zeros(0, np.float32), SR)
     assert path.stat().st_size > 0
-    _raises(AudioDecodeError, path, "no audio samples")
+    _raises(AudioDecodeError, path, "only a header", category="empty")
 
 
 def _flac_metadata_end(data: bytes) -> int:
@@ -258,13 +368,13 @@ def test_header_only_flac(tmp_path):
     path = write_tone(tmp_path / "header.flac", 4.0, SR)
     data = path.read_bytes()
     path.write_bytes(data[: _flac_metadata_end(data)])
-    _raises(AudioDecodeError, path, "no audio|truncated")
+    _raises(AudioDecodeError, path, "declares 4.00 s", category="empty")
 
 
 def test_header_only_file_claiming_data(tmp_path):
     path = write_tone(tmp_path / "claims.wav", 4.0, SR)
     path.write_bytes(path.read_bytes()[:44])
-    _raises(AudioDecodeError, path, "truncated")
+    _raises(AudioDecodeError, path, "only a header", category="empty")
 
 
 @pytest.mark.parametrize("ext", ["wav", "au", "flac"])
@@ -272,7 +382,8 @@ def test_truncated_file(tmp_path, ext):
     path = write_tone(tmp_path / f"trunc.{ext}", 6.0, SR, subtype="PCM_24" if ext == "flac" else None)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    _raises(AudioDecodeError, path, "truncated")
+    error = _raises(AudioDecodeError, path, "declares 6.00 s", category="truncated")
+    assert "only 3." in error.reason or "only 2.9" in error.reason
 
 
 def test_slightly_miscounted_wav_header_is_not_truncation(tmp_path):
@@ -286,14 +397,14 @@ def test_mp3_with_only_a_tag_and_no_audio(tmp_path):
     """Like FMA's empty tracks: an ID3v2 tag and nothing after it."""
     path = tmp_path / "099134.mp3"
     path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x02\x00" + b"\x00" * 256)
-    _raises(AudioDecodeError, path, "not a decodable audio file")
+    _raises(AudioDecodeError, path, "ID3v2 tag", category="empty")
 
 
 @pytest.mark.parametrize("name", ["text.mp3", "text.wav", "text.flac", "text.ogg", "text.au"])
 def test_text_file_with_audio_extension(tmp_path, name):
     path = tmp_path / name
     path.write_text("this is not audio, just text renamed to look like it\n" * 40)
-    _raises(AudioDecodeError, path, "not a decodable audio file")
+    _raises(AudioDecodeError, path, "text", category="not audio")
 
 
 def test_bad_arguments_raise_config_errors(tmp_path):
