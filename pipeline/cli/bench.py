@@ -1,4 +1,4 @@
-"""``pipeline bench features|build|loader|predict``: the performance targets."""
+"""``pipeline bench features|build|loader|predict|gpu``: the performance targets and the GPU check."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict)")
+    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu)")
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
     b = benches.add_parser("features", help="our extraction of all variants vs a plain librosa reference")
@@ -41,6 +41,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--json", metavar="FILE")
     b.set_defaults(func=_predict)
 
+    b = benches.add_parser("gpu", help="the trainer on CUDA: training, loader, evaluate and predict figures, "
+                                       "peak memory (--device cpu: the same steps at tiny size)")
+    b.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for the CPU-size run")
+    b.add_argument("--store", help="a store to use (default: build a demo store under --out)")
+    b.add_argument("--out", default="runs/gpu-check", help="folder of the demo store, checkpoint and JSON")
+    b.add_argument("--json", metavar="FILE", help="where the figures go (default: OUT/gpu-check.json)")
+    b.add_argument("--train-steps", type=int, help="timed training steps (default 200; CPU 3)")
+    b.add_argument("--clips-per-genre", type=int, help="demo store size (default 10; CPU 3)")
+    b.add_argument("--clip-seconds", type=float, help="demo clip length (default 30; CPU 4)")
+    b.add_argument("--loader-seconds", type=float, help="how long the loader is timed (default 10)")
+    b.add_argument("--loader-threads", type=int, help="loader threads (default: the trainer's default)")
+    b.add_argument("--repeats", type=int, help="timed repeats of each prediction latency (default 10)")
+    add_storage_option(b)
+    b.set_defaults(func=_gpu)
+
 
 def _features(args: argparse.Namespace) -> int:
     from pipeline.bench import bench_features_cli
@@ -64,3 +79,9 @@ def _predict(args: argparse.Namespace) -> int:
     from model.bench import bench_predict_cli
 
     return bench_predict_cli(args)
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from model.gpu_check import gpu_check_cli
+
+    return gpu_check_cli(args)
