@@ -119,6 +119,8 @@ def _remux_mp3(src: Path, dst: Path, start_s: float, seconds: float) -> None:
             packet.dts = packet.pts
             packet.stream = outs
             out.mux(packet)
+        if first is None:
+            out.start_encoding()  # no frames in range: the header (ID3v2, Info) only
 
 
 def _pcm_ints(samples: np.ndarray, bits: int) -> np.ndarray:
@@ -377,6 +379,15 @@ def make_odd_files(directory: Path) -> list[OddFile]:
 
     add("mp3_fma_clip.mp3", "MP3 clip cut out of a 20 s track without re-encoding (as FMA's)",
         "ok", 6.0, lossy=True, write=fma_clip)
+
+    def fma_clip_past_the_end(p: Path) -> None:
+        full = directory / "_fma_short.mp3"
+        _encode_av(full, _tone(4.0, 44100, channels=2), 44100, "libmp3lame", "mp3", bit_rate=192_000)
+        _remux_mp3(full, p, 285.0, 30.0)  # FMA's metadata claimed 600 s: the cut starts past the end
+        full.unlink()
+
+    add("mp3_fma_clip_past_the_end.mp3", "MP3 'clip' cut past the end of its track (FMA's "
+        "1.7 KB files: ID3 tag and an Info header, no frames)", "empty", write=fma_clip_past_the_end)
 
     # ---- Ogg cut short ----------------------------------------------------
     def ogg_truncated(subtype: str, rate: int) -> Callable[[Path], None]:

@@ -562,6 +562,9 @@ def _mp3(fh: BinaryIO, buf: bytes, start: int, size: int) -> ContainerFacts:
     if header is None or header[0] is None:
         return ContainerFacts("MP3", description)  # nothing declares a length: decode and see
     frames, nbytes, trim, tag = header
+    if frames == 0:  # the header frame is the only one, and it holds no audio
+        return ContainerFacts("MP3", description + f"; its {tag} header counts 0 frames",
+                              0.0, declared_by=f"the {tag} header", no_audio_bytes=True)
     declared = max(0, frames * frame.samples - trim) / frame.rate
     declared_by = f"the {tag} header ({frames} frames)"
     if nbytes is None:
