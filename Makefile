@@ -29,3 +29,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# On a GPU machine: the trainer's CUDA figures (runs/gpu-check/gpu-check.json), then the CUDA tests.
+# Without CUDA it stops with one line; `pipeline bench gpu --device cpu` is the CPU-size run.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	$(VENV)/bin/pipeline bench gpu $(GPU_CHECK_ARGS)
+	$(PY) -m pytest -q -rs -m cuda tests/model/test_cuda.py

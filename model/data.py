@@ -448,7 +448,10 @@ class ThreadedLoader:
                 self._copies.append(copy)
         queues = [queue.Queue(maxsize=self.prefetch) for _ in range(self.threads)]
         stop = threading.Event()
-        workers = [threading.Thread(target=self._produce, args=(copy, epoch, q, stop), daemon=True,
+        # The CUDA device is per thread: pinning threads must use the trainer's GPU, as DataLoader's
+        # pin-memory thread does, or every DDP rank would open a context on GPU 0.
+        device = torch.cuda.current_device() if stream.pin_memory and torch.cuda.is_available() else None
+        workers = [threading.Thread(target=self._produce, args=(copy, epoch, q, stop, device), daemon=True,
                                     name=f"window-loader-{i}") for i, (copy, q) in enumerate(zip(self._copies, queues))]
         for w in workers:
             w.start()
@@ -469,7 +472,8 @@ class ThreadedLoader:
                 w.join()
 
     @staticmethod
-    def _produce(copy: WindowStream, epoch: int, out: "queue.Queue[Any]", stop: threading.Event) -> None:
+    def _produce(copy: WindowStream, epoch: int, out: "queue.Queue[Any]", stop: threading.Event,
+                 device: int | None = None) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -480,6 +484,8 @@ class ThreadedLoader:
             return False
 
         try:
+            if device is not None:
+                torch.cuda.set_device(device)
             copy.set_epoch(epoch)
             for batch in copy:
                 if not put(batch):
