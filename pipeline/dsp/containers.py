@@ -304,7 +304,8 @@ def _flac(fh: BinaryIO, size: int, start: int) -> ContainerFacts:
     end = _flac_last_frame_end(fh, max(pos, size - TAIL_BYTES), size,
                                min_block if min_block == max_block else 0)
     return ContainerFacts("FLAC", description, total / rate if total else None, "FLAC STREAMINFO",
-                          None if end is None else end / rate, length_trusted=end is not None)
+                          None if end is None else end / rate,
+                          length_trusted=end is not None and total > 0)
 
 
 def crc8(data: bytes) -> int:

@@ -176,3 +176,52 @@ def test_riff_wave_helper_writes_what_libsndfile_reads(tmp_path):
     path.write_bytes(riff_wave(1, 1, 8000, 16, np.arange(800, dtype="<i2").tobytes()))
     with soundfile.SoundFile(str(path)) as sf:
         assert (sf.samplerate, sf.frames) == (8000, 800)
+
+
+def test_flac_without_a_declared_total_decodes_what_is_there(tmp_path):
+    """STREAMINFO's total samples may be 0 (unknown, a streaming encoder): nothing declares."""
+    from pipeline.dsp.audio import load_clip
+
+    path = tmp_path / "stream.flac"
+    soundfile.write(str(path), 0.5 * np.sin(np.arange(4 * 44100) / 20.0), 44100, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = 8 + 10  # STREAMINFO body: the 36-bit total sits in its bytes 13..17
+    packed = int.from_bytes(data[at:at + 8], "big") & ~((1 << 36) - 1)
+    data[at:at + 8] = packed.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    facts = containers.probe(path)
+    assert facts.declared_seconds is None and facts.present_seconds == pytest.approx(4.0, abs=0.1)
+    clip = load_clip(path, clip_seconds=30.0)
+    assert abs(clip.valid_samples / SR - 4.0) < 0.01
+
+
+class _Packet:
+    def __init__(self, pts, duration):
+        self.pts, self.duration = pts, duration
+
+
+class _Stream:
+    start_time, time_base = 0, __import__("fractions").Fraction(1, 1000)
+
+    def __init__(self, duration=None):
+        self.duration = duration
+
+
+class _Container:
+    def __init__(self, packets, duration=None):
+        self._packets, self.duration = packets, duration
+
+    def demux(self, stream):
+        return iter(self._packets)
+
+
+def test_packet_scan_without_packet_durations():
+    """WMA Pro's ASF packets carry timestamps but no durations; some carry neither."""
+    from pipeline.dsp.audio import _packet_seconds
+
+    timed = [_Packet(pts, 0) for pts in range(0, 4000, 40)] + [_Packet(None, 0)]
+    assert _packet_seconds(_Container(timed), _Stream()) == pytest.approx(3.96)
+    untimed = [_Packet(None, None)] * 10
+    assert _packet_seconds(_Container(untimed), _Stream(duration=4000)) == pytest.approx(4.0)
+    assert _packet_seconds(_Container(untimed, duration=2_500_000), _Stream()) == pytest.approx(2.5)
+    assert _packet_seconds(_Container(untimed), _Stream()) is None
