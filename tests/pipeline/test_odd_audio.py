@@ -8,6 +8,7 @@ import functools
 import shutil
 import struct
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import soundfile
 
 from pipeline.dsp import containers
-from pipeline.dsp.audio import load_clip
+from pipeline.dsp.audio import _packet_seconds, load_clip
 from pipeline.errors import FAILURE_CATEGORIES, AudioError
 from tests.odd_audio import OddFile, make_odd_files, reference_seconds, riff_wave
 
@@ -180,8 +181,6 @@ def test_riff_wave_helper_writes_what_libsndfile_reads(tmp_path):
 
 def test_flac_without_a_declared_total_decodes_what_is_there(tmp_path):
     """STREAMINFO's total samples may be 0 (unknown, a streaming encoder): nothing declares."""
-    from pipeline.dsp.audio import load_clip
-
     path = tmp_path / "stream.flac"
     soundfile.write(str(path), 0.5 * np.sin(np.arange(4 * 44100) / 20.0), 44100, subtype="PCM_16")
     data = bytearray(path.read_bytes())
@@ -201,7 +200,7 @@ class _Packet:
 
 
 class _Stream:
-    start_time, time_base = 0, __import__("fractions").Fraction(1, 1000)
+    start_time, time_base = 0, Fraction(1, 1000)
 
     def __init__(self, duration=None):
         self.duration = duration
@@ -217,8 +216,6 @@ class _Container:
 
 def test_packet_scan_without_packet_durations():
     """WMA Pro's ASF packets carry timestamps but no durations; some carry neither."""
-    from pipeline.dsp.audio import _packet_seconds
-
     timed = [_Packet(pts, 0) for pts in range(0, 4000, 40)] + [_Packet(None, 0)]
     assert _packet_seconds(_Container(timed), _Stream()) == pytest.approx(3.96)
     untimed = [_Packet(None, None)] * 10
