@@ -42,14 +42,9 @@ def _is_little_endian_bytes(codec: dict) -> bool:
     return codec.get("name") == "bytes" and (codec.get("configuration") or {}).get("endian", "little") == "little"
 
 
-def shard_decoder(array: zarr.Array, shown_uri: str) -> "ShardDecoder | None":
-    """A decoder for ``array``'s shards, or None when its layout is not the one we write.
-
-    Parameters
-    ----------
-    array : a feature array of a store (``(clip, variant, bands, frames)``).
-    shown_uri : the store's URI without credentials, for error messages.
-    """
+def our_clips_per_shard(array: zarr.Array) -> int | None:
+    """Clips per shard of ``array`` when its layout is exactly the one :mod:`stores.writer`
+    creates for feature arrays, else None."""
     meta = array.metadata.to_dict()
     codecs = meta.get("codecs") or ()
     if meta.get("data_type") != schema.FEATURE_DTYPE or len(codecs) != 1 or array.ndim != 4:
@@ -68,7 +63,122 @@ def shard_decoder(array: zarr.Array, shown_uri: str) -> "ShardDecoder | None":
             or len(index) != 2 or not _is_little_endian_bytes(index[0]) or index[1].get("name") != "crc32c"
             or meta.get("fill_value") not in (0, 0.0)):
         return None
-    return ShardDecoder(array, shown_uri, clips_per_shard=int(shard_shape[0]))
+    return int(shard_shape[0])
+
+
+def shard_decoder(array: zarr.Array, shown_uri: str) -> "ShardDecoder | None":
+    """A decoder for ``array``'s shards, or None when its layout is not the one we write.
+
+    Parameters
+    ----------
+    array : a feature array of a store (``(clip, variant, bands, frames)``).
+    shown_uri : the store's URI without credentials, for error messages.
+    """
+    cps = our_clips_per_shard(array)
+    return None if cps is None else ShardDecoder(array, shown_uri, clips_per_shard=cps)
+
+
+def shard_encoder(array: zarr.Array) -> "ShardEncoder | None":
+    """An encoder of whole shards of ``array``, or None when its layout is not the one we write."""
+    cps = our_clips_per_shard(array)
+    return None if cps is None else ShardEncoder(array, cps)
+
+
+def morton_order(shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every index of a grid of ``shape`` in Morton (Z) order, as Zarr's sharding codec writes chunks.
+
+    The code of an index interleaves the bits of its coordinates, lowest bit
+    first and, within one bit, the dimensions in order; a dimension joins only
+    for the bits its extent needs (``(n - 1).bit_length()``).
+    """
+    bits = [(int(n) - 1).bit_length() for n in shape]
+
+    def code(index: tuple[int, ...]) -> int:
+        z, out_bit = 0, 0
+        for level in range(max(bits, default=0)):
+            for dim, coordinate in enumerate(index):
+                if level < bits[dim]:
+                    z |= ((coordinate >> level) & 1) << out_bit
+                    out_bit += 1
+        return z
+
+    grid = [tuple(i) for i in np.ndindex(*[int(n) for n in shape])]
+    return sorted(grid, key=code)
+
+
+class ShardEncoder:
+    """Writes whole shards of one feature array as single objects, byte for byte what
+    zarr-python's sharding codec writes for the same data (tested), without its
+    per-chunk asyncio machinery (~5 ms of CPU per array per shard, which made
+    store writes 10-15% of a build).
+
+    Inner chunks are Blosc-compressed with numcodecs (the codec zarr-python
+    calls, with the array's own settings) in Morton order; all-zero chunks
+    (the fill value) are left out, as ``write_empty_chunks=False`` does; the
+    index of ``(offset, nbytes)`` pairs and its CRC32C go at the end.
+    """
+
+    def __init__(self, array: zarr.Array, clips_per_shard: int) -> None:
+        self.clips_per_shard = clips_per_shard
+        self.n_variants, self.bands, self.frames = array.shape[1:]
+        self.n_clips = array.shape[0]
+        self._store = array.store_path.store
+        self._path = array.store_path.path
+        self._metadata = array.metadata
+        blosc = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"][1]["configuration"]
+        self._cname = str(blosc["cname"]).encode()
+        self._clevel = int(blosc["clevel"])
+        self._shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[str(blosc["shuffle"])]
+        self._blocksize = int(blosc.get("blocksize", 0))
+        self._typesize = int(blosc.get("typesize", np.dtype(schema.FEATURE_DTYPE).itemsize))
+        self._order = morton_order((clips_per_shard, self.n_variants))
+
+    def key(self, shard_index: int) -> str:
+        key = self._metadata.encode_chunk_key((shard_index, 0, 0, 0))
+        return f"{self._path}/{key}" if self._path else key
+
+    def encode(self, block: np.ndarray) -> bytes | None:
+        """The shard object of ``block`` (float16 ``(clips_in_shard, n_variants, bands, frames)``);
+        None when every chunk is the fill value (no object at all)."""
+        clips = block.shape[0]
+        if block.shape[1:] != (self.n_variants, self.bands, self.frames) or block.dtype != np.float16 \
+                or clips > self.clips_per_shard:
+            raise StoreError(f"a shard of this array is float16 (<= {self.clips_per_shard}, {self.n_variants}, "
+                             f"{self.bands}, {self.frames}); got {block.dtype} {block.shape}")
+        index = np.full((self.clips_per_shard, self.n_variants, 2), _ABSENT, dtype="<u8")
+        parts: list[bytes] = []
+        offset = 0
+        previous = numcodecs.blosc.use_threads
+        numcodecs.blosc.use_threads = False  # one core per worker: Blosc threads would take the other's
+        try:
+            for c, v in self._order:
+                if c >= clips:
+                    continue
+                chunk = block[c, v]
+                # All bits zero is the fill value 0.0: no chunk (zarr-python keeps a chunk of -0.0 too).
+                if not chunk.view(np.uint16).any():
+                    continue
+                data = numcodecs.blosc.compress(np.ascontiguousarray(chunk), self._cname, self._clevel,
+                                                self._shuffle, self._blocksize, typesize=self._typesize)
+                index[c, v] = (offset, len(data))
+                offset += len(data)
+                parts.append(data)
+        finally:
+            numcodecs.blosc.use_threads = previous
+        if not parts:
+            return None
+        index_bytes = index.tobytes()
+        parts.append(index_bytes)
+        parts.append(np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes())
+        return b"".join(parts)
+
+    async def write(self, shard_index: int, block: np.ndarray) -> None:
+        """Encode and store shard ``shard_index`` (deleting its object when it is all fill value)."""
+        data = self.encode(block)
+        if data is None:
+            await self._store.delete(self.key(shard_index))
+        else:
+            await self._store.set(self.key(shard_index), default_buffer_prototype().buffer.from_bytes(data))
 
 
 class ShardDecoder:

@@ -17,9 +17,12 @@ complete and consolidates the metadata, once, as the only writer.
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 import datetime as _dt
 import hashlib
+import json
 import logging
 import math
 import platform
@@ -31,11 +34,13 @@ import numpy as np
 import zarr
 import zarr.errors
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import ConfigMismatchError, StoreError
 from stores import schema
 from stores.schema import Layout
+from stores.shards import shard_encoder
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 
 logger = logging.getLogger(__name__)
@@ -51,7 +56,9 @@ class ClipResult:
     status : "ok" or "failed".
     reason : why the clip failed ("" when ok); never an absolute path.
     duration_s : duration of the source file in seconds (NaN if unknown).
-    features : variant -> feature name -> float [shape=(bands, frames)],
+    features : variant -> feature name -> float [shape=(bands, frames)]; float16
+        values are taken as already rounded by :func:`schema.round_mantissa`
+        (with :data:`schema.MANTISSA_BITS`), anything else is rounded here,
         ``frames <= max_frames``; variants not computed are simply absent.
     params : variant -> augmentation parameter -> value actually drawn.
     """
@@ -155,6 +162,14 @@ class StoreWriter:
         self.feature_bands: dict[str, int] = {k: int(v) for k, v in attrs["features"].items()}
         self.max_frames = int(attrs["max_frames"])
         self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in attrs["aug_params"].items()}
+        self._arrays = _array_handles(uri, attrs)
+
+    def array(self, name: str) -> zarr.Array:
+        """The store's array ``name``; opened once per process and store (opening reads its metadata)."""
+        array = self._arrays.get(name)
+        if array is None:
+            array = self._arrays[name] = self.group[name]
+        return array
 
     # -- build state -------------------------------------------------------
     def shard_digests(self) -> list[str]:
@@ -231,7 +246,10 @@ class StoreWriter:
                             f"({name!r} has {x.shape[1]}, others {frames}); they must share one STFT hop"
                         )
                     frames = x.shape[1]
-                    blocks[name][c, j, :, :frames] = schema.round_mantissa(x, self.attrs["layout"]["mantissa_bits"])
+                    # float16 features were rounded by the caller (schema.round_mantissa); float32 are rounded here.
+                    bits = self.attrs["layout"]["mantissa_bits"]
+                    blocks[name][c, j, :, :frames] = x if x.dtype == np.float16 and bits == schema.MANTISSA_BITS \
+                        else schema.round_mantissa(x, bits)
                 valid[c, j] = frames
                 for param, value in result.params.get(variant, {}).items():
                     array = self.aug_arrays.get(variant, {}).get(param)
@@ -245,17 +263,33 @@ class StoreWriter:
         outcome["reason"] = outcome["reason"].astype(str)
 
         digest = shard_digest(blocks, valid, outcome, aug)
-        g = self.group
-        for name, block in blocks.items():
-            g[name][start:stop] = block
-        g[schema.VALID_FRAMES][start:stop] = valid
-        for name, values in outcome.items():
-            g[name][start:stop] = values
-        for name, values in aug.items():
-            g[name][start:stop] = values
+        columns = {schema.VALID_FRAMES: valid, **outcome, **aug}
+        self._write_objects(shard_index, start, stop, blocks, columns)
         # Written last: a shard is only "done" once all of its data is.
-        g[schema.SHARD_DIGEST][shard_index] = digest
+        self.array(schema.SHARD_DIGEST)[shard_index] = digest
         return digest
+
+    def _write_objects(self, shard_index: int, start: int, stop: int, blocks: Mapping[str, np.ndarray],
+                       columns: Mapping[str, np.ndarray]) -> None:
+        """Every object of the shard, written concurrently in one round trip: feature
+        shards by our own encoder (:class:`stores.shards.ShardEncoder`) where the layout
+        is ours (else by zarr-python), the per-clip columns by zarr-python."""
+        writes = []
+        for name, block in blocks.items():
+            array = self.array(name)
+            encoder = shard_encoder(array)
+            if encoder is None:
+                writes.append(array._async_array.setitem(slice(start, stop), block))
+            else:
+                writes.append(encoder.write(shard_index, block))
+        for name, values in columns.items():
+            writes.append(self.array(name)._async_array.setitem(slice(start, stop), values))
+
+        async def write_all() -> None:
+            await asyncio.gather(*writes)
+
+        with remote_errors(self.uri, writing=True):
+            sync(write_all())
 
     # -- the end -------------------------------------------------------------
     def finalize(self) -> str:
@@ -290,6 +324,27 @@ class StoreWriter:
         self.attrs = dict(self.group.attrs)
         logger.info("finalized %s (fingerprint %s)", self.uri, fingerprint[:12])
         return fingerprint
+
+
+#: Array handles of recently written stores, per process: (uri, identity of the store) -> name -> array.
+_ARRAY_HANDLES: "dict[tuple, dict[str, zarr.Array]]" = {}
+_ARRAY_HANDLES_KEPT = 8
+
+
+def _array_handles(uri: str, attrs: Mapping[str, Any]) -> dict[str, zarr.Array]:
+    """The per-process cache of ``uri``'s opened arrays (a build task writes one shard, and
+    opening its ~20 arrays costs more than writing their small per-clip objects).
+
+    Keyed by what identifies one store's arrays: a store re-created at the same
+    URI with another config, clip list or layout gets fresh handles.
+    """
+    key = (uri, attrs.get("config_hash"), attrs.get("clips_hash"), json.dumps(attrs.get("layout"), sort_keys=True),
+           (attrs.get("provenance") or {}).get("created"))
+    handles = _ARRAY_HANDLES.pop(key, None) or {}
+    _ARRAY_HANDLES[key] = handles  # most recent last
+    while len(_ARRAY_HANDLES) > _ARRAY_HANDLES_KEPT:
+        _ARRAY_HANDLES.pop(next(iter(_ARRAY_HANDLES)))
+    return handles
 
 
 def open_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
