@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
-from pipeline.allocator import AllocatorPlugin, nanny_environ_without_tunables, tune_allocator
+from pipeline.allocator import MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, tune_allocator
 from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -362,7 +362,11 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> I
     # restart): put this process's values back afterwards, or a later numba
     # compile here fails ("Cannot set NUMBA_NUM_THREADS ... once the threads
     # have been launched") and BLAS in this process stays pinned.
-    saved_env = {name: os.environ.get(name) for name in _SINGLE_THREAD_ENV}
+    saved_env = {name: os.environ.get(name) for name in (*_SINGLE_THREAD_ENV, *MALLOC_TUNABLE_ENV)}
+    # Worker processes inherit this environment too, and an earlier LocalCluster
+    # in this process (ours or anyone's) may have left Dask's malloc setting in it.
+    for name in MALLOC_TUNABLE_ENV:
+        os.environ.pop(name, None)
     try:
         with _quiet_distributed_logs():
             # Pre-spawn so the variables are set before numpy/BLAS initialise in

@@ -17,7 +17,7 @@ def test_bench_build_figures(tmp_path, monkeypatch):
     figures = build_bench.run_bench(8, out=tmp_path, config=cfg)
     for key in ("clips_per_s_1", "clips_per_s_2", "scaling", "bytes_per_clip_variant", "fraction_of_float32",
                 "serial_clips_per_s", "efficiency_1", "efficiency_2", "startup_s_1", "warmup_s_2",
-                "peak_rss_mib_1", "peak_rss_mib_2", "serial_peak_rss_mib"):
+                "peak_rss_mib_1", "peak_rss_mib_2", "serial_peak_rss_mib", "serial_before_clips_per_s", "serial_after_clips_per_s"):
         assert figures[key] > 0, key
     assert figures["scaling"] == pytest.approx(figures["clips_per_s_2"] / figures["clips_per_s_1"])
     # Efficiency is measured against the serial rate of the same clips in this process.
