@@ -8,12 +8,11 @@ functions of :mod:`pipeline.dsp` and knows nothing of Dask or stores.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.dsp.audio import DecodedClip, load_clip
+from pipeline.dsp.audio import AudioSource, DecodedClip, load_clip
 from pipeline.dsp.augment import apply_augmentation, draw_params
 from pipeline.dsp.features import extract_features
 
@@ -34,12 +33,13 @@ class ClipFeatures:
     duration_s: float
 
 
-def decode(path: str | Path, cfg: PipelineConfig) -> DecodedClip:
-    """Decode ``path`` as the config says (rate, excerpt, length, minimum length)."""
+def decode(path_or_bytes: AudioSource, cfg: PipelineConfig, *, name: str | None = None) -> DecodedClip:
+    """Decode a file, its bytes or a binary file object as the config says (rate, excerpt,
+    length, minimum length); ``name`` is what messages call it (see :func:`load_clip`)."""
     a = cfg.audio
-    return load_clip(path, sample_rate=a.sample_rate, clip_seconds=a.clip_seconds,
+    return load_clip(path_or_bytes, sample_rate=a.sample_rate, clip_seconds=a.clip_seconds,
                      min_seconds=cfg.window.window_seconds, excerpt=a.excerpt,
-                     resample_quality=a.resample_quality)
+                     resample_quality=a.resample_quality, name=name)
 
 
 def features_of_signal(samples: np.ndarray, cfg: PipelineConfig) -> dict[str, np.ndarray]:
@@ -47,9 +47,13 @@ def features_of_signal(samples: np.ndarray, cfg: PipelineConfig) -> dict[str, np
     return extract_features(samples, sr=cfg.audio.sample_rate, cfg=cfg.features)
 
 
-def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
-                 variants: tuple[str, ...] = (ORIGINAL,)) -> ClipFeatures:
-    """Decode ``path`` once and compute the features of each variant.
+def process_clip(source: AudioSource, clip_id: str, cfg: PipelineConfig,
+                 variants: tuple[str, ...] = (ORIGINAL,), *, name: str | None = None) -> ClipFeatures:
+    """Decode ``source`` once and compute the features of each variant.
+
+    ``source`` is a file path or the file's bytes (a build fetches remote
+    clips with :func:`pipeline.sources.fetch_many` and passes them here);
+    ``name`` is what error messages call it (default: the path).
 
     Augmentations act on the valid (unpadded) audio only, so padding never
     leaks into a stretched or shifted signal; their parameters come from
@@ -61,7 +65,7 @@ def process_clip(path: str | Path, clip_id: str, cfg: PipelineConfig,
         The file cannot be decoded into a usable signal (the reason is in
         the message); callers quarantine the clip.
     """
-    clip = decode(path, cfg)
+    clip = decode(source, cfg, name=name)
     return process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
                           duration_s=clip.source_seconds)
 

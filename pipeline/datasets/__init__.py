@@ -16,7 +16,9 @@ folder          <label>/<audio files>                        random, folds
 ``load_manifest("gtzan", "/data/gtzan", split="random", seed=1)`` validates
 the name, the split scheme and the options (each adapter's keyword
 arguments), then calls the adapter. Adapters only list files and read
-metadata; they never decode audio.
+metadata; they never decode audio. Every adapter takes a local root or a URI
+(s3://, gs://, http(s)://, file://; :mod:`pipeline.sources`) with fsspec
+``storage_options`` for it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,17 @@ logger = logging.getLogger(__name__)
 __all__ = ["DATASETS", "ClipRecord", "DatasetAdapter", "Manifest", "SPLITS", "list_datasets", "load_manifest"]
 
 
+#: Keyword parameters of every loader that are not dataset options.
+_NOT_OPTIONS = frozenset({"split", "storage_options"})
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetAdapter:
     """A named dataset: its loader, split schemes and a one-line description.
 
-    load : ``load(root, *, split, **options) -> Manifest``; its keyword-only
-        parameters other than ``split`` are the adapter's options.
+    load : ``load(root, *, split, storage_options, **options) -> Manifest``;
+        its keyword-only parameters other than ``split`` and
+        ``storage_options`` are the adapter's options.
     split_schemes : valid ``split`` values, the default first.
     root_required : False when the adapter can work without a root (demo).
     """
@@ -65,9 +72,10 @@ class DatasetAdapter:
         # Arguments a functools.partial already fixes (fma's subset) are not options.
         bound = set(getattr(self.load, "keywords", {}) or {})
         return {p.name: p.default for p in params
-                if p.kind is p.KEYWORD_ONLY and p.name != "split" and p.name not in bound}
+                if p.kind is p.KEYWORD_ONLY and p.name not in _NOT_OPTIONS and p.name not in bound}
 
-    def manifest(self, root: str | Path | None, *, split: str | None = None, **options: Any) -> Manifest:
+    def manifest(self, root: str | Path | None, *, split: str | None = None,
+                 storage_options: Mapping[str, Any] | None = None, **options: Any) -> Manifest:
         """Validate ``split`` and ``options``, then load the manifest."""
         scheme = self.default_split if split is None else split
         if scheme not in self.split_schemes:
@@ -77,7 +85,7 @@ class DatasetAdapter:
         if unknown:
             valid = ", ".join(sorted(self.options)) or "none"
             raise ConfigError(f"unknown option(s) {unknown} for dataset {self.name!r}; valid options: {valid}")
-        return self.load(root, split=scheme, **options)
+        return self.load(root, split=scheme, storage_options=storage_options, **options)
 
 
 DATASETS: dict[str, DatasetAdapter] = {
@@ -111,17 +119,21 @@ def get_adapter(dataset: str) -> DatasetAdapter:
 
 
 def load_manifest(dataset: str, root: str | Path | None, *, split: str | None = None,
-                  **options: Any) -> Manifest:
+                  storage_options: Mapping[str, Any] | None = None, **options: Any) -> Manifest:
     """The manifest of ``dataset`` at ``root`` under split scheme ``split``.
 
     Parameters
     ----------
     dataset : str
         A name from :func:`list_datasets`.
-    root : path or None
-        Dataset root folder; ``None`` only for "demo" (user cache folder).
+    root : path, URI or None
+        Dataset root folder, or a URI of one in object storage (s3://,
+        gs://, http(s)://, file://); ``None`` only for "demo" (user cache folder).
     split : str, optional
         Split scheme; ``None`` for the adapter's default.
+    storage_options : mapping, optional
+        fsspec options of a remote root (endpoint, credentials); credentials
+        may instead come from the environment. Ignored for local roots.
     **options
         Adapter options (e.g. ``seed``, ``n_folds``; demo: ``clips_per_genre``,
         ``clip_seconds``; fma: ``missing``, ``metadata``).
@@ -131,7 +143,8 @@ def load_manifest(dataset: str, root: str | Path | None, *, split: str | None = 
     ConfigError
         Unknown dataset, split scheme or option.
     DatasetError
-        Missing root, metadata, empty label folder, no clips.
+        Missing root, metadata, empty label folder, no clips; a remote root
+        that cannot be read (missing bucket, refused credentials).
     """
     adapter = get_adapter(dataset)
-    return adapter.manifest(root, split=split, **options)
+    return adapter.manifest(root, split=split, storage_options=storage_options, **options)

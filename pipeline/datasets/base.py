@@ -9,8 +9,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from pipeline.sources import RemotePath, join_root
+
 #: Split names used everywhere ("" when a dataset has no split for a clip).
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def manifest_root(path: Path | RemotePath) -> Path | str:
+    """What a manifest records as its root: the Path, or the URI of a remote root."""
+    return path.uri if isinstance(path, RemotePath) else path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +46,9 @@ class Manifest:
     """All clips of one dataset under one split scheme.
 
     dataset : adapter name ("demo", "gtzan", "fma-medium", "folder", ...).
-    root : the dataset root on this machine (never written to a store).
+    root : the dataset root (never written to a store): a local Path, or
+        the URI string of a remote root (s3://, gs://, http(s)://; see
+        :mod:`pipeline.sources`). Clip paths are relative to it either way.
     labels : sorted genre names; a clip's label index is its position here.
     clips : the clips, in a stable order (the store's clip axis).
     split_scheme : name of the split scheme used ("official",
@@ -49,7 +58,7 @@ class Manifest:
     """
 
     dataset: str
-    root: Path
+    root: Path | str
     labels: tuple[str, ...]
     clips: tuple[ClipRecord, ...]
     split_scheme: str
@@ -59,8 +68,12 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def absolute_path(self, clip: ClipRecord) -> Path:
-        return self.root / clip.path
+    def absolute_path(self, clip: ClipRecord) -> Path | str:
+        """Where ``clip`` is: a Path under a local root, a URI under a remote one
+        (:func:`pipeline.sources.join_root`)."""
+        if isinstance(self.root, Path):
+            return self.root / clip.path
+        return join_root(self.root, clip.path)
 
     def head(self, n: int) -> "Manifest":
         """The first ``n`` clips (smoke tests and benchmarks)."""

@@ -52,6 +52,10 @@ clip's generator is seeded with (seed, genre, clip); each artist's with
 A given ``root`` is either a demo folder (it holds ``demo.json``, whose
 parameters must match) or a cache folder that receives ``demo-<hash>``.
 
+A remote root (s3://, gs://, http(s)://: see :mod:`pipeline.sources`) must be
+a complete demo folder, generated on some machine and uploaded as it is
+(``demo.json`` included); it is checked, never generated into.
+
 Split schemes: "random" (default; stratified 60/20/20, seeded with
 ``split_seed``), "artist" (stratified, artist-disjoint), "folds" (10
 stratified folds) and "artist-folds" (artist-grouped stratified folds).
@@ -65,17 +69,20 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
 from pipeline.config import canonical_hash
-from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
 from pipeline.datasets.demo_synth import GENRES, draw_artist, synthesize
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme, check_seed)
 from pipeline.errors import ConfigError, DatasetError
+from pipeline.sources import RemotePath, is_remote, source_path
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +174,9 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "harmonic-feature-store"
 
 
-def is_complete(folder: Path, params: DemoParams) -> bool:
-    """True when ``folder`` holds a marker for ``params`` and every file it lists, at its size."""
+def is_complete(folder: Path | RemotePath, params: DemoParams) -> bool:
+    """True when ``folder`` holds a marker for ``params`` and every file it lists, at its size
+    (where the listing gives sizes: an HTTP listing does not)."""
     marker = folder / MARKER
     try:
         data = json.loads(marker.read_text())
@@ -181,11 +189,25 @@ def is_complete(folder: Path, params: DemoParams) -> bool:
         return False
     for rel, size in files.items():
         try:
-            if (folder / rel).stat().st_size != size:
-                return False
+            found = (folder / rel).stat().st_size
         except OSError:
             return False
+        if found is not None and found != size:
+            return False
     return True
+
+
+def remote_demo_folder(root: str, params: DemoParams, storage_options: Mapping[str, Any] | None) -> RemotePath:
+    """The uploaded demo folder at ``root``, checked complete for ``params``."""
+    folder = source_path(root, storage_options)
+    if not (folder / MARKER).is_file():
+        raise DatasetError(f"demo root {folder} holds no {MARKER}: a remote demo root must be a complete "
+                           "generated demo folder; generate one locally (pipeline build --dataset demo ... or "
+                           "load_manifest('demo', DIR)) and upload the demo-<hash> folder as it is")
+    if not is_complete(folder, params):
+        raise DatasetError(f"demo folder {folder} is incomplete or was generated with other parameters than "
+                           f"{params.to_dict()}; pass its parameters, or upload the whole folder again")
+    return folder
 
 
 def generate(folder: str | Path, params: DemoParams) -> Path:
@@ -262,23 +284,29 @@ def load_demo(root: str | Path | None = None, *, split: str = "random", seed: in
               clips_per_genre: int = 30, clip_seconds: float = 10.0, artists_per_genre: int = 5,
               genres: tuple[str, ...] | list[str] | None = None, split_seed: int = 0,
               val_fraction: float = DEFAULT_VAL_FRACTION, test_fraction: float = DEFAULT_TEST_FRACTION,
-              n_folds: int = DEFAULT_N_FOLDS) -> Manifest:
+              n_folds: int = DEFAULT_N_FOLDS, storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Manifest of the demo dataset, generating its audio first when needed.
 
     Parameters
     ----------
-    root : path, optional
-        Cache folder (or an existing demo folder); ``None`` for the user cache.
+    root : path or URI, optional
+        Cache folder (or an existing demo folder); ``None`` for the user
+        cache. A remote URI must be a complete uploaded demo folder.
     split : {"random", "artist", "folds", "artist-folds"}
     seed, clips_per_genre, clip_seconds, artists_per_genre, genres
         Generation parameters (:class:`DemoParams`); ``genres`` None for all ten.
     split_seed, val_fraction, test_fraction, n_folds
         Split assignment.
+    storage_options : mapping, optional
+        fsspec options of a remote root (endpoint, credentials).
     """
     params = DemoParams(seed=seed, clips_per_genre=clips_per_genre, clip_seconds=clip_seconds,
                         artists_per_genre=artists_per_genre,
                         genres=tuple(genres) if genres is not None else tuple(GENRES))
-    folder = demo_folder(root, params)
+    if is_remote(root):
+        folder = remote_demo_folder(str(root), params, storage_options)
+    else:
+        folder = demo_folder(root, params)
     planned = plan(params)
     labels = [c.genre for c in planned]
     groups = [c.group for c in planned]
@@ -286,7 +314,7 @@ def load_demo(root: str | Path | None = None, *, split: str = "random", seed: in
                                      test_fraction=test_fraction, n_folds=n_folds)
     clips = tuple(ClipRecord(clip_id=c.clip_id, path=c.path, label=c.genre, split=s, fold=f, group=c.group)
                   for c, s, f in zip(planned, splits, folds))
-    return Manifest(dataset="demo", root=folder, labels=tuple(sorted(params.genres)), clips=clips,
+    return Manifest(dataset="demo", root=manifest_root(folder), labels=tuple(sorted(params.genres)), clips=clips,
                     split_scheme=split, n_folds=k,
                     source=(f"synthetic demo genres (generator v{GENERATOR_VERSION}, seed {seed}, "
                             f"{clips_per_genre} clips/genre, {params.clip_seconds:g} s); {split} split "

@@ -45,17 +45,22 @@ to find the five columns used, then only those are read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
 from pipeline.datasets.scan import require_dir
 from pipeline.datasets.splits import DEFAULT_N_FOLDS, grouped_folds
 from pipeline.errors import ConfigError, DatasetError
+from pipeline.sources import RemotePath, is_remote, source_path
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +81,20 @@ def audio_relpath(track_id: int, subset: str) -> str:
     return f"fma_{subset}/{tid[:3]}/{tid}.mp3"
 
 
-def read_tracks(path: Path) -> pd.DataFrame:
+@contextlib.contextmanager
+def _open_text(path: Path | RemotePath):
+    """``path`` as a text file (UTF-8, universal newlines off, as csv wants)."""
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+def read_tracks(path: Path | RemotePath) -> pd.DataFrame:
     """The columns of :data:`COLUMNS` of an FMA ``tracks.csv``, indexed by track id.
 
     Equivalent to ``pd.read_csv(path, index_col=0, header=[0, 1])[list(COLUMNS)]``
-    but reads only those columns.
+    but reads only those columns. ``path`` may be in object storage
+    (a :class:`~pipeline.sources.RemotePath`): it is streamed, twice (the
+    header rows, then the columns).
 
     Returns
     -------
@@ -89,7 +103,7 @@ def read_tracks(path: Path) -> pd.DataFrame:
         text columns as str ("" where empty), ``('artist', 'id')`` as str.
     """
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with _open_text(path) as fh:
             head = list(itertools.islice(csv.reader(fh), 3))
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read the header of FMA metadata {path}: {exc}") from exc
@@ -108,8 +122,10 @@ def read_tracks(path: Path) -> pd.DataFrame:
     # Everything is read as text so that an artist id never turns into a float "123.0"
     # and an empty genre stays "" rather than NaN.
     try:
-        raw = pd.read_csv(path, header=None, skiprows=skip, usecols=[0, *positions],
-                          index_col=0, dtype=str, keep_default_na=False)
+        with contextlib.ExitStack() as stack:
+            source = path if isinstance(path, Path) else stack.enter_context(path.open("rb"))
+            raw = pd.read_csv(source, header=None, skiprows=skip, usecols=[0, *positions],
+                              index_col=0, dtype=str, keep_default_na=False, encoding="utf-8")
     except (ValueError, pd.errors.ParserError, OSError) as exc:
         raise DatasetError(f"cannot parse FMA metadata {path}: {exc}") from exc
     raw = raw[positions]
@@ -123,29 +139,40 @@ def read_tracks(path: Path) -> pd.DataFrame:
 
 def load_fma(root: str | Path | None, *, subset: str, split: str = "official", seed: int = 0,
              n_folds: int = DEFAULT_N_FOLDS, missing: str = "include",
-             metadata: str | Path | None = None) -> Manifest:
+             metadata: str | Path | None = None,
+             storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Manifest of one FMA subset.
 
     Parameters
     ----------
-    root : path
-        Folder holding ``fma_metadata/`` and ``fma_<subset>/``.
+    root : path or URI
+        Folder holding ``fma_metadata/`` and ``fma_<subset>/``: local, or
+        s3://, gs://, http(s):// (see :mod:`pipeline.sources`; tracks.csv is
+        then read from there and the audio folder listed in one go).
     subset : {"small", "medium", "large"}
     split : {"official", "folds"}
     seed, n_folds
         Fold assignment under "folds".
     missing : {"include", "skip", "error"}
         What to do with a listed track whose mp3 is absent (module docstring).
-    metadata : path, optional
+    metadata : path or URI, optional
         tracks.csv elsewhere than ``root/fma_metadata/tracks.csv``.
+    storage_options : mapping, optional
+        fsspec options of a remote root or metadata URI (endpoint, credentials).
     """
     if subset not in SUBSETS:
         raise ConfigError(f"FMA subset {subset!r} is not one of {', '.join(SUBSETS)}")
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {', '.join(MISSING_POLICIES)}")
     expected = f"fma_metadata/tracks.csv and fma_{subset}/<000>/<000002>.mp3 under it"
-    path = require_dir(root, f"fma-{subset}", expected)
-    tracks_csv = Path(metadata).expanduser() if metadata is not None else path / "fma_metadata" / "tracks.csv"
+    path = require_dir(root, f"fma-{subset}", expected, storage_options)
+    if metadata is None:
+        tracks_csv = path / "fma_metadata" / "tracks.csv"
+    elif is_remote(metadata):
+        folder, _, name = str(metadata).rstrip("/").rpartition("/")
+        tracks_csv = source_path(folder, storage_options) / name
+    else:
+        tracks_csv = Path(metadata).expanduser()
     if not tracks_csv.is_file():
         raise DatasetError(f"FMA metadata {tracks_csv} not found; unpack fma_metadata.zip into {path} "
                            "(or pass metadata=/path/to/tracks.csv)")
@@ -153,6 +180,8 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
     if not audio_dir.is_dir():
         raise DatasetError(f"FMA audio folder {audio_dir} not found; unpack fma_{subset}.zip into {path}")
 
+    if isinstance(audio_dir, RemotePath):
+        audio_dir.walk_all()  # one listing of the subset's folders, then is_file() from the cache
     tracks = read_tracks(tracks_csv)
     rank = {name: i for i, name in enumerate(SUBSETS)}
     subset_col = tracks[("set", "subset")]
@@ -217,5 +246,5 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
     clips = tuple(ClipRecord(clip_id=f"{t:06d}", path=rel, label=lab, split=s, fold=f, group=g)
                   for t, rel, lab, s, f, g in zip(ids, relpaths, labels, splits, folds, groups))
     logger.info("fma-%s: %d clips, %d genres, split %s", subset, len(clips), len(set(labels)), split)
-    return Manifest(dataset=f"fma-{subset}", root=path, labels=tuple(sorted(set(labels))), clips=clips,
+    return Manifest(dataset=f"fma-{subset}", root=manifest_root(path), labels=tuple(sorted(set(labels))), clips=clips,
                     split_scheme=split, n_folds=k, source=source)

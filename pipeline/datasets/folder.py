@@ -17,13 +17,16 @@ Split schemes: "random" (default; stratified 60/20/20, seeded) and "folds"
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
 from pipeline.datasets.scan import is_audio_name, iter_audio_files, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
+from pipeline.sources import RemotePath
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ SPLIT_SCHEMES: tuple[str, ...] = ("random", "folds")
 EXPECTED = "one sub-folder per label holding audio files: <root>/<label>/<file>.wav|.mp3|.flac|..."
 
 
-def scan_labelled_folders(root: Path, *, expected: str = EXPECTED) -> list[tuple[str, str, str]]:
+def scan_labelled_folders(root: Path | RemotePath, *, expected: str = EXPECTED) -> list[tuple[str, str, str]]:
     """``(clip_id, relative path, label)`` of every audio file under ``root/<label>/``.
 
     Sorted by label, then path. Raises :class:`DatasetError` when there are
@@ -65,13 +68,14 @@ def scan_labelled_folders(root: Path, *, expected: str = EXPECTED) -> list[tuple
 
 def load_folder(root: str | Path | None, *, split: str = "random", seed: int = 0,
                 val_fraction: float = DEFAULT_VAL_FRACTION, test_fraction: float = DEFAULT_TEST_FRACTION,
-                n_folds: int = DEFAULT_N_FOLDS) -> Manifest:
+                n_folds: int = DEFAULT_N_FOLDS, storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Manifest of a ``root/<label>/<audio>`` collection.
 
     Parameters
     ----------
-    root : path
-        The folder holding one sub-folder per label.
+    root : path or URI
+        The folder holding one sub-folder per label (local, or s3://,
+        gs://, http(s)://: see :mod:`pipeline.sources`).
     split : {"random", "folds"}
         "random": stratified train/val/test; "folds": ``n_folds`` stratified folds.
     seed : int
@@ -80,8 +84,10 @@ def load_folder(root: str | Path | None, *, split: str = "random", seed: int = 0
         Shares of val and test per label under "random".
     n_folds : int
         Folds under "folds".
+    storage_options : mapping, optional
+        fsspec options of a remote root (endpoint, credentials).
     """
-    path = require_dir(root, "folder", EXPECTED)
+    path = require_dir(root, "folder", EXPECTED, storage_options)
     rows = scan_labelled_folders(path)
     labels = [r[2] for r in rows]
     splits, folds, k = assign_scheme(split, labels, seed=seed, val_fraction=val_fraction,
@@ -89,6 +95,6 @@ def load_folder(root: str | Path | None, *, split: str = "random", seed: int = 0
     clips = tuple(ClipRecord(clip_id=cid, path=rel, label=lab, split=s, fold=f)
                   for (cid, rel, lab), s, f in zip(rows, splits, folds))
     logger.info("folder %s: %d clips, %d labels, split %s", path, len(clips), len(set(labels)), split)
-    return Manifest(dataset="folder", root=path, labels=tuple(sorted(set(labels))), clips=clips,
+    return Manifest(dataset="folder", root=manifest_root(path), labels=tuple(sorted(set(labels))), clips=clips,
                     split_scheme=split, n_folds=k,
                     source=f"labels from folder names; {split} split (seed {seed})")

@@ -40,14 +40,17 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
 from pipeline.datasets.scan import is_hidden, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
+from pipeline.sources import RemotePath
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ def genre_of(clip_id: str) -> str:
     return clip_id.split(".", 1)[0]
 
 
-def find_genres_dir(root: Path) -> Path:
+def find_genres_dir(root: Path | RemotePath) -> Path | RemotePath:
     """The folder under ``root`` whose sub-folders are the GTZAN genres."""
     for candidate in _CANDIDATES:
         path = (root / candidate) if candidate != "." else root
@@ -88,7 +91,7 @@ def find_genres_dir(root: Path) -> Path:
                        f"expected {EXPECTED}")
 
 
-def scan_gtzan(genres_dir: Path) -> dict[str, Path]:
+def scan_gtzan(genres_dir: Path | RemotePath) -> dict[str, Path | RemotePath]:
     """clip id -> audio file of every GTZAN clip under ``genres_dir``, sorted by id."""
     present = [g for g in GENRES if (genres_dir / g).is_dir()]
     missing = [g for g in GENRES if g not in present]
@@ -98,7 +101,7 @@ def scan_gtzan(genres_dir: Path) -> dict[str, Path]:
     extra = [p.name for p in visible_dirs(genres_dir) if p.name not in GENRES]
     if extra:
         logger.warning("ignoring non-GTZAN folder(s) in %s: %s", genres_dir, ", ".join(extra))
-    found: dict[str, Path] = {}
+    found: dict[str, Path | RemotePath] = {}
     for genre in present:
         folder = genres_dir / genre
         ignored = 0
@@ -127,16 +130,19 @@ def scan_gtzan(genres_dir: Path) -> dict[str, Path]:
 
 def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: int = 0,
                val_fraction: float = DEFAULT_VAL_FRACTION, test_fraction: float = DEFAULT_TEST_FRACTION,
-               n_folds: int = DEFAULT_N_FOLDS) -> Manifest:
+               n_folds: int = DEFAULT_N_FOLDS, storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Manifest of a GTZAN copy.
 
     Parameters
     ----------
-    root : path
-        A folder holding (or being) the genre folders; see the module docstring.
+    root : path or URI
+        A folder holding (or being) the genre folders; see the module
+        docstring. Local, or s3://, gs://, http(s):// (:mod:`pipeline.sources`).
     split : {"fault-filtered", "random", "folds"}
     seed, val_fraction, test_fraction, n_folds
         Used by "random" and "folds" only.
+    storage_options : mapping, optional
+        fsspec options of a remote root (endpoint, credentials).
 
     Returns
     -------
@@ -144,7 +150,7 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
         ``root`` of the manifest is the given root; clip paths are relative
         to it (e.g. ``genres/blues/blues.00000.au``).
     """
-    path = require_dir(root, "gtzan", EXPECTED)
+    path = require_dir(root, "gtzan", EXPECTED, storage_options)
     genres_dir = find_genres_dir(path)
     files = scan_gtzan(genres_dir)
     ids = list(files)
@@ -177,6 +183,6 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
                              split=s, fold=f)
                   for cid, s, f in zip(ids, splits, folds))
     labels = tuple(sorted({c.label for c in clips}))
-    return Manifest(dataset="gtzan", root=path, labels=labels, clips=clips, split_scheme=split,
+    return Manifest(dataset="gtzan", root=manifest_root(path), labels=labels, clips=clips, split_scheme=split,
                     n_folds=k, source=source)
 

@@ -2,16 +2,21 @@
 
 Shared by the folder-shaped adapters (GTZAN, folder). Nothing here
 opens an audio file: adapters list clips, the builder decodes them.
+A folder is a local :class:`~pathlib.Path` or, under a remote root (s3://,
+gs://, http(s)://), a :class:`~pipeline.sources.RemotePath`: the same calls
+list both.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import DatasetError
+from pipeline.sources import RemotePath, is_remote, source_path
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +36,21 @@ def is_audio_name(name: str) -> bool:
     return not is_hidden(name) and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
-def visible_dirs(folder: Path) -> list[Path]:
+def visible_dirs(folder: Path | RemotePath) -> list[Path | RemotePath]:
     """The sub-folders of ``folder`` that are not hidden, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
-def iter_audio_files(folder: Path) -> Iterator[Path]:
+def iter_audio_files(folder: Path | RemotePath) -> Iterator[Path | RemotePath]:
     """Audio files under ``folder`` (recursively) in sorted order, skipping hidden files and folders.
 
     Sorting happens per directory level on the names, so the order is the
-    same on every file system.
+    same on every file system (and in object storage).
     """
+    if isinstance(folder, RemotePath):
+        folder.walk_all()  # the whole subtree in one listing, then walked from the cache
+        yield from _iter_remote_audio(folder)
+        return
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -55,20 +64,37 @@ def iter_audio_files(folder: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def relative_posix(path: Path, root: Path) -> str:
+def _iter_remote_audio(folder: RemotePath) -> Iterator[RemotePath]:
+    for entry in folder.iterdir():  # sorted by name
+        if is_hidden(entry.name):
+            continue
+        if entry.is_dir():
+            yield from _iter_remote_audio(entry)
+        elif is_audio_name(entry.name):
+            yield entry
+
+
+def relative_posix(path: Path | RemotePath, root: Path | RemotePath) -> str:
     """``path`` relative to ``root`` with forward slashes (the form stored in manifests)."""
     return path.relative_to(root).as_posix()
 
 
-def require_dir(root: str | Path | None, dataset: str, expected: str) -> Path:
+def require_dir(root: str | Path | None, dataset: str, expected: str,
+                storage_options: Mapping[str, Any] | None = None) -> Path | RemotePath:
     """``root`` as a Path that exists and is a folder, or a :class:`DatasetError`.
 
-    ``expected`` describes the layout the adapter looks for there; it goes
-    into the message so the user sees what should be where.
+    A remote root (s3://, gs://, http(s)://) becomes a checked
+    :class:`~pipeline.sources.RemotePath` (see
+    :func:`pipeline.sources.check_root`), read with ``storage_options`` and
+    the environment; a ``file://`` URL is a local path. ``expected``
+    describes the layout the adapter looks for there; it goes into the
+    message so the user sees what should be where.
     """
     if root is None:
         raise DatasetError(f"dataset {dataset!r} needs a root folder (--root); expected {expected}")
-    path = Path(root).expanduser()
+    if is_remote(root):
+        return source_path(root, storage_options)
+    path = source_path(root)
     if not path.exists():
         raise DatasetError(f"dataset root {path} does not exist; expected {expected}")
     if not path.is_dir():

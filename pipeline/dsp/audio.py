@@ -89,12 +89,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import logging
 import math
 import stat
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 import soundfile
@@ -124,6 +125,73 @@ _SEEK_PREROLL_S = 0.2
 #: Sample formats PyAV converts to numpy itself; others (s64, s64p) go through
 #: an ``av.AudioResampler`` to float.
 _NDARRAY_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"})
+
+
+#: What :func:`load_clip` decodes: a file path, the file's bytes, or a binary file object.
+AudioSource = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
+
+
+class _NamedBytesIO(io.BytesIO):
+    """In-memory file bytes with the ``name`` that PyAV passes to ffmpeg (its extension is a format hint)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+
+class _Source:
+    """Where the audio of one :func:`load_clip` call comes from, and what messages call it.
+
+    ``str(source)`` is the display name, so a ``_Source`` goes wherever a
+    path went into an error message or a log line. :meth:`for_decoder` gives
+    each opener (header parser, libsndfile, PyAV) its own view from the
+    start: the path as a string, a fresh in-memory file over the same bytes
+    (``BytesIO`` shares them until written), or the caller's file object
+    rewound.
+    """
+
+    __slots__ = ("name", "file_path", "data", "file")
+
+    def __init__(self, name: str, file_path: Path | None = None, data: bytes | None = None,
+                 file: BinaryIO | None = None) -> None:
+        self.name = name
+        self.file_path = file_path
+        self.data = data
+        # ``file`` is None exactly for a path on disk.
+        self.file = file if file is not None else (None if data is None else _NamedBytesIO(data, name))
+
+    @classmethod
+    def of(cls, source: AudioSource, name: str | None) -> "_Source":
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            return cls(str(path) if name is None else name, file_path=path)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return cls(name or "<in-memory audio>", data=bytes(source))
+        if callable(getattr(source, "read", None)):
+            shown = name or str(getattr(source, "name", "") or "<in-memory audio>")
+            seekable = getattr(source, "seekable", None)
+            if callable(seekable) and seekable():
+                return cls(shown, file=source)
+            return cls(shown, data=source.read())  # a stream: the decoders must seek
+        raise ConfigError(f"load_clip source {type(source).__name__} must be a path, bytes or a binary "
+                          "file object")
+
+    def size(self) -> int:
+        """Bytes of an in-memory source or file object (from the start)."""
+        if self.data is not None:
+            return len(self.data)
+        return self.file.seek(0, io.SEEK_END)
+
+    def for_decoder(self) -> str | BinaryIO:
+        if self.file is None:
+            return str(self.file_path)
+        if self.data is not None:
+            return _NamedBytesIO(self.data, self.name)
+        self.file.seek(0)
+        return self.file
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,15 +248,18 @@ class _Length:
     source: str
 
 
-def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float = 30.0,
+def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: float = 30.0,
               min_seconds: float = 3.0, excerpt: str = "centre",
-              resample_quality: str = "HQ") -> DecodedClip:
-    """Decode the excerpt of ``path`` into a fixed-length mono float32 clip.
+              resample_quality: str = "HQ", name: str | None = None) -> DecodedClip:
+    """Decode the excerpt of ``source`` into a fixed-length mono float32 clip.
 
     Parameters
     ----------
-    path : str or Path
-        Audio file (any format libsndfile or ffmpeg reads).
+    source : str, Path, bytes or binary file object
+        Audio (any format libsndfile or ffmpeg reads): a file path, the whole
+        file's bytes (e.g. fetched from object storage by
+        :func:`pipeline.sources.fetch_many`), or a seekable binary file
+        object (read from its start; never closed here).
     sample_rate : int
         Output rate in Hz (soxr resampling from the decoder's rate).
     clip_seconds : float
@@ -200,6 +271,11 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
         Which part of a longer file is kept.
     resample_quality : {"VHQ", "HQ", "MQ", "LQ", "QQ"}
         soxr quality preset.
+    name : str, optional
+        What messages call the audio (e.g. its dataset-relative path or its
+        URI); default: the path, the file object's ``name``, or
+        "<in-memory audio>". Its extension, if any, is the decoders' format
+        hint, as a path's is.
 
     Returns
     -------
@@ -220,7 +296,7 @@ def load_clip(path: str | Path, *, sample_rate: int = 22050, clip_seconds: float
         Less than ``min_seconds`` of audio ("too short").
     """
     _check_arguments(sample_rate, clip_seconds, min_seconds, excerpt, resample_quality)
-    path = Path(path)
+    path = _Source.of(source, name)
     facts = _inspect(path)
     part = _decode_excerpt(path, facts, clip_seconds, excerpt)
     mono = part.mono
@@ -281,20 +357,24 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
             ValueError, TypeError, IndexError, OverflowError, NotImplementedError)
 
 
-def _inspect(path: Path) -> ContainerFacts:
+def _inspect(path: _Source) -> ContainerFacts:
     """The file's header facts; unreadable, empty and cut-short files fail here, before decoding."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path "
-                                     "and its permissions", "unreadable") from exc
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise AudioDecodeError(path, f"is {kind}, not an audio file; check the path", "unreadable")
-    if info.st_size == 0:
+    if path.file is None:
+        try:
+            info = path.file_path.stat()
+        except OSError as exc:
+            raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path "
+                                         "and its permissions", "unreadable") from exc
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise AudioDecodeError(path, f"is {kind}, not an audio file; check the path", "unreadable")
+        size = info.st_size
+    else:
+        size = path.size()
+    if size == 0:
         raise AudioDecodeError(path, "0 bytes; re-download the file or exclude it", "empty")
     try:
-        facts = containers.probe(path)
+        facts = containers.probe(path.for_decoder())
     except OSError as exc:
         raise AudioDecodeError(path, f"cannot be read ({exc.strerror or exc}); check the path "
                                      "and its permissions", "unreadable") from exc
@@ -317,7 +397,7 @@ def _clearly_short(declared_s: float, decoded_s: float) -> bool:
     return decoded_s < declared_s - TRUNCATION_TOLERANCE_S - 0.001 * declared_s
 
 
-def _truncated(path: Path, facts: ContainerFacts, decoded_s: float, declared_s: float | None = None,
+def _truncated(path: _Source, facts: ContainerFacts, decoded_s: float, declared_s: float | None = None,
                by: str | None = None) -> AudioDecodeError:
     declared_s = facts.declared_seconds if declared_s is None else declared_s
     by = by or facts.declared_by
@@ -327,7 +407,7 @@ def _truncated(path: Path, facts: ContainerFacts, decoded_s: float, declared_s: 
               "file or exclude it", "truncated")
 
 
-def _not_audio(path: Path, facts: ContainerFacts, found: str) -> AudioDecodeError:
+def _not_audio(path: _Source, facts: ContainerFacts, found: str) -> AudioDecodeError:
     """A "not audio" error naming what the header parser found and what the decoders said."""
     what = facts.description or "a file"
     if facts.problem:
@@ -349,7 +429,7 @@ def _excerpt_window(total: int, src_rate: int, clip_seconds: float, excerpt: str
     return ((total - want) // 2 if excerpt == "centre" else 0), want
 
 
-def _known_length(path: Path, facts: ContainerFacts) -> _Length:
+def _known_length(path: _Source, facts: ContainerFacts) -> _Length:
     """The file's length before decoding (see the module docstring on MP3)."""
     if facts.length_trusted:
         return _Length(facts.declared_seconds, facts.declared_seconds, facts.declared_by)
@@ -368,12 +448,12 @@ def _known_length(path: Path, facts: ContainerFacts) -> _Length:
     return _Length(None, facts.declared_seconds, facts.declared_by)
 
 
-def _decode_excerpt(path: Path, facts: ContainerFacts, clip_seconds: float, excerpt: str) -> _Excerpt:
+def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, excerpt: str) -> _Excerpt:
     """Decode the excerpt with libsndfile, falling back to PyAV (see module docstring)."""
     length = _known_length(path, facts)
     errors = _backend_errors()
     try:
-        sf = soundfile.SoundFile(str(path))
+        sf = soundfile.SoundFile(path.for_decoder())
     except errors as exc:
         # Not a format libsndfile knows (or not audio at all): ffmpeg decides.
         # (libsndfile's message is not quoted: for an MP3 it cannot parse it
@@ -435,12 +515,12 @@ def _downmix(block: np.ndarray) -> np.ndarray:
     return mono
 
 
-def _av_open(path: Path, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
+def _av_open(path: _Source, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
     """(container, first audio stream with a decoder) of ``path``, or a "not audio" error."""
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(path.for_decoder())
     except _backend_errors() as exc:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError)) or (
                 isinstance(exc, PermissionError) and not isinstance(exc, av.FFmpegError)):
@@ -473,7 +553,7 @@ def _codec_name(stream: Any) -> str:
         return ""
 
 
-def _scan_seconds(path: Path) -> float | None:
+def _scan_seconds(path: _Source) -> float | None:
     """Seconds of the first audio stream from its packet timestamps, without decoding.
 
     The independent length measure of an MP3: every MPEG frame is a packet
@@ -560,7 +640,7 @@ def _seek(container: Any, offset: int, stream: Any) -> None:
     container.seek(offset, stream=stream, backward=True)
 
 
-def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, facts: ContainerFacts,
+def _decode_pyav(path: _Source, clip_seconds: float, excerpt: str, *, facts: ContainerFacts,
                  length: _Length, why: str, seek: bool = True) -> _Excerpt:
     """Decode the excerpt with PyAV (ffmpeg).
 
@@ -634,7 +714,7 @@ def _decode_pyav(path: Path, clip_seconds: float, excerpt: str, *, facts: Contai
     return _Excerpt(mono[:filled], rate, channels, total, "pyav")
 
 
-def _decode_frames(path: Path, container: Any, stream: Any, rate: int, first: int, count: int,
+def _decode_frames(path: _Source, container: Any, stream: Any, rate: int, first: int, count: int,
                    seeked: bool) -> tuple[np.ndarray, int, int | None]:
     """Decode frames ``first`` to ``first + count`` (at ``rate``) of ``stream``.
 

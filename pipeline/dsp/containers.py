@@ -19,6 +19,7 @@ through its own container's rate.
 from __future__ import annotations
 
 import dataclasses
+import io
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -65,10 +66,19 @@ class ContainerFacts:
     problem: str = ""
 
 
-def probe(path: str | Path) -> ContainerFacts:
-    """Facts of ``path`` from its headers (raises OSError only if it cannot be read)."""
-    path = Path(path)
-    with path.open("rb") as fh:
+def probe(source: str | Path | bytes | BinaryIO) -> ContainerFacts:
+    """Facts of ``source`` from its headers (raises OSError only if it cannot be read).
+
+    ``source`` is a file path, the whole file's bytes, or a seekable binary
+    file object (read from its start, left open).
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    if not isinstance(source, (str, Path)):
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        return probe_bytes(source, source.read(4096), size)
+    with Path(source).open("rb") as fh:
         size = fh.seek(0, 2)
         fh.seek(0)
         head = fh.read(4096)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import io
 import shutil
 import struct
 import tempfile
@@ -18,6 +19,7 @@ import soundfile
 from pipeline.dsp import containers
 from pipeline.dsp.audio import _packet_seconds, load_clip
 from pipeline.errors import FAILURE_CATEGORIES, AudioError
+from pipeline.sources import fetch_many
 from tests.odd_audio import OddFile, make_odd_files, reference_seconds, riff_wave
 
 SR = 22050
@@ -35,14 +37,28 @@ def _odd_files() -> list[OddFile]:
     return list(_odd_set()[1])
 
 
+def _decode_odd(path: Path, source: str, clip_seconds: float):
+    """``load_clip`` of ``path`` given as a path, as its bytes (fetched as a build fetches remote
+    clips: a file that cannot be read fails there, as "unreadable") or as an open file object."""
+    if source == "path":
+        return load_clip(path, sample_rate=SR, clip_seconds=clip_seconds, min_seconds=3.0)
+    (data,) = fetch_many([str(path)])
+    if isinstance(data, AudioError):
+        raise data
+    if source == "fileobj":
+        data = io.BytesIO(data)
+    return load_clip(data, sample_rate=SR, clip_seconds=clip_seconds, min_seconds=3.0, name=str(path))
+
+
+@pytest.mark.parametrize("source", ["path", "bytes", "fileobj"])
 @pytest.mark.parametrize("clip_seconds", [30.0, 3.5], ids=["whole", "excerpt"])
 @pytest.mark.parametrize("odd", _odd_files(), ids=lambda f: f.name)
-def test_odd_file_decodes_to_its_length_or_fails_with_its_category(odd, clip_seconds):
-    """"excerpt" (3.5 s of the centre) makes every decoder seek."""
+def test_odd_file_decodes_to_its_length_or_fails_with_its_category(odd, clip_seconds, source):
+    """"excerpt" (3.5 s of the centre) makes every decoder seek; in memory as from a file."""
     folder, _ = _odd_set()
     path = folder / odd.name
     try:
-        clip = load_clip(path, sample_rate=SR, clip_seconds=clip_seconds, min_seconds=3.0)
+        clip = _decode_odd(path, source, clip_seconds)
     except AudioError as error:
         assert error.category == odd.expect, f"{odd.kind}: {error}"
         assert str(error) == f"{path}: {error.category}: {error.reason}"
