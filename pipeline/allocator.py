@@ -98,9 +98,32 @@ except ImportError:  # pragma: no cover - distributed is a dependency; keep this
 
 
 class AllocatorPlugin(WorkerPlugin):  # type: ignore[misc]
-    """Applies :func:`tune_allocator` in every worker of a cluster, present and future."""
+    """Makes every worker of a cluster, present and future, compute like a plain process.
+
+    In each worker: :func:`tune_allocator`; Dask's statistical profiler
+    (which samples the worker's stacks every 10 ms) stopped; the event-loop
+    tick measured every second instead of every 20 ms. Measured here on a
+    ``dask scheduler`` + 2 ``dask worker`` cluster started with Dask's
+    defaults: build efficiency 0.89 (1 worker) and 0.84 (2 workers) of the
+    serial per-core rate, against 1.01 and 0.97 with those settings. The
+    dashboard's profile page of these workers stays empty afterwards.
+    """
 
     name = "harmonic-feature-store-allocator"
 
     def setup(self, worker) -> None:  # noqa: ANN001 - distributed's Worker
         tune_allocator()
+        quiet_server(worker)
+
+
+def quiet_server(server) -> None:  # noqa: ANN001 - a distributed Server (worker or scheduler)
+    """Stop the profiler and slow the event-loop tick of a running Dask server (see AllocatorPlugin)."""
+    callbacks = getattr(server, "periodic_callbacks", {}) or {}
+    for name in ("profile", "profile-cycle"):
+        if name in callbacks:
+            callbacks[name].stop()
+    tick = callbacks.get("tick")
+    if tick is not None and getattr(tick, "callback_time", 0) < 1000:
+        tick.stop()
+        tick.callback_time = 1000
+        tick.start()

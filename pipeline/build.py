@@ -396,8 +396,15 @@ def _register_allocator_plugin(client: "distributed.Client") -> None:
     """Tune the allocator of every worker of a cluster we did not start (see :mod:`pipeline.allocator`)."""
     try:
         client.register_plugin(AllocatorPlugin())
+        client.run_on_scheduler(_quiet_scheduler)
     except Exception as exc:  # noqa: BLE001 - the tasks tune the allocator themselves anyway
         logger.debug("could not register the allocator plugin: %r", exc)
+
+
+def _quiet_scheduler(dask_scheduler) -> None:  # noqa: ANN001 - run by Dask on the scheduler
+    from pipeline.allocator import quiet_server
+
+    quiet_server(dask_scheduler)
 
 
 @contextlib.contextmanager
