@@ -320,7 +320,8 @@ def _crash_outcome(status: int, limits: ClipLimits) -> Outcome:
     else:
         why = f"exit code {os.WEXITSTATUS(status)}"
     return Outcome(False, category="decoder crash",
-                   reason=f"the decoder crashed: {why}; the file is probably damaged or hostile, exclude it")
+                   reason=f"the process decoding it died ({why}); the file is probably damaged or hostile, "
+                          "exclude it")
 
 
 def _reap(pid: int) -> int:

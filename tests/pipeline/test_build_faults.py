@@ -81,6 +81,13 @@ def test_serial_build_survives_crashes_hangs_oom_and_bugs(manifest, clean, tmp_p
     assert "internal error" in report and "decoder crash" in report
     assert "signal 11 (SIGSEGV)" in report and "timed out after 8 s" in report
     _assert_quarantined_and_rest_identical(tmp_path / "faulty.zarr", clean)
+    # pipeline info counts the same categories, bad audio apart from crashes and bugs.
+    from stores.checks import format_info, store_info
+
+    info = store_info(tmp_path / "faulty.zarr")
+    assert info["failures"] == summary.failure_counts
+    line = next(x for x in format_info(info).splitlines() if x.startswith("failures"))
+    assert all(f"{n} {k}" in line for k, n in summary.failure_counts.items()), line
 
 
 @pytest.mark.slow
