@@ -106,7 +106,24 @@ def morton_order(shape: Sequence[int]) -> list[tuple[int, ...]]:
     return sorted(grid, key=code)
 
 
-class ShardEncoder:
+class _ShardObjects:
+    """The shard objects of one feature array in its store: shape facts and object keys."""
+
+    def __init__(self, array: zarr.Array, clips_per_shard: int) -> None:
+        self.clips_per_shard = clips_per_shard
+        self.n_variants, self.bands, self.frames = array.shape[1:]
+        self.n_clips = array.shape[0]
+        self._store = array.store_path.store
+        self._path = array.store_path.path
+        self._metadata = array.metadata
+
+    def key(self, shard_index: int) -> str:
+        """The store key of shard ``shard_index``'s object."""
+        key = self._metadata.encode_chunk_key((shard_index, 0, 0, 0))
+        return f"{self._path}/{key}" if self._path else key
+
+
+class ShardEncoder(_ShardObjects):
     """Writes whole shards of one feature array as single objects, byte for byte what
     zarr-python's sharding codec writes for the same data (tested), without its
     per-chunk asyncio machinery (~5 ms of CPU per array per shard, which made
@@ -119,12 +136,7 @@ class ShardEncoder:
     """
 
     def __init__(self, array: zarr.Array, clips_per_shard: int) -> None:
-        self.clips_per_shard = clips_per_shard
-        self.n_variants, self.bands, self.frames = array.shape[1:]
-        self.n_clips = array.shape[0]
-        self._store = array.store_path.store
-        self._path = array.store_path.path
-        self._metadata = array.metadata
+        super().__init__(array, clips_per_shard)
         blosc = array.metadata.to_dict()["codecs"][0]["configuration"]["codecs"][1]["configuration"]
         self._cname = str(blosc["cname"]).encode()
         self._clevel = int(blosc["clevel"])
@@ -132,10 +144,6 @@ class ShardEncoder:
         self._blocksize = int(blosc.get("blocksize", 0))
         self._typesize = int(blosc.get("typesize", np.dtype(schema.FEATURE_DTYPE).itemsize))
         self._order = morton_order((clips_per_shard, self.n_variants))
-
-    def key(self, shard_index: int) -> str:
-        key = self._metadata.encode_chunk_key((shard_index, 0, 0, 0))
-        return f"{self._path}/{key}" if self._path else key
 
     def encode(self, block: np.ndarray) -> bytes | None:
         """The shard object of ``block`` (float16 ``(clips_in_shard, n_variants, bands, frames)``);
@@ -181,30 +189,21 @@ class ShardEncoder:
             await self._store.set(self.key(shard_index), default_buffer_prototype().buffer.from_bytes(data))
 
 
-class ShardDecoder:
+class ShardDecoder(_ShardObjects):
     """Reads and decodes whole shards of one feature array (see the module docstring)."""
 
     def __init__(self, array: zarr.Array, shown_uri: str, clips_per_shard: int) -> None:
+        super().__init__(array, clips_per_shard)
         self.shown_uri = shown_uri
-        self.clips_per_shard = clips_per_shard
-        self.n_variants, self.bands, self.frames = array.shape[1:]
-        self.n_clips = array.shape[0]
-        self._store = array.store_path.store
-        self._path = array.store_path.path
-        self._metadata = array.metadata
         self._chunk_bytes = self.bands * self.frames * np.dtype(schema.FEATURE_DTYPE).itemsize
-
-    def _key(self, shard_index: int) -> str:
-        key = self._metadata.encode_chunk_key((shard_index, 0, 0, 0))
-        return f"{self._path}/{key}" if self._path else key
 
     async def fetch(self, shard_index: int) -> np.ndarray | None:
         """The shard object's bytes (uint8), None when it was never written."""
-        buffer = await self._store.get(self._key(shard_index), prototype=default_buffer_prototype())
+        buffer = await self._store.get(self.key(shard_index), prototype=default_buffer_prototype())
         return None if buffer is None else buffer.as_numpy_array().view(np.uint8)
 
     def _where(self, shard_index: int) -> str:
-        return f"shard object {self._key(shard_index)!r} of {self.shown_uri}"
+        return f"shard object {self.key(shard_index)!r} of {self.shown_uri}"
 
     def _index(self, shard_index: int, data: np.ndarray) -> np.ndarray:
         """``(offset, nbytes)`` per inner chunk, uint64 ``(clips_per_shard * n_variants, 2)``."""
