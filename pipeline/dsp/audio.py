@@ -359,6 +359,7 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
 
 def _inspect(path: _Source) -> ContainerFacts:
     """The file's header facts; unreadable, empty and cut-short files fail here, before decoding."""
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     if path.file is None:
         try:
             info = path.file_path.stat()
@@ -431,6 +432,7 @@ def _excerpt_window(total: int, src_rate: int, clip_seconds: float, excerpt: str
 
 def _known_length(path: _Source, facts: ContainerFacts) -> _Length:
     """The file's length before decoding (see the module docstring on MP3)."""
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     if facts.length_trusted:
         return _Length(facts.declared_seconds, facts.declared_seconds, facts.declared_by)
     if facts.container == "MP3":
@@ -450,6 +452,7 @@ def _known_length(path: _Source, facts: ContainerFacts) -> _Length:
 
 def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, excerpt: str) -> _Excerpt:
     """Decode the excerpt with libsndfile, falling back to PyAV (see module docstring)."""
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     length = _known_length(path, facts)
     errors = _backend_errors()
     try:
@@ -517,6 +520,7 @@ def _downmix(block: np.ndarray) -> np.ndarray:
 
 def _av_open(path: _Source, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
     """(container, first audio stream with a decoder) of ``path``, or a "not audio" error."""
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     import av
 
     try:
@@ -561,6 +565,7 @@ def _scan_seconds(path: _Source) -> float | None:
     audio that is really in the file, whatever the header claims. None when
     PyAV cannot demux the file.
     """
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     try:
         container, stream = _av_open(path, ContainerFacts(), "packet scan")
     except AudioDecodeError as exc:
@@ -659,6 +664,7 @@ def _decode_pyav(path: _Source, clip_seconds: float, excerpt: str, *, facts: Con
         for streams whose seek fails or whose frames carry no timestamps
         after a seek).
     """
+    path = _Source.of(path, None) if not isinstance(path, _Source) else path
     import av
 
     errors = _backend_errors()

@@ -143,7 +143,7 @@ def trees(tmp_path_factory):
     ("gtzan", "gtzan", {"split": "random"}),
     ("gtzan", "gtzan", {}),
     ("fma-medium", "fma", {}),
-    ("fma-small", "fma/", {"split": "folds", "n_folds": 2}),
+    ("fma-medium", "fma/", {"split": "folds", "n_folds": 2}),
     ("folder", "folder", {}),
 ])
 def test_manifests_from_an_http_index_equal_the_local_ones(trees, dataset, sub, options):
