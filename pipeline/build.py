@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
-from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.allocator import MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, tune_allocator
 from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
 
@@ -96,6 +96,9 @@ class ShardTask:
     uri: str
     storage_options: Mapping[str, Any]
     limits: ClipLimits = ClipLimits()
+    #: fsspec options for remote audio (``--root s3://...``): without credentials when the
+    #: task goes to workers (they use their own environment), see pipeline.sources.public_options.
+    source_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,15 +152,31 @@ def _extract_shard(task: ShardTask) -> list:
     own clip only. The kernels are compiled here first so the child inherits them.
     """
     from pipeline.extract import warm_up
+    from pipeline.sources import fetch_many, is_remote
     from stores import ClipResult
 
     warm_up(task.config)
-    jobs = [Job(source, (path, clip_id, task.config, variants)) for clip_id, path, source, variants in task.clips]
-    outcomes = run_isolated(jobs, extract_for_store, limits=task.limits)
-    return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
+    # Remote audio: this task fetches its shard's objects itself, concurrently,
+    # and the clips are decoded from memory (no shared filesystem).
+    remote = [i for i, clip in enumerate(task.clips) if is_remote(clip[1])]
+    fetched = dict(zip(remote, fetch_many([task.clips[i][1] for i in remote],
+                                          storage_options=task.source_options or None))) if remote else {}
+    outcomes: dict[int, Outcome] = {}
+    jobs, positions = [], []
+    for i, (clip_id, path, source, variants) in enumerate(task.clips):
+        data = fetched.get(i, path)
+        if isinstance(data, AudioError):  # unreadable object: its clip fails, the shard goes on
+            outcomes[i] = Outcome(False, category=data.category, reason=data.reason)
+            continue
+        jobs.append(Job(source, (data, clip_id, task.config, variants, source)))
+        positions.append(i)
+    for i, outcome in zip(positions, run_isolated(jobs, extract_for_store, limits=task.limits)):
+        outcomes[i] = outcome
+    return [_clip_result(outcomes[i], clip, ClipResult) for i, clip in enumerate(task.clips)]
 
 
-def extract_for_store(path: str, clip_id: str, config: PipelineConfig, variants: tuple[str, ...]):
+def extract_for_store(source: "str | bytes", clip_id: str, config: PipelineConfig, variants: tuple[str, ...],
+                      name: str | None = None):
     """:func:`pipeline.extract.process_clip` with every feature already rounded to the store's float16.
 
     Runs in the sandbox child: rounding there halves the bytes that travel
@@ -167,7 +186,7 @@ def extract_for_store(path: str, clip_id: str, config: PipelineConfig, variants:
     from pipeline.extract import process_clip
     from stores.schema import MANTISSA_BITS, round_mantissa
 
-    clip = process_clip(path, clip_id, config, variants)
+    clip = process_clip(source, clip_id, config, variants, name=name if isinstance(source, bytes) else None)
     for feats in clip.features.values():
         for name, x in feats.items():
             feats[name] = round_mantissa(x, MANTISSA_BITS)
@@ -458,6 +477,7 @@ def build_store(
     progress: bool = True,
     worker_addresses: Sequence[str] | None = None,
     clip_limits: ClipLimits = ClipLimits(),
+    source_storage_options: Mapping[str, Any] | None = None,
 ) -> BuildSummary:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -495,6 +515,11 @@ def build_store(
     clip_limits : ClipLimits
         Time and memory limit of each clip, and whether clips run in a
         forked child (see :mod:`pipeline.isolation`); not part of the store.
+    source_storage_options : mapping, optional
+        fsspec options of a remote dataset root (``manifest.root`` an
+        ``s3://``, ``gs://`` or ``http(s)://`` URI). Only their credential-free
+        part (:func:`pipeline.sources.public_options`) goes to workers, which
+        take credentials from their own environment.
 
     Raises
     ------
@@ -504,6 +529,7 @@ def build_store(
         Tasks failed for reasons other than bad audio (after retries), or
         the scheduler cannot be reached. Finished shards are kept.
     """
+    from pipeline.sources import check_root, is_remote, join_root, public_options
     from stores import create_store, open_store, schema
     from stores.uri import redact_uri, scheme_of
 
@@ -523,6 +549,9 @@ def build_store(
         )
     uri = _writable_uri(out_uri)
     options = dict(storage_options or {})
+    source_options = dict(source_storage_options or {})
+    if is_remote(manifest.root):
+        check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
     augmented = augmented_splits(manifest, config)
     writer = create_store(
@@ -533,16 +562,16 @@ def build_store(
         augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
     pending = writer.pending_shards()
-    root = Path(manifest.root).expanduser().resolve()
+    task_source_options = source_options if serial else public_options(source_options)
     tasks = []
     for i in pending:
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
-            (c.clip_id, str(root / c.path), c.path,
+            (c.clip_id, join_root(manifest.root, c.path), c.path,
              config.augment.variant_names if "all" in augmented or c.split in augmented else (ORIGINAL,))
             for c in manifest.clips[start:stop]
         )
-        tasks.append(ShardTask(i, clips, config, uri, options, clip_limits))
+        tasks.append(ShardTask(i, clips, config, uri, options, clip_limits, task_source_options))
     n_todo = sum(len(t.clips) for t in tasks)
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
 
@@ -660,18 +689,28 @@ def build_from_cli(args: Any) -> int:
     from pipeline.cli import parse_storage_options
     from pipeline.cli.build import clip_limits_from_args
     from pipeline.config import load_config
+    from stores.uri import local_path
 
     config = load_config(args.config)
     manifest = manifest_from_cli(args)
     summary = build_store(
         manifest, args.out, config=config, workers=args.workers, scheduler=args.scheduler,
         overwrite=args.overwrite, max_failures=args.max_failures,
-        storage_options=parse_storage_options(args.storage_option),
+        # --storage-option serves whichever of --out and --root is remote (or both).
+        storage_options=parse_storage_options(args.storage_option) if local_path(args.out) is None else {},
         clips_per_shard=getattr(args, "clips_per_shard", None), progress=True,
-        clip_limits=clip_limits_from_args(args),
+        clip_limits=clip_limits_from_args(args), source_storage_options=source_options_from_cli(args),
     )
     print(summary.report())
     return 1 if summary.failures_exceeded else 0
+
+
+def source_options_from_cli(args: Any) -> dict[str, Any]:
+    """``--storage-option`` pairs for a remote ``--root`` (None of them for a local one)."""
+    from pipeline.cli import parse_storage_options
+    from pipeline.sources import is_remote
+
+    return parse_storage_options(getattr(args, "storage_option", None)) if is_remote(args.root) else {}
 
 
 def manifest_from_cli(args: Any) -> Manifest:
@@ -680,7 +719,8 @@ def manifest_from_cli(args: Any) -> Manifest:
     from pipeline.datasets import load_manifest
 
     dataset_options = parse_key_values(getattr(args, "dataset_option", None), flag="--dataset-option")
-    manifest = load_manifest(args.dataset, args.root, split=args.split, **dataset_options)
+    manifest = load_manifest(args.dataset, args.root, split=args.split, storage_options=source_options_from_cli(args),
+                             **dataset_options)
     if args.limit is not None:
         if args.limit <= 0:
             raise ConfigError(f"--limit={args.limit} must be a positive number of clips")

@@ -15,12 +15,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pipeline.build import dask_client, progress_bar
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
-from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.isolation import ClipLimits, Job, run_isolated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,35 +91,50 @@ class ScanReport:
                 writer.writerow([c.clip_id, c.source, c.category, c.reason])
 
 
-def _decode_summary(path: str, config: PipelineConfig) -> tuple[float, float, str]:
+def _decode_summary(source: "str | bytes", config: PipelineConfig, name: str | None = None
+                    ) -> tuple[float, float, str]:
     """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder)."""
     from pipeline.extract import decode
 
-    clip = decode(path, config)
+    clip = decode(source, config, name=name if isinstance(source, bytes) else None)
     return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder
 
 
-def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits
-               ) -> list[ScannedClip]:
-    """Decode ``(clip_id, readable path, dataset-relative source)`` clips; the body of one scan task."""
+def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits,
+               source_options: Mapping[str, Any] | None = None) -> list[ScannedClip]:
+    """Decode ``(clip_id, location, dataset-relative source)`` clips; the body of one scan task.
+
+    Remote locations are fetched first, concurrently, as a build task does.
+    """
     from pipeline.allocator import tune_allocator
+    from pipeline.sources import fetch_many, is_remote
 
     tune_allocator()
-    jobs = [Job(source, (path, config)) for _, path, source in clips]
-    out = []
-    for (clip_id, path, source), outcome in zip(clips, run_isolated(jobs, _decode_summary, limits=limits)):
+    remote = [i for i, clip in enumerate(clips) if is_remote(clip[1])]
+    fetched = dict(zip(remote, fetch_many([clips[i][1] for i in remote], storage_options=source_options or None)))
+    out: dict[int, ScannedClip] = {}
+    jobs, positions = [], []
+    for i, (clip_id, path, source) in enumerate(clips):
+        data = fetched.get(i, path)
+        if isinstance(data, AudioError):
+            out[i] = ScannedClip(clip_id, source, False, data.category, data.reason)
+            continue
+        jobs.append(Job(source, (data, config, source)))
+        positions.append(i)
+    for i, outcome in zip(positions, run_isolated(jobs, _decode_summary, limits=limits)):
+        clip_id, path, source = clips[i]
         if outcome.ok:
             seconds, source_seconds, decoder = outcome.value
-            out.append(ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
-                                   decoder=decoder))
+            out[i] = ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
+                                 decoder=decoder)
         else:
-            out.append(ScannedClip(clip_id, source, False, outcome.category, outcome.reason.replace(path, source)))
-    return out
+            out[i] = ScannedClip(clip_id, source, False, outcome.category, outcome.reason.replace(path, source))
+    return [out[i] for i in range(len(clips))]
 
 
 def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | None = None,
                   scheduler: "str | distributed.Client | None" = None, clip_limits: ClipLimits = ClipLimits(),
-                  progress: bool = True) -> ScanReport:
+                  progress: bool = True, source_storage_options: Mapping[str, Any] | None = None) -> ScanReport:
     """Decode every clip of ``manifest`` on the build's cluster (``workers=0``: in this process).
 
     Raises
@@ -131,9 +146,13 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
         raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to scan")
     if workers is not None and (isinstance(workers, bool) or workers < 0):
         raise ConfigError(f"workers={workers!r} must be 0 (serial) or a positive number of processes")
+    from pipeline.sources import check_root, is_remote, join_root, public_options
+
     t0 = time.perf_counter()
-    root = Path(manifest.root).expanduser().resolve()
-    clips = [(c.clip_id, str(root / c.path), c.path) for c in manifest.clips]
+    source_options = dict(source_storage_options or {})
+    if is_remote(manifest.root):
+        check_root(manifest.root, source_options)
+    clips = [(c.clip_id, join_root(manifest.root, c.path), c.path) for c in manifest.clips]
     n_workers = workers if workers else (os.cpu_count() or 1)
     # Enough tasks for every worker to stay busy, none so small that scheduling dominates.
     size = max(1, min(CLIPS_PER_TASK, -(-len(clips) // (4 * n_workers))))
@@ -143,13 +162,14 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
     try:
         if scheduler is None and workers == 0:
             for i, group in enumerate(groups):
-                results[i] = scan_clips(group, config, clip_limits)
+                results[i] = scan_clips(group, config, clip_limits, source_options)
                 bar.update(len(group))
         else:
             import distributed
 
             with dask_client(min(n_workers, len(groups)), scheduler) as client:
-                futures = {client.submit(scan_clips, group, config, clip_limits, pure=False,
+                shared = public_options(source_options)  # workers take credentials from their environment
+                futures = {client.submit(scan_clips, group, config, clip_limits, shared, pure=False,
                                          key=f"scan-{config.config_hash()[:8]}-{i}-{time.time_ns()}"): i
                            for i, group in enumerate(groups)}
                 for future in distributed.as_completed(list(futures)):

@@ -25,13 +25,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--csv", metavar="PATH", help="write clip_id,source,category,reason of every failing file")
     add_clip_limit_options(p)
+    add_storage_option(p)
     p.set_defaults(func=scan)
 
 
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
     """The options that choose the clips: the same for build and scan."""
     p.add_argument("--dataset", required=True, help="dataset adapter: demo, gtzan, fma-small, fma-medium, fma-large, folder")
-    p.add_argument("--root", help="dataset root folder (demo: cache folder for the generated audio)")
+    p.add_argument("--root", help="dataset root: a folder or a URI (s3://, gs://, http(s)://, file://); "
+                                  "demo: cache folder for the generated audio")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores; 0: serial, in this process)")
     where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
@@ -44,12 +46,13 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
 
 
 def scan(args: argparse.Namespace) -> int:
-    from pipeline.build import manifest_from_cli
+    from pipeline.build import manifest_from_cli, source_options_from_cli
     from pipeline.config import load_config
     from pipeline.preflight import scan_manifest
 
     report = scan_manifest(manifest_from_cli(args), config=load_config(args.config), workers=args.workers,
-                           scheduler=args.scheduler, clip_limits=clip_limits_from_args(args))
+                           scheduler=args.scheduler, clip_limits=clip_limits_from_args(args),
+                           source_storage_options=source_options_from_cli(args))
     if args.csv:
         report.write_csv(args.csv)
     if args.json:

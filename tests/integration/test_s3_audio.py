@@ -14,7 +14,7 @@ from stores import open_store
 from tests.integration.helpers import assert_same_store, synthetic_manifest, tiny_config
 from tests.s3_fixtures import S3Server
 
-pytestmark = [pytest.mark.s3, pytest.mark.xfail(reason="needs build integration", strict=False)]
+pytestmark = pytest.mark.s3
 
 N_CLIPS = 6
 
