@@ -101,7 +101,8 @@ def test_predict_answers_for_every_file_it_can(trained, tmp_path, capsys, monkey
     monkeypatch.setattr(Predictor, "features", features_with_a_bug)
     results = predict_files(trained, [good[0], riff_vorbis, buggy, good[1]], top=2)
     assert [("top" in r) for r in results] == [True, False, False, True]
-    assert results[1]["category"] == "not audio" and str(riff_vorbis) in results[1]["error"]
+    assert results[1]["category"] == "not audio" and results[1]["file"] == str(riff_vorbis)
+    assert results[1]["error"].startswith("not audio: ") and "RIFF" in results[1]["error"]
     assert results[2]["category"] == "internal error" and "KeyError" in results[2]["error"]
     assert main(["predict", "--checkpoint", str(trained), str(good[0]), str(riff_vorbis), str(good[1])]) == 1
     captured = capsys.readouterr()
