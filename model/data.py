@@ -170,8 +170,10 @@ class WindowStream(IterableDataset):
     features : names of the features to read (only those are decompressed).
     batch_size : windows per batch.
     shuffle : shuffle shard order and windows (seeded by ``seed`` and the epoch).
-    buffer_shards : shards held in memory at once; windows are shuffled across
-        them. Each stream (each loader thread or worker) keeps their decode
+    buffer_shards : shards of 16 clips held in memory at once; windows are
+        shuffled across them. A store with smaller shards (a small collection's
+        build makes them) is read that many more shards at a time, so the
+        shuffle always mixes the same number of clips. Each stream (each loader thread or worker) keeps their decode
         buffers for its lifetime: ~64 MB per shard of 16 clips x 5 variants of 30 s.
     clips : restrict to these clip indices (must be ``ok`` clips of ``split``).
     rank, world_size : DDP position; ``None`` reads ``torch.distributed`` when initialised.
@@ -313,6 +315,13 @@ class WindowStream(IterableDataset):
         return sum(len(r) for _, r in self.plan())
 
     # -- iteration ---------------------------------------------------------
+    def _group_shards(self, store) -> int:
+        """Shards read and shuffled together: ``buffer_shards`` shards' worth of 16-clip shards."""
+        from stores.schema import DEFAULT_CLIPS_PER_SHARD
+
+        per_shard = max(1, max(stop - start for start, stop in store.shards))
+        return max(self.buffer_shards, -(-self.buffer_shards * DEFAULT_CLIPS_PER_SHARD // per_shard))
+
     def _read_group(self, store: Any, group: list[tuple[int, np.ndarray]]
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Decode a group of shards into this stream's reused group buffers.
@@ -324,7 +333,7 @@ class WindowStream(IterableDataset):
         row points at.
         """
         if self._buffers is None:
-            capacity = self.buffer_shards * max(stop - start for start, stop in store.shards)
+            capacity = self._group_shards(store) * max(stop - start for start, stop in store.shards)
             n_variants, frames = len(store.variants), int(store.max_frames)
             # Allocated once per stream (per loader thread or worker) and kept: ~64 MB per shard of
             # 16 clips x 5 variants of 30 s. np.zeros maps pages lazily, so memory is committed as decoded.
@@ -368,8 +377,9 @@ class WindowStream(IterableDataset):
         batch: dict[str, torch.Tensor] | None = None
         keys = np.empty((self.batch_size, 3), np.int64)  # (clip, variant, start) of each batch position
         filled = 0
-        for g in range(0, len(plan), self.buffer_shards):
-            buffers, pool = self._read_group(store, plan[g:g + self.buffer_shards])
+        group = self._group_shards(store)
+        for g in range(0, len(plan), group):
+            buffers, pool = self._read_group(store, plan[g:g + group])
             if self.shuffle:
                 pool = pool[rng.permutation(len(pool))]
             pos = 0
