@@ -147,35 +147,46 @@ def build_shard(task: ShardTask) -> ShardReport:
 def _extract_shard(task: ShardTask) -> list:
     """Decode and extract every clip of the shard; any failure of a clip becomes its failed ClipResult.
 
-    The clips run in a forked child (:func:`pipeline.isolation.run_isolated`),
-    so a decoder that raises, crashes, hangs or runs out of memory fails its
-    own clip only. The kernels are compiled here first so the child inherits them.
+    The kernels are compiled here first so the sandbox child inherits them.
     """
     from pipeline.extract import warm_up
-    from pipeline.sources import fetch_many, is_remote
     from stores import ClipResult
 
     warm_up(task.config)
-    # Remote audio: this task fetches its shard's objects itself, concurrently,
-    # and the clips are decoded from memory (no shared filesystem).
-    remote = [i for i, clip in enumerate(task.clips) if is_remote(clip[1])]
-    fetched = dict(zip(remote, fetch_many([task.clips[i][1] for i in remote],
-                                          storage_options=task.source_options or None))) if remote else {}
+    outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
+                              for clip_id, path, source, variants in task.clips],
+                             extract_for_store, limits=task.limits, source_options=task.source_options)
+    return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
+
+
+def clip_outcomes(clips: Sequence[tuple[str, str, tuple]], work: Any, *, limits: ClipLimits,
+                  source_options: Mapping[str, Any] | None = None) -> list[Outcome]:
+    """``work(audio, *args, name=source)`` for each ``(location, source, args)``, one clip failing only itself.
+
+    The clips run in a sandbox child (:func:`pipeline.isolation.run_isolated`).
+    Remote locations are fetched first by this task, concurrently, and decoded
+    from memory (no shared filesystem); an object that stays unreadable is
+    its clip's failure and starts no job. Build and scan tasks both use this.
+    """
+    from pipeline.sources import fetch_many, is_remote
+
+    remote = [i for i, (location, _, _) in enumerate(clips) if is_remote(location)]
+    audio: dict[int, Any] = {i: location for i, (location, _, _) in enumerate(clips)}
+    if remote:
+        audio.update(zip(remote, fetch_many([clips[i][0] for i in remote], storage_options=source_options or None)))
     outcomes: dict[int, Outcome] = {}
     jobs, positions = [], []
-    for i, (clip_id, path, source, variants) in enumerate(task.clips):
-        data = fetched.get(i, path)
-        if isinstance(data, AudioError):  # unreadable object: its clip fails, the shard goes on
-            outcomes[i] = Outcome(False, category=data.category, reason=data.reason)
+    for i, (_, source, args) in enumerate(clips):
+        if isinstance(audio[i], AudioError):
+            outcomes[i] = Outcome(False, category=audio[i].category, reason=audio[i].reason)
             continue
-        jobs.append(Job(source, (data, clip_id, task.config, variants, source)))
+        jobs.append(Job(source, (audio[i], *args, source)))
         positions.append(i)
-    for i, outcome in zip(positions, run_isolated(jobs, extract_for_store, limits=task.limits)):
-        outcomes[i] = outcome
-    return [_clip_result(outcomes[i], clip, ClipResult) for i, clip in enumerate(task.clips)]
+    outcomes.update(zip(positions, run_isolated(jobs, work, limits=limits)))
+    return [outcomes[i] for i in range(len(clips))]
 
 
-def extract_for_store(source: "str | bytes", clip_id: str, config: PipelineConfig, variants: tuple[str, ...],
+def extract_for_store(audio: "str | bytes", clip_id: str, config: PipelineConfig, variants: tuple[str, ...],
                       name: str | None = None):
     """:func:`pipeline.extract.process_clip` with every feature already rounded to the store's float16.
 
@@ -186,11 +197,16 @@ def extract_for_store(source: "str | bytes", clip_id: str, config: PipelineConfi
     from pipeline.extract import process_clip
     from stores.schema import MANTISSA_BITS, round_mantissa
 
-    clip = process_clip(source, clip_id, config, variants, name=name if isinstance(source, bytes) else None)
+    clip = process_clip(audio, clip_id, config, variants, name=name)
     for feats in clip.features.values():
-        for name, x in feats.items():
-            feats[name] = round_mantissa(x, MANTISSA_BITS)
+        for feature, x in feats.items():
+            feats[feature] = round_mantissa(x, MANTISSA_BITS)
     return clip
+
+
+def clip_variants(clip: Any, augmented: Sequence[str], config: PipelineConfig) -> tuple[str, ...]:
+    """The variants a clip of the manifest gets: all of them in an augmented split, else the original."""
+    return config.augment.variant_names if "all" in augmented or clip.split in augmented else (ORIGINAL,)
 
 
 def _clip_result(outcome: Outcome, clip: tuple[str, str, str, tuple[str, ...]], result_type: Any) -> Any:
@@ -567,8 +583,7 @@ def build_store(
     for i in pending:
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
-            (c.clip_id, join_root(manifest.root, c.path), c.path,
-             config.augment.variant_names if "all" in augmented or c.split in augmented else (ORIGINAL,))
+            (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
             for c in manifest.clips[start:stop]
         )
         tasks.append(ShardTask(i, clips, config, uri, options, clip_limits, task_source_options))

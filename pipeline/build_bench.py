@@ -69,8 +69,7 @@ def serial_limit(manifest: Manifest, config: PipelineConfig) -> dict[str, Any]:
     """Decode and extract every clip of ``manifest`` in this process, one thread: the per-core limit."""
     from threadpoolctl import threadpool_limits
 
-    from pipeline.build import augmented_splits
-    from pipeline.config import ORIGINAL
+    from pipeline.build import augmented_splits, clip_variants
     from pipeline.extract import process_clip, warm_up
 
     augmented = augmented_splits(manifest, config)
@@ -80,9 +79,7 @@ def serial_limit(manifest: Manifest, config: PipelineConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         for clip in manifest.clips:
-            variants = (config.augment.variant_names if "all" in augmented or clip.split in augmented
-                        else (ORIGINAL,))
-            process_clip(str(root / clip.path), clip.clip_id, config, variants)
+            process_clip(str(root / clip.path), clip.clip_id, config, clip_variants(clip, augmented, config))
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
     return {"clips_per_s": len(manifest) / seconds, "seconds": seconds, "cpu_s_per_clip": cpu / len(manifest),

@@ -204,17 +204,14 @@ class _Sandbox:
             except (pickle.PicklingError, AttributeError, TypeError) as exc:
                 return outcome_of_exception(exc, job.name)  # work or arguments cannot be sent: our bug
             except BrokenPipeError:
-                self._discard()  # died while idle (e.g. its creating thread ended): not this job's fault
-                continue
-            started = self.reader.next_message(limits.seconds)
+                started = None  # died while idle (e.g. its creating thread ended)
+            else:
+                started = self.reader.next_message(limits.seconds)
             if started is None and attempt == 1:
                 # The child was gone before it took the job: start another, blame nothing yet.
                 self._discard()
                 continue
-            if started is not _TIMED_OUT and started is not None:
-                done = self.reader.next_message(max(0.0, limits.seconds))
-            else:
-                done = started
+            done = started if started is None or started is _TIMED_OUT else self.reader.next_message(limits.seconds)
             if done is _TIMED_OUT:
                 self._kill()
                 logger.warning("%s: timed out after %g s; killed", job.name, limits.seconds)

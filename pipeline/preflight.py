@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pipeline.build import dask_client, progress_bar
+from pipeline.build import clip_outcomes, dask_client, progress_bar
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
-from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
-from pipeline.isolation import ClipLimits, Job, run_isolated
+from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.isolation import ClipLimits
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -91,45 +91,33 @@ class ScanReport:
                 writer.writerow([c.clip_id, c.source, c.category, c.reason])
 
 
-def _decode_summary(source: "str | bytes", config: PipelineConfig, name: str | None = None
+def _decode_summary(audio: "str | bytes", config: PipelineConfig, name: str | None = None
                     ) -> tuple[float, float, str]:
     """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder)."""
     from pipeline.extract import decode
 
-    clip = decode(source, config, name=name if isinstance(source, bytes) else None)
+    clip = decode(audio, config, name=name)
     return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder
 
 
 def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits,
                source_options: Mapping[str, Any] | None = None) -> list[ScannedClip]:
-    """Decode ``(clip_id, location, dataset-relative source)`` clips; the body of one scan task.
-
-    Remote locations are fetched first, concurrently, as a build task does.
-    """
+    """Decode ``(clip_id, location, dataset-relative source)`` clips; the body of one scan task."""
     from pipeline.allocator import tune_allocator
-    from pipeline.sources import fetch_many, is_remote
 
     tune_allocator()
-    remote = [i for i, clip in enumerate(clips) if is_remote(clip[1])]
-    fetched = dict(zip(remote, fetch_many([clips[i][1] for i in remote], storage_options=source_options or None)))
-    out: dict[int, ScannedClip] = {}
-    jobs, positions = [], []
-    for i, (clip_id, path, source) in enumerate(clips):
-        data = fetched.get(i, path)
-        if isinstance(data, AudioError):
-            out[i] = ScannedClip(clip_id, source, False, data.category, data.reason)
-            continue
-        jobs.append(Job(source, (data, config, source)))
-        positions.append(i)
-    for i, outcome in zip(positions, run_isolated(jobs, _decode_summary, limits=limits)):
-        clip_id, path, source = clips[i]
+    outcomes = clip_outcomes([(location, source, (config,)) for _, location, source in clips], _decode_summary,
+                             limits=limits, source_options=source_options)
+    out = []
+    for (clip_id, location, source), outcome in zip(clips, outcomes):
         if outcome.ok:
             seconds, source_seconds, decoder = outcome.value
-            out[i] = ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
-                                 decoder=decoder)
+            out.append(ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
+                                   decoder=decoder))
         else:
-            out[i] = ScannedClip(clip_id, source, False, outcome.category, outcome.reason.replace(path, source))
-    return [out[i] for i in range(len(clips))]
+            out.append(ScannedClip(clip_id, source, False, outcome.category,
+                                   outcome.reason.replace(location, source)))
+    return out
 
 
 def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | None = None,

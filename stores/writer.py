@@ -164,6 +164,13 @@ class StoreWriter:
         self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in attrs["aug_params"].items()}
         self._arrays = _array_handles(uri, attrs)
 
+    def _encoder(self, name: str):
+        """Our shard encoder of feature array ``name`` (None: not our layout); made once per process and store."""
+        key = ("encoder", name)
+        if key not in self._arrays:
+            self._arrays[key] = shard_encoder(self.array(name))
+        return self._arrays[key]
+
     def array(self, name: str) -> zarr.Array:
         """The store's array ``name``; opened once per process and store (opening reads its metadata)."""
         array = self._arrays.get(name)
@@ -277,7 +284,7 @@ class StoreWriter:
         writes = []
         for name, block in blocks.items():
             array = self.array(name)
-            encoder = shard_encoder(array)
+            encoder = self._encoder(name)
             if encoder is None:
                 writes.append(array._async_array.setitem(slice(start, stop), block))
             else:
@@ -326,12 +333,13 @@ class StoreWriter:
         return fingerprint
 
 
-#: Array handles of recently written stores, per process: (uri, identity of the store) -> name -> array.
-_ARRAY_HANDLES: "dict[tuple, dict[str, zarr.Array]]" = {}
+#: Array handles (and their shard encoders) of recently written stores, per process:
+#: (uri, identity of the store) -> name -> array, ("encoder", name) -> ShardEncoder or None.
+_ARRAY_HANDLES: "dict[tuple, dict[Any, Any]]" = {}
 _ARRAY_HANDLES_KEPT = 8
 
 
-def _array_handles(uri: str, attrs: Mapping[str, Any]) -> dict[str, zarr.Array]:
+def _array_handles(uri: str, attrs: Mapping[str, Any]) -> dict[Any, Any]:
     """The per-process cache of ``uri``'s opened arrays (a build task writes one shard, and
     opening its ~20 arrays costs more than writing their small per-clip objects).
 

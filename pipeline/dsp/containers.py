@@ -22,7 +22,7 @@ import dataclasses
 import io
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 #: Bytes read from the end of a FLAC or Ogg file to find its last frame/page
 #: (an Ogg page is at most 65,307 bytes; a FLAC frame is rarely over 32 KiB).
@@ -144,15 +144,23 @@ _WAV_TAGS = {0x0001: "PCM", 0x0003: "IEEE float", 0x0006: "A-law", 0x0007: "mu-l
 _PCM_BITS = (8, 16, 24, 32, 64)
 
 
-def _wav(fh: BinaryIO, size: int) -> ContainerFacts:
+def _iff_chunks(fh: BinaryIO, size: int, endian: str) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, chunk id, chunk size)`` of the chunks of a RIFF (``"<"``) or IFF (``">"``)
+    file after its 12-byte header; the file is positioned just past each chunk's header."""
     pos = 12
-    fmt: tuple[int, int, int, int, int] | None = None
     while pos + 8 <= size:
         fh.seek(pos)
         header = fh.read(8)
         if len(header) < 8:
-            break
-        chunk, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
+            return
+        chunk_size = struct.unpack(endian + "I", header[4:])[0]
+        yield pos, header[:4], chunk_size
+        pos += 8 + chunk_size + (chunk_size & 1)
+
+
+def _wav(fh: BinaryIO, size: int) -> ContainerFacts:
+    fmt: tuple[int, int, int, int, int] | None = None
+    for pos, chunk, chunk_size in _iff_chunks(fh, size, "<"):
         if chunk == b"fmt ":
             body = fh.read(min(chunk_size, 64))
             if len(body) >= 16:
@@ -162,7 +170,6 @@ def _wav(fh: BinaryIO, size: int) -> ContainerFacts:
                 fmt = (tag, channels, rate, block_align, bits)
         elif chunk == b"data":
             return _wav_facts(fmt, pos + 8, chunk_size, size)
-        pos += 8 + chunk_size + (chunk_size & 1)
     return ContainerFacts("WAV", _wav_description(fmt) + " without a data chunk", no_audio_bytes=True)
 
 
@@ -219,14 +226,8 @@ _AIFC_BYTES = {b"NONE": None, b"twos": None, b"sowt": None, b"fl32": 4, b"FL32":
 
 
 def _aiff(fh: BinaryIO, size: int, aifc: bool) -> ContainerFacts:
-    pos = 12
     comm = None
-    while pos + 8 <= size:
-        fh.seek(pos)
-        header = fh.read(8)
-        if len(header) < 8:
-            break
-        chunk, chunk_size = header[:4], struct.unpack(">I", header[4:])[0]
+    for pos, chunk, chunk_size in _iff_chunks(fh, size, ">"):
         if chunk == b"COMM":
             body = fh.read(min(chunk_size, 64))
             if len(body) >= 18:
@@ -238,7 +239,6 @@ def _aiff(fh: BinaryIO, size: int, aifc: bool) -> ContainerFacts:
             fh.seek(pos + 8)
             offset = struct.unpack(">I", fh.read(8)[:4] or b"\0\0\0\0")[0]
             return _aiff_facts(comm, pos + 16 + offset, size)
-        pos += 8 + chunk_size + (chunk_size & 1)
     return ContainerFacts("AIFF", "AIFF without a sound data chunk", no_audio_bytes=True)
 
 
