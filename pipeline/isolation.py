@@ -41,6 +41,7 @@ can make real process deaths; nothing else sets it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -167,6 +168,8 @@ def _run_one(name: str, args: tuple, work: Callable[..., Any], fault: str) -> Ou
 # --------------------------------------------------------------------------
 #: A child serves this many jobs, then a fresh one is forked (bounds any leak in a decoder).
 JOBS_PER_CHILD = 1000
+#: How long a child told to stop (its job pipe closed) may take to exit before it is killed.
+STOP_GRACE_SECONDS = 5.0
 
 _local = threading.local()
 _all_sandboxes: "weakref.WeakSet[_Sandbox]" = weakref.WeakSet()
@@ -259,12 +262,9 @@ class _Sandbox:
 
     def _discard(self) -> int:
         """Forget a child that has ended (or is ending); return its wait status."""
-        status = 0
+        pid, self.pid = self.pid, None
         self._close_pipes()
-        if self.pid is not None:
-            status = _reap(self.pid)
-        self.pid = None
-        return status
+        return _reap(pid) if pid is not None else 0
 
     def _kill(self) -> None:
         if self.pid is not None:
@@ -275,12 +275,18 @@ class _Sandbox:
         self._discard()
 
     def _stop(self) -> None:
-        """End the child politely: closing its job pipe makes it exit."""
-        if self.pid is None:
-            return
+        """End the child: closing its job pipe makes it exit; one that does not is killed."""
+        pid, self.pid = self.pid, None  # forgotten first, so an interrupted stop leaves no half state
         self._close_pipes()
-        _reap(self.pid)
-        self.pid = None
+        if pid is not None:
+            _reap(pid, grace=STOP_GRACE_SECONDS)
+
+    def __del__(self) -> None:
+        # The sandbox of a thread that ended: its child would otherwise live until exit.
+        try:
+            self._stop()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
 
 def shutdown_children() -> None:
@@ -321,10 +327,24 @@ def _crash_outcome(status: int, limits: ClipLimits) -> Outcome:
                           "exclude it")
 
 
-def _reap(pid: int) -> int:
+def _reap(pid: int, grace: float | None = None) -> int:
+    """Wait for child ``pid`` and return its wait status; past ``grace`` seconds, kill it first."""
+    deadline = None if grace is None else time.monotonic() + grace
+    delay = 0.001
     while True:
         try:
-            return os.waitpid(pid, 0)[1]
+            if deadline is None:
+                return os.waitpid(pid, 0)[1]
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = None  # SIGKILL cannot be ignored: now a plain wait ends
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         except InterruptedError:  # pragma: no cover
             continue
         except ChildProcessError:  # pragma: no cover - already reaped elsewhere
@@ -384,6 +404,7 @@ def _child_main(read_fd: int, write_fd: int, memory: int | None) -> None:  # pra
         import faulthandler
 
         faulthandler.disable()
+        _release_inherited_fds(keep=(0, 1, 2, read_fd, write_fd))
         _die_with_parent()
         _cap_memory(memory)
         reader = _Reader(read_fd)
@@ -414,6 +435,30 @@ def _write_all(fd: int, data: memoryview) -> None:
     while len(data):
         n = os.write(fd, data)
         data = data[n:]
+
+
+def _release_inherited_fds(keep: Sequence[int]) -> None:  # pragma: no cover - child only
+    """Let go of every descriptor the fork copied except ``keep``.
+
+    A forked child holds a copy of each descriptor of its parent: the pipes of
+    the other threads' sandboxes (their children then never see the end of
+    their job pipe, and stopping them hangs), the worker's sockets to the
+    scheduler and to object storage (a connection the parent closes or resets
+    stays open while the child lives). Each one is pointed at /dev/null rather
+    than closed, so that its number is not reused while some inherited Python
+    object may still close it.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return  # no /proc (not Linux): keep them, as before
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in fds:
+        if fd in keep or fd == devnull:
+            continue
+        with contextlib.suppress(OSError):  # the directory's own descriptor is gone by now
+            os.dup2(devnull, fd, inheritable=False)
+    os.close(devnull)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - child only
