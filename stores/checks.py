@@ -46,13 +46,14 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
             "shape": list(arr.shape), "dims": list(arr.metadata.dimension_names or ()),
             "dtype": str(arr.dtype), "chunks": list(arr.chunks), "shards": list(arr.shards or arr.chunks),
         }
+    meta = store.metadata
     computed = int((store.valid_frames > 0).sum())
     nbytes = store.nbytes_stored
     raw = raw_float32_bytes(store)
     return {
         "uri": store.uri,
-        "format": store.attrs.get("format"),
-        "schema_version": store.attrs.get("schema_version"),
+        "format": meta.format,
+        "schema_version": meta.schema_version,
         "complete": store.complete,
         "fingerprint": store.fingerprint,
         "config_hash": store.config_hash,
@@ -64,17 +65,17 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         "labels": list(store.labels),
         "variants": list(store.variants),
         "clips_per_variant": {v: int((store.valid_frames[:, j] > 0).sum()) for j, v in enumerate(store.variants)},
-        "augmented_splits": store.attrs.get("augmented_splits"),
+        "augmented_splits": list(meta.augmented_splits),
         "features": features,
         "max_frames": store.max_frames,
-        "window": store.attrs.get("window"),
-        "layout": store.attrs.get("layout"),
+        "window": meta.window.to_attrs(),
+        "layout": meta.layout.to_attrs(),
         "nbytes_stored": nbytes,
         "bytes_per_clip_variant": (nbytes / computed) if computed and nbytes >= 0 else None,
         "fraction_of_float32": (nbytes / raw) if raw and nbytes >= 0 else None,
-        "dataset": store.attrs.get("dataset"),
-        "provenance": store.attrs.get("provenance"),
-        "finished": store.attrs.get("finished"),
+        "dataset": meta.dataset.to_attrs(),
+        "provenance": meta.provenance.to_attrs(),
+        "finished": meta.finished,
     }
 
 
@@ -145,7 +146,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     except PipelineError as exc:
         check("open", False, str(exc))
         return {"uri": shown, "ok": False, "checks": checks}
-    check("schema", True, f"{schema.FORMAT_NAME} v{store.attrs['schema_version']}")
+    check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")
     g = store.group
     digests = [str(d) for d in g[schema.SHARD_DIGEST][:]]
     missing = [i for i, d in enumerate(digests) if not d]
@@ -164,7 +165,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
                 or tuple(arr.metadata.dimension_names or ()) != dims:
             shape_problems.append(f"{name}: {tuple(arr.shape)} {arr.dtype} {arr.metadata.dimension_names}, "
                                   f"expected {want} {schema.FEATURE_DTYPE} {dims}")
-    aug_arrays = sorted(a for p in store.attrs["aug_params"].values() for a in p.values())
+    aug_arrays = store.metadata.aug_arrays()
     for name in (*schema.CLIP_COLUMNS, *aug_arrays):
         if tuple(g[name].shape) != (n,):
             shape_problems.append(f"{name}: shape {tuple(g[name].shape)}, expected ({n},)")
@@ -216,8 +217,8 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
           f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
           "rebuild with --overwrite)" if digest_mismatch else f"{len(digests) - len(missing)} shards match")
     if store.complete and not missing:
-        matches = store_fingerprint(store.config_hash, store.attrs["clips_hash"], digests) \
-            == store.attrs.get("fingerprint")
+        matches = store_fingerprint(store.config_hash, store.metadata.clips_hash, digests) \
+            == store.metadata.fingerprint
         check("fingerprint", matches, "matches the shard digests" if matches else
               "the root fingerprint does not match the shard digests")
     return {"uri": shown, "ok": all(c["ok"] for c in checks), "checks": checks}

@@ -20,8 +20,9 @@ import zarr.errors
 from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import SchemaVersionError, StoreError, StoreIncompleteError, StoreNotFoundError
+from pipeline.errors import StoreError, StoreIncompleteError, StoreNotFoundError
 from stores import schema
+from stores.metadata import StoreMetadata
 from stores.shards import ShardDecoder, shard_decoder
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
                         redact_uri, remote_errors, scheme_of)
@@ -46,17 +47,17 @@ class FeatureStore:
         The store's URI with any credentials removed.
     group : zarr.Group
         The underlying Zarr group, for access beyond this API.
-    attrs : dict
-        The root attributes (see :mod:`stores.writer`).
+    metadata : StoreMetadata
+        The root attributes, parsed and validated (see :mod:`stores.metadata`).
     """
 
     def __init__(self, group: zarr.Group, uri: str | Path,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None, metadata: StoreMetadata | None = None) -> None:
         self.group = group
         self.uri = redact_uri(uri)
         self._raw_uri = str(uri)
         self._storage_options = dict(storage_options or {})
-        self.attrs: dict[str, Any] = dict(group.attrs)
+        self.metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=self.uri) if metadata is None else metadata
         self._arrays: dict[str, zarr.Array] = {}
         self._decoders: dict[str, ShardDecoder | None] = {}
 
@@ -77,12 +78,17 @@ class FeatureStore:
 
     # -- description ---------------------------------------------------------
     @functools.cached_property
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes as stored (JSON types): ``metadata.to_attrs()``."""
+        return self.metadata.to_attrs()
+
+    @functools.cached_property
     def config(self) -> PipelineConfig:
-        return PipelineConfig.from_dict(self.attrs["config"])
+        return self.metadata.pipeline_config()
 
     @property
     def config_hash(self) -> str:
-        return str(self.attrs["config_hash"])
+        return self.metadata.config_hash
 
     @property
     def fingerprint(self) -> str:
@@ -91,46 +97,46 @@ class FeatureStore:
         An unfinished store has none yet; its config and clip-list hashes
         stand in, prefixed "incomplete-".
         """
-        fp = self.attrs.get("fingerprint")
-        return str(fp) if fp else f"incomplete-{self.config_hash[:16]}-{self.attrs['clips_hash'][:16]}"
+        fp = self.metadata.fingerprint
+        return fp if fp else f"incomplete-{self.config_hash[:16]}-{self.metadata.clips_hash[:16]}"
 
     @property
     def complete(self) -> bool:
-        return bool(self.attrs.get("complete"))
+        return self.metadata.complete
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(self.attrs["labels"])
+        return self.metadata.labels
 
     # A reader's attributes never change: what the hot paths ask for is derived once.
     @functools.cached_property
     def variants(self) -> tuple[str, ...]:
         """Stored variants, the original first."""
-        return tuple(self.attrs["variants"])
+        return self.metadata.variants
 
     @functools.cached_property
     def feature_bands(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.attrs["features"].items()}
+        return dict(self.metadata.features)
 
     @property
     def window_frames(self) -> int:
-        return int(self.attrs["window"]["window_frames"])
+        return self.metadata.window.window_frames
 
     @property
     def window_hop_frames(self) -> int:
-        return int(self.attrs["window"]["window_hop_frames"])
+        return self.metadata.window.window_hop_frames
 
     @property
     def max_frames(self) -> int:
-        return int(self.attrs["max_frames"])
+        return self.metadata.max_frames
 
     @property
     def n_clips(self) -> int:
-        return int(self.attrs["layout"]["n_clips"])
+        return self.metadata.layout.n_clips
 
     @property
     def clips_per_shard(self) -> int:
-        return int(self.attrs["layout"]["clips_per_shard"])
+        return self.metadata.layout.clips_per_shard
 
     # -- per-clip tables -------------------------------------------------------
     @functools.cached_property
@@ -153,7 +159,7 @@ class FeatureStore:
     def aug_params(self) -> pd.DataFrame:
         """The augmentation parameters drawn: columns "<variant>.<param>", NaN where absent."""
         columns = {}
-        for variant, params in self.attrs.get("aug_params", {}).items():
+        for variant, params in self.metadata.aug_params.items():
             for param, array in params.items():
                 columns[f"{variant}.{param}"] = self.group[array][:]
         frame = pd.DataFrame(columns, index=pd.RangeIndex(self.n_clips, name="clip"))
@@ -215,14 +221,14 @@ class FeatureStore:
         if frames == 0:
             status = self.clips["status"].iat[index]
             why = (f"the clip's status is {status!r}" if status != schema.STATUS_OK else
-                   f"augmented variants exist only for splits {self.attrs.get('augmented_splits')}")
+                   f"augmented variants exist only for splits {list(self.metadata.augmented_splits)}")
             raise StoreError(f"variant {variant!r} of clip {index} was not computed in {self.uri}: {why}")
         with remote_errors(self._raw_uri):
             return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
 
     @functools.cached_property
     def layout(self) -> schema.Layout:
-        return schema.Layout(self.n_clips, self.clips_per_shard)
+        return self.metadata.shards
 
     @functools.cached_property
     def shards(self) -> list[tuple[int, int]]:
@@ -327,6 +333,8 @@ def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         Nothing that looks like a feature store is at ``uri``.
     SchemaVersionError
         The store was written by a newer schema version.
+    MetadataError
+        A root attribute is missing or malformed (see :mod:`stores.metadata`).
     StoreIncompleteError
         The build has not finished and ``allow_incomplete`` is False.
     """
@@ -340,25 +348,15 @@ def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
             f"no feature store at {shown}: nothing there (check the path/URI, its bucket, "
             "and --storage-option credentials), or run `pipeline build --out` to create one"
         ) from exc
-    attrs = group.attrs
-    if attrs.get("format") != schema.FORMAT_NAME:
-        raise StoreNotFoundError(
-            f"{shown} holds a Zarr group but not a {schema.FORMAT_NAME} store "
-            f"(format attribute {attrs.get('format')!r})"
-        )
-    version = attrs.get("schema_version")
-    if not isinstance(version, int) or version > schema.SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{shown} was written with store schema version {version!r}; this code reads versions "
-            f"<= {schema.SCHEMA_VERSION}. Upgrade harmonic-feature-store to read it"
-        )
-    if not attrs.get("complete") and not allow_incomplete:
+    metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=shown)
+    if metadata.complete:
+        return FeatureStore(group, uri, storage_options, metadata)
+    if not allow_incomplete:
         raise StoreIncompleteError(
             f"the build of {shown} has not finished; rerun the same `pipeline build` command to resume it "
             "(`pipeline info`/`pipeline verify` show an unfinished store as it is)"
         )
-    if not attrs.get("complete"):
-        # An unfinished store may have grown since any consolidated view.
-        with quiet_consolidated_warning():
-            group = zarr.open_group(store, mode="r", use_consolidated=False)
+    # An unfinished store may have grown since any consolidated view.
+    with quiet_consolidated_warning():
+        group = zarr.open_group(store, mode="r", use_consolidated=False)
     return FeatureStore(group, uri, storage_options)

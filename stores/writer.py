@@ -18,15 +18,11 @@ complete and consolidates the metadata, once, as the only writer.
 from __future__ import annotations
 
 import asyncio
-
 import dataclasses
-import datetime as _dt
 import hashlib
 import json
 import logging
 import math
-import platform
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -39,15 +35,12 @@ from zarr.core.sync import sync
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.errors import ConfigMismatchError, StoreError
 from stores import schema
+from stores.metadata import BuildSummary, DatasetInfo, StoreMetadata
 from stores.schema import Layout
 from stores.shards import shard_encoder
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 
 logger = logging.getLogger(__name__)
-
-#: Libraries whose versions determine the numbers in a store (provenance).
-_LIBRARIES = ("numpy", "scipy", "librosa", "numba", "soxr", "soundfile", "av", "zarr", "numcodecs")
-
 
 @dataclasses.dataclass
 class ClipResult:
@@ -68,23 +61,6 @@ class ClipResult:
     duration_s: float = math.nan
     features: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     params: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-
-
-def _library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = _metadata.version(name)
-        except _metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def _package_version() -> str:
-    try:
-        return _metadata.version("harmonic-feature-store")
-    except _metadata.PackageNotFoundError:
-        return "unknown (not installed as a package)"
 
 
 def _columns_hash(columns: Mapping[str, Sequence[Any]]) -> str:
@@ -149,20 +125,28 @@ class StoreWriter:
 
     Use :func:`create_store` (the coordinating process) or :func:`open_writer`
     (a build task) rather than the constructor.
+
+    Attributes
+    ----------
+    metadata : StoreMetadata
+        The root attributes (parsed from the group unless given).
     """
 
-    def __init__(self, group: zarr.Group, uri: str) -> None:
+    def __init__(self, group: zarr.Group, uri: str, metadata: StoreMetadata | None = None) -> None:
         self.group = group
         self.uri = uri
-        attrs = dict(group.attrs)
-        self.attrs = attrs
-        layout = attrs["layout"]
-        self.layout = Layout(int(layout["n_clips"]), int(layout["clips_per_shard"]))
-        self.variants: tuple[str, ...] = tuple(attrs["variants"])
-        self.feature_bands: dict[str, int] = {k: int(v) for k, v in attrs["features"].items()}
-        self.max_frames = int(attrs["max_frames"])
-        self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in attrs["aug_params"].items()}
-        self._arrays = _array_handles(uri, attrs)
+        self.metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=uri) if metadata is None else metadata
+        self.layout: Layout = self.metadata.shards
+        self.variants: tuple[str, ...] = self.metadata.variants
+        self.feature_bands: dict[str, int] = dict(self.metadata.features)
+        self.max_frames = self.metadata.max_frames
+        self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in self.metadata.aug_params.items()}
+        self._arrays = _array_handles(uri, self.metadata)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root attributes as written (JSON types): ``metadata.to_attrs()``."""
+        return self.metadata.to_attrs()
 
     def _encoder(self, name: str):
         """Our shard encoder of feature array ``name`` (None: not our layout); made once per process and store."""
@@ -219,6 +203,7 @@ class StoreWriter:
             "reason": np.empty(n, dtype=object),
         }
         aug = {array: np.full(n, np.nan) for params in self.aug_arrays.values() for array in params.values()}
+        bits = self.metadata.layout.mantissa_bits
         for c, result in enumerate(results):
             clip = start + c
             if result.status not in (schema.STATUS_OK, schema.STATUS_FAILED):
@@ -254,7 +239,6 @@ class StoreWriter:
                         )
                     frames = x.shape[1]
                     # float16 features were rounded by the caller (schema.round_mantissa); float32 are rounded here.
-                    bits = self.attrs["layout"]["mantissa_bits"]
                     blocks[name][c, j, :, :frames] = x if x.dtype == np.float16 and bits == schema.MANTISSA_BITS \
                         else schema.round_mantissa(x, bits)
                 valid[c, j] = frames
@@ -314,21 +298,16 @@ class StoreWriter:
                 f"cannot finalize {self.uri}: {len(pending)} shard(s) not built yet "
                 f"(first: {pending[:5]}); rerun the build to finish them"
             )
-        fingerprint = store_fingerprint(self.attrs["config_hash"], self.attrs["clips_hash"], digests)
+        fingerprint = store_fingerprint(self.metadata.config_hash, self.metadata.clips_hash, digests)
         status = self.group["status"][:]
-        summary = {
-            "n_ok": int(np.sum(status == schema.STATUS_OK)),
-            "n_failed": int(np.sum(status == schema.STATUS_FAILED)),
-        }
-        self.group.attrs.update({
-            "complete": True,
-            "fingerprint": fingerprint,
-            "summary": summary,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        summary = BuildSummary(n_ok=int(np.sum(status == schema.STATUS_OK)),
+                               n_failed=int(np.sum(status == schema.STATUS_FAILED)))
+        metadata = self.metadata.finished_with(fingerprint, summary)
+        # Existing attributes keep their places; summary and finished come last.
+        self.group.attrs.update(metadata.to_attrs())
         with quiet_consolidated_warning():
             zarr.consolidate_metadata(self.group.store)
-        self.attrs = dict(self.group.attrs)
+        self.metadata = metadata
         logger.info("finalized %s (fingerprint %s)", self.uri, fingerprint[:12])
         return fingerprint
 
@@ -339,15 +318,15 @@ _ARRAY_HANDLES: "dict[tuple, dict[Any, Any]]" = {}
 _ARRAY_HANDLES_KEPT = 8
 
 
-def _array_handles(uri: str, attrs: Mapping[str, Any]) -> dict[Any, Any]:
+def _array_handles(uri: str, metadata: StoreMetadata) -> dict[Any, Any]:
     """The per-process cache of ``uri``'s opened arrays (a build task writes one shard, and
     opening its ~20 arrays costs more than writing their small per-clip objects).
 
     Keyed by what identifies one store's arrays: a store re-created at the same
     URI with another config, clip list or layout gets fresh handles.
     """
-    key = (uri, attrs.get("config_hash"), attrs.get("clips_hash"), json.dumps(attrs.get("layout"), sort_keys=True),
-           (attrs.get("provenance") or {}).get("created"))
+    key = (uri, metadata.config_hash, metadata.clips_hash, json.dumps(metadata.layout.to_attrs(), sort_keys=True),
+           metadata.provenance.created)
     handles = _ARRAY_HANDLES.pop(key, None) or {}
     _ARRAY_HANDLES[key] = handles  # most recent last
     while len(_ARRAY_HANDLES) > _ARRAY_HANDLES_KEPT:
@@ -362,9 +341,8 @@ def open_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = 
         group = _open_group(uri, storage_options, "r+")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
         raise StoreError(f"no store to write at {shown}; create it with create_store first") from exc
-    if group.attrs.get("format") != schema.FORMAT_NAME:
-        raise StoreError(f"{shown} is not a {schema.FORMAT_NAME} store")
-    return StoreWriter(group, shown)
+    # not a feature store, a newer schema or damaged attributes: StoreError subclasses naming the fix
+    return StoreWriter(group, shown, StoreMetadata.from_attrs(dict(group.attrs), uri=shown))
 
 
 def create_store(
@@ -419,11 +397,11 @@ def create_store(
     for name in schema.STATIC_COLUMNS:
         if name not in clips:
             raise StoreError(f"column {name!r} missing; create_store needs {list(schema.STATIC_COLUMNS)}")
-    existing = None if overwrite else _existing_attrs(uri, storage_options)
+    existing = None if overwrite else _existing_metadata(uri, storage_options, shown)
     if clips_per_shard is None:
         # Resuming keeps the store's layout; a new store sizes its shards to the collection.
-        stored = (existing or {}).get("layout", {}).get("clips_per_shard")
-        clips_per_shard = stored if isinstance(stored, int) else schema.auto_clips_per_shard(len(clips["clip_id"]))
+        clips_per_shard = existing.layout.clips_per_shard if existing is not None \
+            else schema.auto_clips_per_shard(len(clips["clip_id"]))
     layout = Layout(len(clips["clip_id"]), clips_per_shard)
     for name in schema.STATIC_COLUMNS:
         if len(clips[name]) != layout.n_clips:
@@ -433,42 +411,48 @@ def create_store(
             raise StoreError(
                 f"source {source!r} is an absolute path; stores hold paths relative to the dataset root"
             )
-    config_hash = config.config_hash()
     clips_hash = _columns_hash(clips)
 
-    if not overwrite:
-        if existing is not None:
-            problems = []
-            if existing.get("format") != schema.FORMAT_NAME:
-                problems.append(f"it is not a {schema.FORMAT_NAME} store (format {existing.get('format')!r})")
-            else:
-                if existing.get("schema_version") != schema.SCHEMA_VERSION:
-                    problems.append(f"schema version {existing.get('schema_version')} != {schema.SCHEMA_VERSION}")
-                if existing.get("config_hash") != config_hash:
-                    problems.append(f"config hash {str(existing.get('config_hash'))[:12]} != {config_hash[:12]} "
-                                    f"(differing sections: {_config_diff(existing.get('config', {}), config)})")
-                if existing.get("clips_hash") != clips_hash:
-                    problems.append(f"clip list differs ({existing.get('layout', {}).get('n_clips')} clips "
-                                    f"stored, {layout.n_clips} now)")
-                if existing.get("layout", {}).get("clips_per_shard") != clips_per_shard:
-                    problems.append(f"clips_per_shard {existing.get('layout', {}).get('clips_per_shard')} "
-                                    f"!= {clips_per_shard}")
-            if problems:
-                raise ConfigMismatchError(
-                    f"refusing to write into the existing store {shown}: " + "; ".join(problems)
-                    + ". Pass --overwrite (overwrite=True) to replace it, or choose another --out"
-                )
-            logger.info("resuming the existing store %s", shown)
-            return open_writer(uri, storage_options=storage_options)
+    if existing is not None:
+        problems = _differences(existing, config, clips_hash, layout)
+        if problems:
+            raise ConfigMismatchError(
+                f"refusing to write into the existing store {shown}: " + "; ".join(problems)
+                + ". Pass --overwrite (overwrite=True) to replace it, or choose another --out"
+            )
+        logger.info("resuming the existing store %s", shown)
+        return open_writer(uri, storage_options=storage_options)
 
+    metadata = StoreMetadata.for_new_store(
+        config=config, clips_hash=clips_hash, labels=labels, layout=layout, augmented_splits=augmented_splits,
+        aug_params=_aug_array_names(aug_params, config.augment.variant_names), dataset=DatasetInfo.of_mapping(dataset),
+    )
     group = _open_group(uri, storage_options, "w")
-    variants = config.augment.variant_names
-    feature_bands = config.features.feature_bands()
-    max_frames = config.max_frames
+    _create_arrays(group, metadata, clips)
+    group.attrs.update(metadata.to_attrs())
+    logger.info("created %s: %d clips, %d shards of %d, variants %s", shown, layout.n_clips, layout.n_shards,
+                layout.clips_per_shard, metadata.variants)
+    return StoreWriter(group, shown, metadata)
+
+
+def _aug_array_names(aug_params: Mapping[str, Sequence[str]], variants: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Variant -> drawn parameter -> the array that holds it."""
+    arrays: dict[str, dict[str, str]] = {}
+    for variant, params in aug_params.items():
+        if variant not in variants:
+            raise StoreError(f"augmentation parameters given for {variant!r}, not a variant of {list(variants)}")
+        arrays[variant] = {param: schema.aug_array_name(variant, param) for param in params}
+    return arrays
+
+
+def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[str, Sequence[Any]]) -> None:
+    """Every array of a new store, described by ``metadata``; the static per-clip columns filled from ``clips``."""
+    layout = metadata.shards
+    variants, max_frames = metadata.variants, metadata.max_frames
     n, nv, cps = layout.n_clips, len(variants), layout.clips_per_shard
     compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
 
-    for name, bands in feature_bands.items():
+    for name, bands in metadata.features.items():
         group.create_array(
             name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
             shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=[compressor],
@@ -491,69 +475,28 @@ def create_store(
             fill = schema.STATUS_PENDING
         group.create_array(name, shape=(n,), chunks=(cps,), dtype=str if kind == "str" else kind,
                            fill_value=fill, dimension_names=("clip",))
-    aug_arrays: dict[str, dict[str, str]] = {}
-    for variant, params in aug_params.items():
-        if variant not in variants:
-            raise StoreError(f"augmentation parameters given for {variant!r}, not a variant of {list(variants)}")
-        aug_arrays[variant] = {}
-        for param in params:
-            array = schema.aug_array_name(variant, param)
+    for variant, params in metadata.aug_params.items():
+        for param, array in params.items():
             group.create_array(array, shape=(n,), chunks=(cps,), dtype="float64", fill_value=np.nan,
                                dimension_names=("clip",), attributes={"variant": variant, "parameter": param})
-            aug_arrays[variant][param] = array
     group.create_array(schema.SHARD_DIGEST, shape=(layout.n_shards,), chunks=(1,), dtype=str, fill_value="",
                        dimension_names=("shard",))
 
-    group.attrs.update({
-        "format": schema.FORMAT_NAME,
-        "schema_version": schema.SCHEMA_VERSION,
-        "complete": False,
-        "fingerprint": None,
-        "config": config.to_dict(),
-        "config_hash": config_hash,
-        "clips_hash": clips_hash,
-        "labels": list(labels),
-        "variants": list(variants),
-        "features": feature_bands,
-        "max_frames": max_frames,
-        "window": {
-            "window_frames": config.window_frames,
-            "window_hop_frames": config.window_hop_frames,
-            "window_seconds": config.window.window_seconds,
-            "overlap": config.window.overlap,
-            "hop_length": config.features.hop_length,
-            "sample_rate": config.audio.sample_rate,
-        },
-        "augmented_splits": list(augmented_splits),
-        "aug_params": aug_arrays,
-        "layout": {
-            "n_clips": n,
-            "clips_per_shard": cps,
-            "n_shards": layout.n_shards,
-            "chunk": "one clip-variant: (1, 1, bands, max_frames)",
-            "shard": "clips_per_shard clips x all variants",
-            "dtype": schema.FEATURE_DTYPE,
-            "mantissa_bits": schema.MANTISSA_BITS,
-            "codec": {"name": "blosc", "cname": schema.BLOSC_CNAME, "clevel": schema.BLOSC_CLEVEL,
-                      "shuffle": schema.BLOSC_SHUFFLE},
-            "fill_value": 0.0,
-        },
-        "dataset": {
-            "name": str(dataset.get("name", "")),
-            "split_scheme": str(dataset.get("split_scheme", "")),
-            "n_folds": int(dataset.get("n_folds", 0)),
-            "source": str(dataset.get("source", "")),
-        },
-        "provenance": {
-            "package": "harmonic-feature-store",
-            "package_version": _package_version(),
-            "libraries": _library_versions(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "schema": f"{schema.FORMAT_NAME} v{schema.SCHEMA_VERSION}",
-        },
-    })
-    logger.info("created %s: %d clips, %d shards of %d, variants %s", shown, n, layout.n_shards, cps, variants)
-    return StoreWriter(group, shown)
+
+def _differences(existing: StoreMetadata, config: PipelineConfig, clips_hash: str, layout: Layout) -> list[str]:
+    """Why an existing store cannot be resumed with these inputs (empty: it can)."""
+    problems = []
+    if existing.schema_version != schema.SCHEMA_VERSION:
+        problems.append(f"schema version {existing.schema_version} != {schema.SCHEMA_VERSION}")
+    config_hash = config.config_hash()
+    if existing.config_hash != config_hash:
+        problems.append(f"config hash {existing.config_hash[:12]} != {config_hash[:12]} "
+                        f"(differing sections: {_config_diff(existing.config_dict(), config)})")
+    if existing.clips_hash != clips_hash:
+        problems.append(f"clip list differs ({existing.layout.n_clips} clips stored, {layout.n_clips} now)")
+    if existing.layout.clips_per_shard != layout.clips_per_shard:
+        problems.append(f"clips_per_shard {existing.layout.clips_per_shard} != {layout.clips_per_shard}")
+    return problems
 
 
 _FEATURE_DOC = {
@@ -565,13 +508,27 @@ _FEATURE_DOC = {
 }
 
 
-def _existing_attrs(uri: str | Path, storage_options: Mapping[str, Any] | None) -> dict | None:
-    """Root attributes of the group at ``uri``, or None when nothing is there."""
+def _existing_metadata(uri: str | Path, storage_options: Mapping[str, Any] | None,
+                       shown: str) -> StoreMetadata | None:
+    """The metadata of the store at ``uri``, or None when nothing is there.
+
+    Raises
+    ------
+    ConfigMismatchError
+        Something is there that is not a feature store this code can resume
+        (another Zarr group, a newer schema, damaged root attributes).
+    """
     try:
         group = _open_group(uri, storage_options, "r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
         return None
-    return dict(group.attrs)
+    try:
+        return StoreMetadata.from_attrs(dict(group.attrs), uri=shown)
+    except StoreError as exc:
+        raise ConfigMismatchError(
+            f"refusing to write into the existing store {shown}: {exc}. "
+            "Pass --overwrite (overwrite=True) to replace it, or choose another --out"
+        ) from exc
 
 
 def _config_diff(stored: Mapping[str, Any], config: PipelineConfig) -> list[str]:
