@@ -84,7 +84,7 @@ def upload_demo(dest: str, options: list[str]) -> None:
         upload_folder(Path(str(manifest.root)), dest, last=("demo.json",))
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfs-upload", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("buckets", help="create buckets that do not exist yet")
@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("folder", help="upload a folder as it is")
     p.add_argument("source", type=Path)
     p.add_argument("dest", metavar="URI")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.command == "buckets":
