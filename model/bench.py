@@ -28,10 +28,11 @@ import torch
 
 from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
 from model.train import TrainConfig, torch_threads
+from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
-def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, features: tuple[str, ...] | None = None,
+def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int = 32, features: tuple[str, ...] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Loader rate and raw read rate in windows/s (each measured for about ``seconds``).
 
@@ -67,7 +68,7 @@ def bench_loader(store: Any, *, seconds: float = 10.0, batch_size: int = 32, fea
         return _measure(store, stream, per_shard, features, seconds, batch_size)
 
 
-def _measure(store: Any, make_stream: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...],
+def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...],
              seconds: float, batch_size: int) -> dict[str, Any]:
     # raw: whole shards read (decompressed) in a tight loop into reused
     # buffers, as the loader does, nothing else

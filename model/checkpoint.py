@@ -22,6 +22,7 @@ import torch
 
 from pipeline.config import PipelineConfig, canonical_hash
 from pipeline.errors import ConfigMismatchError, ModelError
+from stores.protocol import ReadableStore
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def feature_hash(config: PipelineConfig | Mapping[str, Any]) -> str:
     return canonical_hash(part)
 
 
-def run_metadata(store: Any, cfg: Any, features: Any, model_kwargs: Mapping[str, Any] | None = None
+def run_metadata(store: ReadableStore, cfg: Any, features: Any, model_kwargs: Mapping[str, Any] | None = None
                  ) -> dict[str, Any]:
     """What every checkpoint (and its ``config.json``) records about the run besides the weights.
 
@@ -89,7 +90,7 @@ def load_checkpoint(path: str | Path, which: str = "best") -> dict[str, Any]:
     return state
 
 
-def check_store(state: Mapping[str, Any], store: Any, *, what: str = "checkpoint") -> None:
+def check_store(state: Mapping[str, Any], store: ReadableStore, *, what: str = "checkpoint") -> None:
     """Refuse a store whose features or labels differ from those a checkpoint was trained on.
 
     Raises

@@ -30,13 +30,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from model.gather import gather_into
 from pipeline.errors import ModelError
+from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 
-def open_source(source: Any, storage_options: Mapping[str, Any] | None = None) -> Any:
+def open_source(source: StoreSource, storage_options: Mapping[str, Any] | None = None) -> ReadableStore:
     """A store object from a URI (via ``stores.open_store``) or an already open store (returned as is)."""
     if isinstance(source, (str, os.PathLike)):
         from stores import open_store
@@ -86,7 +87,7 @@ def window_index(valid_frames: np.ndarray, clips: np.ndarray, variants: Sequence
     return np.stack([np.repeat(cc, counts), np.repeat(vv, counts), starts], axis=1)
 
 
-def split_clips(store: Any, split: str | None, clips: np.ndarray | None = None,
+def split_clips(store: ReadableStore, split: str | None, clips: np.ndarray | None = None,
                 folds: Sequence[int] | None = None) -> np.ndarray:
     """Indices of the ``ok`` clips of ``split`` (or of ``folds`` when given), optionally within ``clips``."""
     if folds:
@@ -103,7 +104,7 @@ def split_clips(store: Any, split: str | None, clips: np.ndarray | None = None,
     return selected
 
 
-def split_variants(store: Any, variants: str) -> list[int]:
+def split_variants(store: ReadableStore, variants: str) -> list[int]:
     """Variant columns to read: ``"all"`` (training) or ``"original"`` (validation, test)."""
     if variants == "all":
         return list(range(len(store.variants)))
@@ -141,7 +142,7 @@ def gather_windows(arrays: Mapping[str, np.ndarray], rows: np.ndarray, window: i
     return result
 
 
-def clips_by_shard(store: Any, clips: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+def clips_by_shard(store: ReadableStore, clips: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(shard, its first clip index, the given clips it holds, ascending)`` for each shard holding any."""
     clips = np.sort(np.asarray(clips, dtype=np.int64))
     for shard, (start, stop) in enumerate(store.shards):
@@ -196,7 +197,7 @@ class WindowStream(IterableDataset):
     ``(batch, bands, window_frames)``, labels int64 ``(batch,)``, keys int64 ``(batch, 3)``.
     """
 
-    def __init__(self, source: Any, *, split: str | None = "train", features: Sequence[str],
+    def __init__(self, source: StoreSource, *, split: str | None = "train", features: Sequence[str],
                  folds: Sequence[int] | None = None, variants: str | None = None, batch_size: int = 32,
                  shuffle: bool = True, buffer_shards: int = 4, seed: int = 0, clips: np.ndarray | None = None,
                  storage_options: Mapping[str, Any] | None = None, rank: int | None = None,
@@ -229,7 +230,7 @@ class WindowStream(IterableDataset):
         self.dtype = dtype
         self.epoch = 0
         self._iterations = 0
-        self._store: Any = None
+        self._store: ReadableStore | None = None
         self._store_pid: int | None = None
         self._buffers: dict[str, np.ndarray] | None = None
         self._slot: tuple[int, int] | None = None  # (thread, threads) inside a ThreadedLoader
@@ -245,7 +246,7 @@ class WindowStream(IterableDataset):
         return state
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ReadableStore:
         if self._store is None or self._store_pid != os.getpid():
             self._store = open_source(self.source, self.storage_options)
             self._store_pid = os.getpid()
@@ -322,7 +323,7 @@ class WindowStream(IterableDataset):
         per_shard = max(1, max(stop - start for start, stop in store.shards))
         return max(self.buffer_shards, -(-self.buffer_shards * DEFAULT_CLIPS_PER_SHARD // per_shard))
 
-    def _read_group(self, store: Any, group: list[tuple[int, np.ndarray]]
+    def _read_group(self, store: ReadableStore, group: list[tuple[int, np.ndarray]]
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Decode a group of shards into this stream's reused group buffers.
 
@@ -349,7 +350,7 @@ class WindowStream(IterableDataset):
             offset += stop - start
         return self._buffers, np.concatenate(pool)
 
-    def _new_batch(self, store: Any) -> dict[str, torch.Tensor]:
+    def _new_batch(self, store: ReadableStore) -> dict[str, torch.Tensor]:
         """Empty batch tensors, all features in one storage; in shared memory inside a DataLoader worker.
 
         A worker's batch crosses to the training process through shared
@@ -513,7 +514,7 @@ class _Failure:
 _DONE = object()
 
 
-def iter_clip_windows(store: Any, clips: np.ndarray, features: Sequence[str]
+def iter_clip_windows(store: ReadableStore, clips: np.ndarray, features: Sequence[str]
                       ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Every window of each clip's original variant, clip by clip, reading whole shards.
 
@@ -533,7 +534,7 @@ def iter_clip_windows(store: Any, clips: np.ndarray, features: Sequence[str]
             yield int(clip), gather_windows(arrays, rows, window)
 
 
-def normalisation_stats(store: Any, clips: np.ndarray, features: Sequence[str]
+def normalisation_stats(store: ReadableStore, clips: np.ndarray, features: Sequence[str]
                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-band mean and standard deviation over the valid frames of the clips' original variant.
 

@@ -26,6 +26,7 @@ from model.data import iter_clip_windows, open_source, split_clips
 from model.plots import plot_confusion
 from model.train import autocast
 from pipeline.errors import ModelError
+from stores.protocol import StoreSource
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def predict_windows(model: torch.nn.Module, windows: Mapping[str, np.ndarray], d
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def evaluate(checkpoint: str | Path, store: Any, out_dir: str | Path | None = None, *, split: str = "test",
+def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | None = None, *, split: str = "test",
              folds: Sequence[int] | None = None, storage_options: Mapping[str, Any] | None = None,
              device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
     """Evaluate the checkpoint's best model on ``split`` (or ``folds``) of ``store``.

@@ -39,6 +39,7 @@ import torch
 
 from model.data import open_source, split_clips
 from pipeline.errors import ModelError
+from stores.protocol import StoreSource
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_gpu_check(*, device: str = "cuda", store: Any = None, out: str | Path = "runs/gpu-check",
+def run_gpu_check(*, device: str = "cuda", store: StoreSource | None = None, out: str | Path = "runs/gpu-check",
                   params: GpuCheckParams | None = None, storage_options: Mapping[str, Any] | None = None,
                   echo: Any = logger.info) -> dict[str, Any]:
     """Run the check (see the module docstring) and return its figures.

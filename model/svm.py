@@ -29,6 +29,7 @@ import torch
 from model.checkpoint import load_checkpoint, run_metadata, save_checkpoint
 from model.data import clips_by_shard, open_source, split_clips, split_variants
 from pipeline.errors import ModelError
+from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def mfcc_statistics(mfcc: np.ndarray, valid: int | None = None) -> np.ndarray:
     return np.concatenate([x.mean(axis=1), x.std(axis=1)])
 
 
-def clip_statistics(store: Any, clips: np.ndarray, variants: str = "original") -> tuple[np.ndarray, np.ndarray]:
+def clip_statistics(store: ReadableStore, clips: np.ndarray, variants: str = "original") -> tuple[np.ndarray, np.ndarray]:
     """MFCC statistics of each clip-variant present; ``(features (n, 26), clip index (n,))``."""
     cols = split_variants(store, variants)
     valid = np.asarray(store.valid_frames)
@@ -103,7 +104,7 @@ def svm_log_probs(svm: Mapping[str, np.ndarray], mfcc: np.ndarray) -> np.ndarray
     return _log_softmax(svm_scores_of(svm, mfcc_statistics(mfcc)[None]))[0]
 
 
-def svm_scores(svm: Mapping[str, np.ndarray], store: Any, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def svm_scores(svm: Mapping[str, np.ndarray], store: ReadableStore, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Clip indices and their log-softmax scores ``(n, n_classes)`` (original variant)."""
     stats, owners = clip_statistics(store, clips, "original")
     return owners, _log_softmax(svm_scores_of(svm, stats))
@@ -114,7 +115,7 @@ def load_svm(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy().astype(np.float64) for k, v in state["svm"].items()}
 
 
-def train_svm(store: Any, out_dir: str | Path, cfg: Any, *,
+def train_svm(store: StoreSource, out_dir: str | Path, cfg: Any, *,
               storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Fit the SVM on every stored variant of the training clips; write ``best.pt`` and ``checkpoint.pt``.
 

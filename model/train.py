@@ -36,6 +36,7 @@ from model.checkpoint import check_store, load_checkpoint, run_metadata, save_ch
 from model.data import ThreadedLoader, WindowStream, normalisation_stats, open_source, split_clips
 from model.networks import NON_NEURAL, GenreClassifier, build_model, model_names
 from pipeline.errors import ConfigError, ModelError
+from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def make_loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> Dat
                       **kwargs)
 
 
-def make_streams(source: Any, store: Any, cfg: TrainConfig, device: torch.device, features: Any, *,
+def make_streams(source: StoreSource, store: ReadableStore, cfg: TrainConfig, device: torch.device, features: Any, *,
                  rank: int = 0, world: int = 1, storage_options: Mapping[str, Any] | None = None
                  ) -> tuple[WindowStream, WindowStream | None]:
     """The train and validation window streams of a run (validation None when its split is empty).
@@ -364,7 +365,7 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
 # ---------------------------------------------------------------------------
 # the training run
 # ---------------------------------------------------------------------------
-def train(store: Any, model: str | TrainConfig, out_dir: str | Path, *, resume: bool = False,
+def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, resume: bool = False,
           storage_options: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     """Train a model on the store's train split (or folds); checkpoints and logs go to ``out_dir``.
 

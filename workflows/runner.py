@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from pipeline.errors import BuildError, ConfigError, PipelineError
+from stores.protocol import ReadableStore
 from workflows.recipe import Recipe
 from workflows.report import render_report
 from workflows.stages import StageOutcome, inputs_hash, read_record, run_stage
@@ -116,7 +117,7 @@ def store_uri(recipe: Recipe, store_dir: Path) -> str:
     return str(Path(store_dir) / f"{recipe.dataset.name}-{scheme}-{cfg_hash[:10]}-{tag}.zarr")
 
 
-def _store_facts(store: Any) -> dict[str, Any]:
+def _store_facts(store: ReadableStore) -> dict[str, Any]:
     clips = store.clips
     ok = clips.iloc[store.select()]  # the ok clips
     counts: dict[str, int] = {}
