@@ -40,7 +40,8 @@ def mfcc_statistics(mfcc: np.ndarray, valid: int | None = None) -> np.ndarray:
     return np.concatenate([x.mean(axis=1), x.std(axis=1)])
 
 
-def clip_statistics(store: ReadableStore, clips: np.ndarray, variants: str = "original") -> tuple[np.ndarray, np.ndarray]:
+def clip_statistics(store: ReadableStore, clips: np.ndarray,
+                    variants: str = "original") -> tuple[np.ndarray, np.ndarray]:
     """MFCC statistics of each clip-variant present; ``(features (n, 26), clip index (n,))``."""
     cols = split_variants(store, variants)
     valid = np.asarray(store.valid_frames)
