@@ -2,7 +2,7 @@
 
 Layout of a store (one Zarr v3 group)::
 
-    zarr.json                      root attributes (see below) + consolidated metadata
+    zarr.json                      root attributes (:mod:`stores.metadata`) + consolidated metadata
     mel, harmonic_mel, ...         feature arrays, float16 [clip, variant, <feature>_band, frame]
     valid_frames                   int32 [clip, variant]; 0 = variant not computed
     variant                        str [variant]; "original" first (an xarray coordinate)
