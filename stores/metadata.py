@@ -32,7 +32,6 @@ import dataclasses
 import datetime as _dt
 import math
 import platform
-import types
 from importlib import metadata as _metadata
 from typing import Any, Mapping, Sequence
 
@@ -116,10 +115,29 @@ def _mapping(field: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
+class _FrozenDict(dict):
+    """A dict that cannot change once made; unlike ``MappingProxyType`` it pickles (a reader
+    is sent to other processes) and serialises to JSON as it is."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("store metadata is read-only; make a new StoreMetadata (dataclasses.replace) instead")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _FrozenDict, (dict(self),)
+
+    def __copy__(self) -> _FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> _FrozenDict:
+        return self
+
+
 def _freeze(value: Any) -> Any:
-    """A read-only copy of a JSON value: mappings as read-only mappings, lists as tuples."""
+    """A read-only copy of a JSON value: mappings as read-only dicts, lists as tuples."""
     if isinstance(value, Mapping):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return _FrozenDict({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,13 @@ def test_to_attrs_is_plain_json_and_the_object_is_read_only(golden):
     changed = meta.to_attrs()
     changed["features"]["mel"] = 1
     assert meta.features["mel"] == golden["features"]["mel"]  # to_attrs hands out copies
+
+
+def test_metadata_and_readers_pickle(built, golden):
+    meta = StoreMetadata.from_attrs(golden)
+    assert pickle.loads(pickle.dumps(meta)) == meta and copy.deepcopy(meta) == meta
+    store = pickle.loads(pickle.dumps(open_store(built)))  # a reader can be sent to another process
+    assert store.metadata == open_store(built).metadata and store.read_clip(0)["mel"].shape[0] == 128
 
 
 def test_unknown_attributes_are_kept(golden):
