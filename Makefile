@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench test-compose
 
 venv: $(STAMP)
 
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The docker-compose stack, built and run (tests/compose/test_stack.py): starts dockerd when none
+# runs (root), builds the Debian base, project and Ceph RGW images, runs the stack with
+# docker/compose.local.yml and tears it down. Needs Debian's docker.io, docker-compose and debootstrap.
+test-compose: $(STAMP)
+	$(PY) -m pytest -q -rs -s -m compose tests/compose $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/pipeline bench features
