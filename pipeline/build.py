@@ -370,8 +370,14 @@ def _writable_uri(out_uri: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> Iterator["distributed.Client"]:
-    """A client of an existing scheduler, or of a fresh LocalCluster of worker processes."""
+def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
+                worker_env: Mapping[str, str] | None = None) -> Iterator["distributed.Client"]:
+    """A client of an existing scheduler, or of a fresh LocalCluster of worker processes.
+
+    ``worker_env``: variables set in each LocalCluster worker process at its
+    start (the credentials of :func:`pipeline.sources.worker_credential_env`);
+    ignored for an existing cluster, whose workers have their own environment.
+    """
     import dask
     import distributed
 
@@ -412,7 +418,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None") -> I
                                   **QUIET_CLUSTER_CONFIG}):
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=":0", silence_logs=logging.ERROR,
+                    dashboard_address=":0", silence_logs=logging.ERROR, env=dict(worker_env or {}),
                 )
             try:
                 with distributed.Client(cluster) as client:
@@ -545,7 +551,7 @@ def build_store(
         Tasks failed for reasons other than bad audio (after retries), or
         the scheduler cannot be reached. Finished shards are kept.
     """
-    from pipeline.sources import check_root, is_remote, join_root, public_options
+    from pipeline.sources import check_root, is_remote, join_root, public_options, worker_credential_env
     from stores import create_store, open_store, schema
     from stores.uri import redact_uri, scheme_of
 
@@ -566,6 +572,7 @@ def build_store(
     uri = _writable_uri(out_uri)
     options = dict(storage_options or {})
     source_options = dict(source_storage_options or {})
+    worker_env = worker_credential_env(options, source_options) if not serial and scheduler is None else {}
     if is_remote(manifest.root):
         check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
@@ -578,7 +585,14 @@ def build_store(
         augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
     pending = writer.pending_shards()
+    # Tasks that go to workers carry no credential (payloads are pickled in the
+    # clear): workers take them from their environment, which for a
+    # LocalCluster we start is given them at spawn (worker_credential_env).
+    task_options = options if serial else public_options(options)
     task_source_options = source_options if serial else public_options(source_options)
+    if not serial and scheduler is not None and (task_options != options or task_source_options != source_options):
+        logger.info("credentials given as storage options stay in this process: the workers of %s use their "
+                    "own environment's", scheduler)
     tasks = []
     for i in pending:
         start, stop = writer.layout.shard_range(i)
@@ -586,7 +600,7 @@ def build_store(
             (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
             for c in manifest.clips[start:stop]
         )
-        tasks.append(ShardTask(i, clips, config, uri, options, clip_limits, task_source_options))
+        tasks.append(ShardTask(i, clips, config, uri, task_options, clip_limits, task_source_options))
     n_todo = sum(len(t.clips) for t in tasks)
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
 
@@ -600,7 +614,7 @@ def build_store(
                 errors = _run_serial(tasks, bar, reports)
             else:
                 n_workers = workers if workers else min(os.cpu_count() or 1, len(tasks))
-                with dask_client(n_workers, scheduler) as client:
+                with dask_client(n_workers, scheduler, worker_env=worker_env) as client:
                     dashboard = client.dashboard_link if client.dashboard_link else None
                     if dashboard:
                         logger.info("Dask dashboard: %s", dashboard)

@@ -38,6 +38,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from pipeline.build import build_store
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError
+from pipeline.sources import worker_credential_env
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +109,18 @@ def _warm(config: PipelineConfig) -> float:
 
 
 def _timed_build(client, manifest: Manifest, out: Path, config: PipelineConfig, cps: int | None,
-                 workers: list[str]) -> dict[str, Any]:
+                 workers: list[str], source_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Warm ``workers``, then build ``manifest`` on them only; return the figures."""
     t0 = time.perf_counter()
     warm = client.run(_warm, config, workers=workers)
     warmup = time.perf_counter() - t0
     logger.info("warmed %d worker(s): %s", len(warm), {w: f"{s:.1f}s" for w, s in warm.items()})
     summary = build_store(manifest, out, config=config, scheduler=client, clips_per_shard=cps, overwrite=True,
-                          progress=True, worker_addresses=workers, max_failures=1.0)
+                          progress=True, worker_addresses=workers, max_failures=1.0,
+                          source_storage_options=source_options)
     peak = client.run(_peak_rss_mib, workers=workers)
     return {"workers": len(workers), "clips_per_s": summary.clips_per_s, "seconds": summary.build_seconds,
-            "n_failed": summary.n_failed, "uri": out, "warmup_s": warmup,
+            "n_failed": summary.n_failed, "uri": out, "warmup_s": warmup, "fingerprint": summary.fingerprint,
             "peak_rss_mib": max(peak.values()),
             "extract_seconds": summary.task_seconds - summary.write_seconds,
             "task_seconds": summary.task_seconds,
@@ -127,8 +130,14 @@ def _timed_build(client, manifest: Manifest, out: Path, config: PipelineConfig, 
 def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: str | None = None,
               out: str | Path | None = None, config: PipelineConfig | None = None,
               clips_per_shard: int | None = None, serial: bool = True,
-              worker_counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    """The serial limit, then builds on 1 and on 2 workers; return the figures (see the module docstring)."""
+              worker_counts: tuple[int, ...] = (1, 2), source_root: str | None = None,
+              source_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The serial limit, then builds on 1 and on 2 workers; return the figures (see the module docstring).
+
+    ``source_root``: a remote URI (``s3://bucket/prefix``) the demo clips are
+    uploaded under; the largest cluster then also builds them from there,
+    between two local builds on the same workers (:func:`_bucket_builds`).
+    """
     import distributed
 
     from pipeline.build import _SINGLE_THREAD_ENV, dask_client
@@ -152,10 +161,16 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
         manifest = demo_manifest(n_clips, out / f"demo-audio-{clip_seconds:g}s", clip_seconds)
         generate_s = time.perf_counter() - t0
         limit = serial_limit(manifest, config) if serial else None
+        t0 = time.perf_counter()
+        remote = _upload_demo(manifest, source_root, source_options) if source_root else None
+        upload_s = time.perf_counter() - t0
+        worker_env = worker_credential_env(source_options) if remote and not scheduler else {}
         results: dict[int, dict[str, Any]] = {}
+        bucket: dict[str, Any] = {}
         for n_workers in worker_counts:
             t_start = time.perf_counter()
-            with dask_client(n_workers, scheduler) as client:  # n_workers is ignored with a scheduler
+            # n_workers is ignored with a scheduler
+            with dask_client(n_workers, scheduler, worker_env=worker_env) as client:
                 startup = time.perf_counter() - t_start
                 available = sorted(client.scheduler_info(n_workers=-1)["workers"])
                 if len(available) < n_workers:
@@ -166,6 +181,9 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
                 results[n_workers] = _timed_build(client, manifest, out / f"bench-{n_workers}.zarr", config,
                                                   clips_per_shard, available[:n_workers])
                 results[n_workers]["startup_s"] = startup
+                if remote and n_workers == max(worker_counts):
+                    bucket = _bucket_builds(client, manifest, remote, out, config, clips_per_shard,
+                                            available[:n_workers], source_options, results[n_workers])
         if limit is not None:
             # Once more after the cluster runs: on a shared machine the per-core
             # rate drifts, and the mean of before and after brackets the builds.
@@ -202,6 +220,8 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
                 figures[f"efficiency_{n}"] = r["clips_per_s"] / (n * limit["clips_per_s"])
         if 1 in results and 2 in results:
             figures["scaling"] = results[2]["clips_per_s"] / results[1]["clips_per_s"]
+        if bucket:
+            figures.update(bucket, upload_s=upload_s)
         first = results[min(worker_counts)]
         figures.update({
             "extract_s_per_clip": first["extract_seconds"] / n_clips,
@@ -217,8 +237,68 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
         })
         return figures
     finally:
+        if remote:
+            _remove_upload(remote, source_options)
         if tmp is not None:
             tmp.cleanup()
+
+
+def _upload_demo(manifest: Manifest, source_root: str, source_options: Mapping[str, Any] | None) -> Manifest:
+    """The demo clips uploaded under ``source_root`` (a fresh prefix), as a manifest rooted there."""
+    from pipeline.sources import check_root, is_remote, join_root, scrub
+    from stores.uri import filesystem, redact_uri
+
+    if not is_remote(source_root):
+        raise BuildError(f"--root {source_root}: give a remote URI (s3://bucket/prefix, gs://...) to upload "
+                         "the demo clips to; the local rate is measured from a local folder anyway")
+    prefix = join_root(source_root, f"hfs-bench-{os.getpid()}-{int(time.time())}")
+    fs, path = filesystem(prefix, storage_options=source_options)
+    t0 = time.perf_counter()
+    try:
+        fs.put([str(Path(manifest.root) / c.path) for c in manifest.clips],
+               [f"{path}/{c.path}" for c in manifest.clips])
+    except Exception as exc:  # noqa: BLE001 - any backend error: one line naming the URI
+        raise BuildError(f"cannot upload the demo clips to {redact_uri(prefix)}: "
+                         f"{scrub(str(exc) or type(exc).__name__, source_options)}; check the URI, the "
+                         "credentials and that the bucket exists") from None
+    check_root(prefix, source_options)
+    logger.info("uploaded %d clips to %s in %.1f s", len(manifest), redact_uri(prefix), time.perf_counter() - t0)
+    return dataclasses.replace(manifest, root=prefix)
+
+
+def _remove_upload(remote: Manifest, source_options: Mapping[str, Any] | None) -> None:
+    from stores.uri import filesystem, redact_uri
+
+    try:
+        fs, path = filesystem(str(remote.root), storage_options=source_options)
+        fs.rm(path, recursive=True)
+    except Exception as exc:  # noqa: BLE001 - leftovers are named, never fatal
+        logger.warning("could not remove the uploaded demo clips at %s: %s", redact_uri(str(remote.root)), exc)
+
+
+def _bucket_builds(client, manifest: Manifest, remote: Manifest, out: Path, config: PipelineConfig,
+                   cps: int | None, workers: list[str], source_options: Mapping[str, Any] | None,
+                   local_before: dict[str, Any]) -> dict[str, Any]:
+    """The same clips from the bucket, then from the local folder again, on the same workers.
+
+    The local rate is the mean of the builds before and after, so that a
+    shared machine's drift does not count for or against the bucket.
+    """
+    from stores.uri import redact_uri
+
+    remote_run = _timed_build(client, remote, out / "bench-bucket.zarr", config, cps, workers, source_options)
+    local_after = _timed_build(client, manifest, out / "bench-local-again.zarr", config, cps, workers)
+    if remote_run["fingerprint"] != local_before["fingerprint"]:
+        raise BuildError(f"the store built from {redact_uri(str(remote.root))} differs from the local build "
+                         f"({remote_run['fingerprint'][:12]} vs {local_before['fingerprint'][:12]}): this is "
+                         "a bug of ours, please report it")
+    local = (local_before["clips_per_s"] + local_after["clips_per_s"]) / 2
+    return {"bucket_root": redact_uri(str(remote.root)), "bucket_workers": len(workers),
+            "bucket_clips_per_s": remote_run["clips_per_s"], "local_clips_per_s": local,
+            "local_before_clips_per_s": local_before["clips_per_s"],
+            "local_after_clips_per_s": local_after["clips_per_s"],
+            "bucket_fraction": remote_run["clips_per_s"] / local if local > 0 else 0.0,
+            "bucket_failed_clips": remote_run["n_failed"]}
 
 
 def format_figures(f: dict[str, Any]) -> str:
@@ -243,6 +323,12 @@ def format_figures(f: dict[str, Any]) -> str:
                      f"inside tasks {100 * f[f'worker_utilisation_{n}']:.0f}% of the time")
     if "scaling" in f:
         lines.append(f"scaling     {f['scaling']:.2f}x (2 workers / 1 worker)")
+    if "bucket_clips_per_s" in f:
+        lines.append(f"bucket      {f['bucket_clips_per_s']:.3f} clips/s from {f['bucket_root']} on "
+                     f"{f['bucket_workers']} worker(s), against {f['local_clips_per_s']:.3f} from the local folder "
+                     f"({f['local_before_clips_per_s']:.3f} before, {f['local_after_clips_per_s']:.3f} after): "
+                     f"{100 * f['bucket_fraction']:.0f}% ({ok(f['bucket_fraction'] >= 0.9)} >= 90%), "
+                     "the same store fingerprint")
     lines += [
         f"per clip    {f['extract_s_per_clip']:.2f} s decode+extract, {f['write_s_per_clip']:.3f} s store write "
         "(inside the tasks)",
@@ -255,9 +341,12 @@ def format_figures(f: dict[str, Any]) -> str:
 
 def bench_build_cli(args: argparse.Namespace) -> int:
     """``pipeline bench build [--clips N] [--seconds S] [--scheduler ADDR] [--out DIR] [--json FILE]``."""
+    from pipeline.cli import parse_storage_options
+
     figures = run_bench(args.clips, seconds=args.seconds, scheduler=args.scheduler, out=args.out,
                         clips_per_shard=args.clips_per_shard, serial=not args.workers_only,
-                        worker_counts=tuple(args.worker_counts))
+                        worker_counts=tuple(args.worker_counts), source_root=args.root,
+                        source_options=parse_storage_options(args.storage_option))
     print(format_figures(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))

@@ -58,13 +58,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.errors import AudioDecodeError, AudioError, DatasetError
+from pipeline.errors import AudioDecodeError, AudioError, BuildError, DatasetError
 from stores.uri import _is_connection_error, local_path, redact_uri, scheme_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FILE_LIST", "RemotePath", "check_root", "fetch_many", "is_remote", "join_root", "public_options",
-           "scrub", "source_path"]
+__all__ = ["FILE_LIST", "CredentialFilter", "RemotePath", "check_root", "fetch_many", "is_remote", "join_root", "public_options",
+           "scrub", "source_path", "worker_credential_env"]
 
 #: Name of the optional file list at a dataset root (see the module docstring).
 FILE_LIST = "hfs-files.txt"
@@ -131,6 +131,66 @@ def public_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+#: s3fs credential options (top level, or botocore's names in ``client_kwargs``) and the
+#: AWS variables through which worker processes we start receive them instead.
+_S3_CREDENTIAL_ENV = {
+    "key": "AWS_ACCESS_KEY_ID", "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret": "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "token": "AWS_SESSION_TOKEN", "session_token": "AWS_SESSION_TOKEN", "aws_session_token": "AWS_SESSION_TOKEN",
+    "profile": "AWS_PROFILE",
+}
+
+
+def worker_credential_env(*option_sets: Mapping[str, Any] | None) -> dict[str, str]:
+    """The environment that hands the credentials of ``option_sets`` to worker processes we start.
+
+    Task payloads carry :func:`public_options` only; workers find
+    credentials in their environment. A LocalCluster's workers are started by
+    this process, so credentials given as storage options (``--storage-option
+    key=... secret=...``) reach them as the standard AWS variables, set in the
+    worker process at its start (never in a task, a log or the store).
+
+    Raises
+    ------
+    BuildError
+        A credential that no AWS variable carries (an HTTP password, a GCS
+        token), or two different values for one variable (a store and an
+        audio bucket with different keys): the workers' environment must
+        provide it, or the build runs serially (``--workers 0``).
+    """
+    env: dict[str, str] = {}
+
+    def take(options: Mapping[str, Any], where: str) -> None:
+        for key, value in options.items():
+            lowered = str(key).lower()
+            if isinstance(value, Mapping):
+                if lowered in ("client_kwargs", "config_kwargs"):
+                    take(value, f"{where}{key}.")
+                    continue
+                if lowered not in CREDENTIAL_KEYS:
+                    continue
+            if lowered not in CREDENTIAL_KEYS or value in (None, "", False):
+                continue
+            name = _S3_CREDENTIAL_ENV.get(lowered)
+            if name is None or not isinstance(value, str):
+                raise BuildError(
+                    f"the storage option {where}{key} is a credential that cannot reach the worker processes "
+                    "(they take credentials from their own environment, never from the tasks): give it to the "
+                    "workers in their environment, or build with --workers 0"
+                )
+            if env.get(name, value) != value:
+                raise BuildError(
+                    f"two different values for {name} in the storage options (the store's and the audio's): "
+                    "worker processes take one set of credentials from their environment; use one set that "
+                    "grants both, or build with --workers 0"
+                )
+            env[name] = value
+
+    for options in option_sets:
+        take(options or {}, "")
+    return env
+
+
 def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
     found = [os.environ[name] for name in CREDENTIAL_ENV if os.environ.get(name)]
 
@@ -145,6 +205,39 @@ def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
+class CredentialFilter(logging.Filter):
+    """A log handler filter that masks credential values in every record (ours and third parties').
+
+    botocore, s3fs and fsspec log request headers and options at debug
+    level; with ``-vv`` those records reach the user's terminal. The values
+    masked are those of ``storage_options`` and of :data:`CREDENTIAL_ENV`,
+    read when the filter is made.
+    """
+
+    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.secrets = [value for value in _secret_values(storage_options) if len(value) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = _mask(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_text:
+            record.exc_text = _mask(record.exc_text, self.secrets)
+        return True
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 _URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]*@")
 
 
@@ -152,10 +245,7 @@ def scrub(text: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """``text`` with every credential value (of ``storage_options`` and the environment) masked
     and every URL in it without its ``user:password@`` part."""
     text = _URL_USERINFO.sub(r"\1", text)
-    for secret in _secret_values(storage_options):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    return _mask(text, [secret for secret in _secret_values(storage_options) if len(secret) >= 4])
 
 
 def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):

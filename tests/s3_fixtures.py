@@ -254,3 +254,15 @@ def flaky_s3(s3_server: S3Server) -> Iterator[FlakyProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+#: Every AWS setting botocore/s3fs read from the environment.
+AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+            "AWS_PROFILE", "AWS_SESSION_TOKEN")
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch):
+    """No AWS setting in this process's environment: credentials only where a test passes them."""
+    for name in AWS_VARS:
+        monkeypatch.delenv(name, raising=False)

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.sources import CredentialFilter
 
 from . import bench, build, run, store, train
 
@@ -33,9 +34,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging(args.verbose, parse_storage_options(getattr(args, "storage_option", None)))
         return int(args.func(args) or 0)
     except PipelineError as exc:
         if args.debug:
@@ -45,6 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept (rerun the same command to resume)", file=sys.stderr)
         return 130
+
+
+#: Libraries whose debug records are request-level noise (and carry signed
+#: headers): at -vv they stay at INFO, at -vvv they log everything.
+CHATTY_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "asyncio", "numba", "matplotlib")
+
+
+def configure_logging(verbose: int, storage_options: dict[str, object] | None = None) -> None:
+    """Log level from ``-v`` counts; every record masked of the credentials in use."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose == 2:
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+    mask = CredentialFilter(storage_options)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(mask)
 
 
 def parse_key_values(pairs: list[str] | None, *, flag: str) -> dict[str, object]:

@@ -25,7 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="cluster sizes to build on (default: 1 2)")
     b.add_argument("--scheduler", help="an existing Dask scheduler instead of local clusters")
     b.add_argument("--out", help="folder for the stores (default: a temporary folder)")
+    b.add_argument("--root", metavar="URI",
+                   help="also build the clips from object storage: they are uploaded under this prefix "
+                        "(s3://bucket/prefix), built from there beside the local folder, and removed")
     b.add_argument("--json", metavar="FILE")
+    add_storage_option(b)
     b.set_defaults(func=_build)
 
     b = benches.add_parser("loader", help="windows/s streamed from a store vs raw decompression")

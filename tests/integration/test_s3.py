@@ -30,7 +30,7 @@ from pipeline.datasets import load_manifest
 from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
 from stores import open_store
 from tests.integration.helpers import assert_same_store, open_raw, synthetic_manifest
-from tests.s3_fixtures import S3Server
+from tests.s3_fixtures import AWS_VARS, S3Server
 
 pytestmark = pytest.mark.s3
 
@@ -38,8 +38,6 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 CONFIG = '[audio]\nclip_seconds = 4.0\n[augment]\nvariants = ["gain", "time_stretch"]\n'
 N_CLIPS = 6
-AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
-            "AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
 def cli_options(server: S3Server, endpoint_url: str | None = None) -> list[str]:
@@ -54,12 +52,6 @@ def cli_options(server: S3Server, endpoint_url: str | None = None) -> list[str]:
 def clean_env() -> dict[str, str]:
     """This process's environment without any AWS setting (credentials only where a test puts them)."""
     return {k: v for k, v in os.environ.items() if k not in AWS_VARS}
-
-
-@pytest.fixture
-def no_aws_env(monkeypatch):
-    for name in AWS_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,6 @@ pytestmark = pytest.mark.s3
 #: MP3s that libsndfile recognises only by a path's ".mp3" extension (no MPEG sync or tag at
 #: byte 0): in memory PyAV decodes them, with the same outcome but other samples.
 EXTENSION_ONLY_MP3 = {"mp3_byte_slice.mp3"}
-AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
-            "AWS_PROFILE", "AWS_SESSION_TOKEN")
-
-
-@pytest.fixture
-def no_aws_env(monkeypatch):
-    for name in AWS_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
