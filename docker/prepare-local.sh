@@ -21,13 +21,14 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 PY="$VENV/bin/python"
 L=docker/local
-rm -rf "$L/wheels" "$L/ca.crt" "$L/constraints.txt" "$L/pip.conf"
-mkdir -p "$L/wheels"
+NEW=$(mktemp -d)
+trap 'rm -rf "$NEW"' EXIT
+mkdir -p "$NEW/wheels"
 
 pipconf() { "$PY" -m pip config get "$1" 2>/dev/null || true; }
 cert=${PIP_CERT:-$(pipconf global.cert)}
 [ -n "$cert" ] || cert=/etc/ssl/certs/ca-certificates.crt
-cp "$cert" "$L/ca.crt"
+cp "$cert" "$NEW/ca.crt"
 
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
 links="${PIP_FIND_LINKS:-} $(pipconf global.find-links)"
@@ -37,7 +38,7 @@ for dir in $links; do
   for w in "$dir"/torch-"$torch_version"-cp311-*.whl; do [ -f "$w" ] && { wheel=$w; break 2; }; done
 done
 if [ -n "$wheel" ]; then
-  ln "$wheel" "$L/wheels/" 2>/dev/null || cp "$wheel" "$L/wheels/"
+  ln "$wheel" "$NEW/wheels/" 2>/dev/null || cp -p "$wheel" "$NEW/wheels/"
   echo "prepare-local: torch wheel $(basename "$wheel")"
 else
   echo "prepare-local: no local wheel of torch $torch_version in pip's find-links ($links); pip will look it up on the index" >&2
@@ -45,13 +46,22 @@ fi
 
 # name==version lines only (no editable or direct-URL installs, not the project itself)
 "$PY" -m pip freeze --exclude-editable 2>/dev/null \
-  | grep -E '^[A-Za-z0-9_.-]+==[^ ]+$' | grep -v -i '^harmonic-feature-store==' >"$L/constraints.txt"
+  | grep -E '^[A-Za-z0-9_.-]+==[^ ]+$' | grep -v -i '^harmonic-feature-store==' >"$NEW/constraints.txt"
 
-cat >"$L/pip.conf" <<CONF
+cat >"$NEW/pip.conf" <<CONF
 [global]
 cert = /tmp/local/ca.crt
 find-links = /tmp/local/wheels
 constraint = /tmp/local/constraints.txt
 CONF
-cp services/ceph-rgw.sh docker/ceph-rgw/ceph-rgw.sh
+cp services/ceph-rgw.sh "$NEW/ceph-rgw.sh"
+
+# Replace only what changed: the image build's cache keys on these files, so an
+# unchanged setup rebuilds nothing.
+same() { [ -f "$2" ] && cmp -s "$1" "$2"; }
+for f in ca.crt constraints.txt pip.conf; do same "$NEW/$f" "$L/$f" || mv "$NEW/$f" "$L/$f"; done
+same "$NEW/ceph-rgw.sh" docker/ceph-rgw/ceph-rgw.sh || mv "$NEW/ceph-rgw.sh" docker/ceph-rgw/ceph-rgw.sh
+mkdir -p "$L/wheels"
+for w in "$L"/wheels/*.whl; do [ -e "$w" ] && { [ -e "$NEW/wheels/$(basename "$w")" ] || rm -f "$w"; }; done
+for w in "$NEW"/wheels/*.whl; do [ -e "$w" ] && { same "$w" "$L/wheels/$(basename "$w")" || mv "$w" "$L/wheels/"; }; done
 echo "prepare-local: docker/local/ ready ($(wc -l <"$L/constraints.txt") pinned versions)"

@@ -166,6 +166,14 @@ class Stack:
                   timeout=60).stdout.split()
         return out[0], int(out[1])
 
+    def health(self, service: str) -> str | None:
+        try:
+            container = self.container(service)
+        except AssertionError:
+            return None
+        return run(["docker", "inspect", "-f", "{{.State.Health.Status}}", container], timeout=60,
+                   check=False).stdout.strip()
+
     def finished(self, service: str, timeout: float) -> int:
         """Wait for a one-shot service to exit; its exit code."""
         def done():
@@ -212,6 +220,8 @@ def stack(images, timings, tmp_path_factory):
             s.identity = wait_for("two workers registered with the scheduler",
                                   lambda: (i := http_json(dashboard)) and len(i.get("workers", {})) >= 2 and i,
                                   timeout=600)
+            timings["workers_registered_s"] = round(time.monotonic() - t0, 1)
+            wait_for("the object store healthy", lambda: s.health("s3") == "healthy", timeout=600)
             timings["stack_up_s"] = round(time.monotonic() - t0, 1)  # scheduler + 2 workers + s3 healthy
             s.t0 = t0
             yield s
