@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench test-compose
+.PHONY: demo test venv clean bench test-compose lint-imports
 
 venv: $(STAMP)
 
@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/pipeline demo
 
+# The layer contract first (pyproject.toml [tool.importlinter]): an upward import fails the run.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The docker-compose stack, built and run (tests/compose/test_stack.py): starts dockerd when none
@@ -28,6 +30,9 @@ test: $(STAMP)
 # docker/compose.local.yml and tears it down. Needs Debian's docker.io, docker-compose and debootstrap.
 test-compose: $(STAMP)
 	$(PY) -m pytest -q -rs -s -m compose tests/compose $(PYTEST_ARGS)
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(VENV)/bin/pipeline bench features

@@ -15,7 +15,6 @@ Target: a 30 s file in under 0.5 s on one CPU core.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import tempfile
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
-from model.train import TrainConfig, torch_threads
+from model.runtime import torch_threads
+from model.train import TrainConfig
 from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
@@ -125,22 +125,6 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
             "store": str(store.uri)}
 
 
-def bench_loader_cli(args: Any) -> int:
-    from pipeline.cli import parse_storage_options
-
-    result = bench_loader(args.store, seconds=args.seconds,
-                          storage_options=parse_storage_options(getattr(args, "storage_option", None)))
-    print(f"loader {result['windows_per_s']:,.0f} windows/s (target >= 5,000); raw read "
-          f"{result['raw_windows_per_s']:,.0f} windows/s; ratio {result['ratio']:.0%} (target >= 50%); "
-          f"{result['loader_threads']} loader threads {result['threaded_windows_per_s']:,.0f} windows/s; "
-          f"raw read through zarr-python {result['zarr_raw_windows_per_s']:,.0f} windows/s; "
-          f"per CPU second: loader {result['windows_per_cpu_s']:,.0f}, raw {result['raw_windows_per_cpu_s']:,.0f}, "
-          f"float16 batches {result['float16_windows_per_cpu_s']:,.0f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0
-
-
 def _synthetic_file(folder: Path, seconds: float, sr: int) -> Path:
     """A 30 s test signal: chords, clicks and noise, 16-bit WAV."""
     import soundfile as sf
@@ -184,7 +168,7 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
     ``model``, ``threads``, ``repeats``.
     """
     from model.predict import Predictor
-    from model.train import autocast
+    from model.runtime import autocast
     from pipeline.config import PipelineConfig
 
     if checkpoint is not None:
@@ -231,24 +215,3 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
             "batch_size": batch_size, "windows_per_file": n_windows, "file_seconds": seconds,
             "device": str(dev), "model": predictor.state["model_name"], "threads": threads if dev.type == "cpu" else None,
             "repeats": repeats}
-
-
-def bench_predict_cli(args: Any) -> int:
-    devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
-    results = {}
-    for device in devices:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            results[device] = {"absent": "no CUDA device on this machine"}
-            continue
-        r = latency(checkpoint=args.checkpoint, device=device)
-        results[device] = r
-        batch = "n/a" if r["batch_latency_s"] is None else f"{1000 * r['batch_latency_s']:.1f} ms"
-        print(f"{device}: 30 s file {1000 * r['file_latency_s']:.0f} ms wall, {1000 * r['file_cpu_s']:.0f} ms CPU "
-              f"(target < 500 ms on one core); "
-              f"batch of {r['batch_size']} windows {batch}")
-    first = next(v for v in results.values() if "absent" not in v)
-    out = {"file_latency_s": first["file_latency_s"], "batch_latency_s": first["batch_latency_s"],
-           "devices": results}
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    return 0

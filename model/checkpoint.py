@@ -22,6 +22,7 @@ import torch
 
 from pipeline.config import PipelineConfig, canonical_hash
 from pipeline.errors import ConfigMismatchError, ModelError
+from model.networks import GenreClassifier, build_model
 from stores.protocol import ReadableStore
 
 logger = logging.getLogger(__name__)
@@ -116,3 +117,12 @@ def check_store(state: Mapping[str, Any], store: ReadableStore, *, what: str = "
         raise ConfigMismatchError(
             f"store {store.uri} has labels {list(store.labels)} but the {what} was trained on "
             f"{list(state['labels'])}; use a store of the same dataset/genres")
+
+
+def load_model(state: Mapping[str, Any]) -> GenreClassifier:
+    """Rebuild the network of a checkpoint dict and load its weights (eval mode, CPU)."""
+    bands = PipelineConfig.from_dict(state["pipeline_config"]).features.feature_bands()
+    model = build_model(state["model_name"], n_classes=len(state["labels"]), feature_bands=bands,
+                        **dict(state["model_kwargs"]))
+    model.load_state_dict(state["model"])
+    return model.eval()

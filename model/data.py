@@ -263,10 +263,21 @@ class WindowStream(IterableDataset):
         self.epoch = int(epoch)
         self._iterations = 0
 
-    def _next_epoch(self) -> int:
-        """The epoch an iteration starting now covers: the set one plus the iterations since."""
+    def next_epoch(self) -> int:
+        """Count one iteration and return the epoch it covers: the set one plus the iterations since.
+
+        Iterating the stream calls it; a loader that iterates copies of the
+        stream (:class:`ThreadedLoader`) calls it once per epoch instead.
+        """
         self._iterations += 1
         return self.epoch + self._iterations - 1
+
+    def thread_copy(self, slot: int, threads: int) -> "WindowStream":
+        """The stream as thread ``slot`` of ``threads`` reads it: the same open store and
+        settings, its own share of the shards and its own decode buffers."""
+        clone = object.__new__(type(self))  # not copy.copy: __getstate__ drops the open store
+        clone.__dict__.update(self.__dict__, _buffers=None, _slot=(slot, threads))
+        return clone
 
     # -- planning ----------------------------------------------------------
     def _position(self) -> tuple[int, int]:
@@ -370,7 +381,7 @@ class WindowStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         store = self.store
         me, n = self._position()
-        epoch = self._next_epoch()
+        epoch = self.next_epoch()
         plan = self.plan(epoch)[me::n]
         rng = np.random.default_rng([self.seed, epoch, me])
         labels_all = np.asarray(store.clips["label_index"], dtype=np.int64)
@@ -450,13 +461,10 @@ class ThreadedLoader:
             yield from self.stream
             return
         stream = self.stream
-        epoch = stream._next_epoch()  # as iterating the stream itself would
+        epoch = stream.next_epoch()  # as iterating the stream itself would
         if not self._copies:  # one copy per thread, kept across epochs with its decode buffers
             stream.store  # opened once, here, and shared by the copies  # noqa: B018
-            for i in range(self.threads):
-                copy = WindowStream.__new__(WindowStream)
-                copy.__dict__.update(stream.__dict__, _buffers=None, _slot=(i, self.threads))
-                self._copies.append(copy)
+            self._copies = [stream.thread_copy(i, self.threads) for i in range(self.threads)]
         queues = [queue.Queue(maxsize=self.prefetch) for _ in range(self.threads)]
         stop = threading.Event()
         # The CUDA device is per thread: pinning threads must use the trainer's GPU, as DataLoader's

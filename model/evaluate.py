@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from model.checkpoint import check_store, checkpoint_file, load_checkpoint
 from model.data import iter_clip_windows, open_source, split_clips
 from model.plots import plot_confusion
-from model.train import autocast
+from model.predict import Predictor, predict_windows
 from pipeline.errors import ModelError
 from stores.protocol import StoreSource
 
@@ -48,21 +47,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
                               "support": int(support[i])} for i, label in enumerate(labels)},
         "confusion": confusion_matrix(y_true, y_pred, labels=k).tolist(),
     }
-
-
-@torch.no_grad()
-def predict_windows(model: torch.nn.Module, windows: Mapping[str, np.ndarray], device: torch.device,
-                    batch_size: int = 256) -> np.ndarray:
-    """Log-probabilities of each window, float32 [shape=(n_windows, n_classes)]."""
-    n = len(next(iter(windows.values())))
-    out = []
-    for s in range(0, n, batch_size):
-        x = {k: torch.from_numpy(np.ascontiguousarray(v[s:s + batch_size])).to(device) for k, v in windows.items()
-             if k in model.features}
-        with autocast(device):
-            logits = model(x)
-        out.append(torch.log_softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | None = None, *, split: str = "test",
@@ -101,7 +85,6 @@ def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | N
     truth = np.asarray(store_obj.clips["label_index"], dtype=np.int64)
     clip_ids = list(store_obj.clips["clip_id"])
 
-    from model.predict import Predictor
 
     predictor = Predictor(state, device=device)
     if predictor.svm is not None:

@@ -185,8 +185,8 @@ def run_gpu_check(*, device: str = "cuda", store: StoreSource | None = None, out
     from model.data import normalisation_stats
     from model.evaluate import evaluate
     from model.networks import build_model
-    from model.train import TrainConfig, make_loader, make_streams, resolve_device, to_device, torch_threads, \
-        train_step
+    from model.runtime import resolve_device, to_device, torch_threads
+    from model.train import TrainConfig, make_loader, make_streams, train_step
 
     if not str(device).startswith(("cuda", "cpu")):
         raise ModelError(f"device={device!r} must be cuda, cuda:N or cpu")
@@ -323,27 +323,3 @@ def run_gpu_check(*, device: str = "cuda", store: StoreSource | None = None, out
                   "train_windows_per_epoch": train_ds.n_windows()},
     }
     return result
-
-
-def gpu_check_cli(args: Any) -> int:
-    """``pipeline bench gpu``: run the check, print the figures, write the JSON."""
-    from pipeline.cli import parse_storage_options
-
-    cpu = args.device == "cpu"
-    base = CPU_PARAMS if cpu else GpuCheckParams()
-    overrides = {name: getattr(args, name) for name in ("train_steps", "clips_per_genre", "clip_seconds",
-                                                        "loader_seconds", "loader_threads", "repeats")
-                 if getattr(args, name, None) is not None}
-    params = dataclasses.replace(base, **overrides)
-    result = run_gpu_check(device=args.device, store=args.store, out=args.out, params=params,
-                           storage_options=parse_storage_options(getattr(args, "storage_option", None)), echo=print)
-    path = Path(args.json) if args.json else Path(args.out) / "gpu-check.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    peak = result["peak_gpu_memory_bytes"]
-    print(f"{result['figures'].upper()} figures on {result['device_name']} (torch {result['torch']}, "
-          f"CUDA {result['cuda']}): training {result['training_windows_per_s']:,.0f} windows/s, loader "
-          f"{result['loader_to_training']:.2f}x that, peak GPU memory "
-          f"{'n/a' if peak is None else f'{peak / 2**30:.2f} GiB'}; {result['phases']['total_s']:.0f} s in all; "
-          f"written to {path}")
-    return 0

@@ -18,14 +18,30 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, load_model
 from model.data import gather_windows, window_index
 from model.networks import NON_NEURAL
+from model.runtime import autocast, resolve_device
 from pipeline.config import PipelineConfig
 from pipeline.errors import ModelError
 from pipeline.isolation import outcome_of_exception
 
 logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_windows(model: torch.nn.Module, windows: Mapping[str, np.ndarray], device: torch.device,
+                    batch_size: int = 256) -> np.ndarray:
+    """Log-probabilities of each window, float32 [shape=(n_windows, n_classes)]."""
+    n = len(next(iter(windows.values())))
+    out = []
+    for s in range(0, n, batch_size):
+        x = {k: torch.from_numpy(np.ascontiguousarray(v[s:s + batch_size])).to(device) for k, v in windows.items()
+             if k in model.features}
+        with autocast(device):
+            logits = model(x)
+        out.append(torch.log_softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 class Predictor:
@@ -38,8 +54,6 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path | Mapping[str, Any], device: str = "cpu") -> None:
-        from model.train import load_model, resolve_device
-
         self.state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
         self.config = PipelineConfig.from_dict(self.state["pipeline_config"])
         self.labels = list(self.state["labels"])
@@ -67,8 +81,6 @@ class Predictor:
             from model.svm import svm_log_probs
 
             return svm_log_probs(self.svm, features["mfcc"])
-        from model.evaluate import predict_windows
-
         frames = next(iter(features.values())).shape[-1]
         cfg = self.config
         rows = window_index(np.array([[frames]]), np.array([0]), [0], cfg.window_frames, cfg.window_hop_frames)

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -34,7 +32,8 @@ from torch.utils.data import DataLoader
 
 from model.checkpoint import check_store, load_checkpoint, run_metadata, save_checkpoint
 from model.data import ThreadedLoader, WindowStream, normalisation_stats, open_source, split_clips
-from model.networks import NON_NEURAL, GenreClassifier, build_model, model_names
+from model.networks import NON_NEURAL, build_model, model_names
+from model.runtime import autocast, init_distributed, resolve_device, to_device
 from pipeline.errors import ConfigError, ModelError
 from stores.protocol import ReadableStore, StoreSource
 
@@ -152,97 +151,6 @@ RESUMABLE_OVERRIDES = ("epochs", "device", "loader", "loader_workers", "progress
 # ---------------------------------------------------------------------------
 # setup helpers
 # ---------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a CUDA device always gets its index.
-
-    ``auto`` and a bare ``cuda`` mean this rank's ``LOCAL_RANK`` GPU under
-    torchrun (else the current one): without an index every rank would train
-    on GPU 0 and DDP's ``device_ids`` would be ``[None]``.
-    """
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        name = "cuda"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device={name!r} is not a torch device (use auto, cpu, cuda, cuda:N)") from exc
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} asked for CUDA but none is available; use --device cpu or auto")
-    if device.index is None:
-        local = os.environ.get("LOCAL_RANK")
-        device = torch.device("cuda", int(local) if local is not None else torch.cuda.current_device())
-    if device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r} resolves to {device} but this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return device
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Initialise the process group when launched by torchrun with ``WORLD_SIZE > 1``; ``(rank, world)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-        logger.info("DDP: rank %d of %d, backend %s", dist.get_rank(), world, backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (when ``enabled``); a no-op elsewhere.
-
-    A GPU without bf16 (before Ampere) runs float32 instead, with one warning:
-    ``torch.autocast`` would raise there, and float16 would need a gradient scaler.
-    """
-    if device.type == "cuda" and enabled:
-        if _bf16_supported(device):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        _warn_once(f"{torch.cuda.get_device_name(device)} has no bfloat16; training and inference run in float32 "
-                   f"(pass --no-amp to silence this)")
-    return contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def _bf16_supported(device: torch.device) -> bool:
-    with torch.cuda.device(device):
-        return bool(torch.cuda.is_bf16_supported())
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_once(message: str) -> None:
-    logger.warning(message)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads, restored afterwards (0: leave torch's setting)."""
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def to_device(x: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Copy to ``device`` and convert to float32 there (a float16 batch crosses PCIe at half the bytes).
-
-    From pinned memory the copies are asynchronous; the conversion is queued
-    behind them on the same stream, so it reads the copied values.
-    """
-    return {k: v.to(device, non_blocking=True).float() for k, v in x.items()}
-
-
-
 def make_loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> DataLoader | ThreadedLoader:
     """The run's loader of ``ds``: :class:`ThreadedLoader` threads or DataLoader worker processes (``cfg.loader``)."""
     if cfg.loader == "threads":
@@ -540,14 +448,3 @@ def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, 
             break
     return {"epochs": epoch + 1, "best_loss": best_loss, "best_epoch": best_epoch + 1,
             "stopped_early": stopped_early, "out": str(out), "rank": rank, "world_size": world}
-
-
-def load_model(state: Mapping[str, Any]) -> GenreClassifier:
-    """Rebuild the network of a checkpoint dict and load its weights (eval mode, CPU)."""
-    from pipeline.config import PipelineConfig
-
-    bands = PipelineConfig.from_dict(state["pipeline_config"]).features.feature_bands()
-    model = build_model(state["model_name"], n_classes=len(state["labels"]), feature_bands=bands,
-                        **dict(state["model_kwargs"]))
-    model.load_state_dict(state["model"])
-    return model.eval()

@@ -31,8 +31,6 @@ our features vs the librosa reference features of that same signal.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import tempfile
@@ -360,27 +358,21 @@ def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineCon
     }
 
 
-def _print_report(result: dict[str, Any]) -> None:
-    print(f"clips: {result['clips']} ({result['clip_seconds']:.0f} s each: MP3 44.1 kHz stereo + .au 22,050 Hz), "
-          f"variants: {', '.join(result['variants'])}; one thread; warm-up clip excluded (numba JIT, filterbanks)")
-    print(f"ours:      {result['ours_core_s_per_clip']:.3f} core-s per clip (all variants)")
-    print(f"reference: {result['reference_core_s_per_clip']:.3f} core-s per clip (librosa)")
-    print(f"speedup:   {result['speedup']:.1f}x")
+def format_report(result: dict[str, Any]) -> str:
+    """The figures of :func:`bench_features` as the lines ``pipeline bench features`` prints."""
+    lines = [
+        f"clips: {result['clips']} ({result['clip_seconds']:.0f} s each: MP3 44.1 kHz stereo + .au 22,050 Hz), "
+        f"variants: {', '.join(result['variants'])}; one thread; warm-up clip excluded (numba JIT, filterbanks)",
+        f"ours:      {result['ours_core_s_per_clip']:.3f} core-s per clip (all variants)",
+        f"reference: {result['reference_core_s_per_clip']:.3f} core-s per clip (librosa)",
+        f"speedup:   {result['speedup']:.1f}x",
+    ]
     for fmt, figures in result["by_format"].items():
-        print(f"  {fmt}: ours {figures['ours_core_s_per_clip']:.3f} s, "
-              f"reference {figures['reference_core_s_per_clip']:.3f} s")
-    print("our stages, one clip (core-s): " +
-          ", ".join(f"{k} {v:.3f}" for k, v in result["ours_stage_core_s"].items()))
-    print("parity on the original variant (worst clip): feature  max|diff|  mean|diff|  correlation")
+        lines.append(f"  {fmt}: ours {figures['ours_core_s_per_clip']:.3f} s, "
+                     f"reference {figures['reference_core_s_per_clip']:.3f} s")
+    lines.append("our stages, one clip (core-s): " +
+                 ", ".join(f"{k} {v:.3f}" for k, v in result["ours_stage_core_s"].items()))
+    lines.append("parity on the original variant (worst clip): feature  max|diff|  mean|diff|  correlation")
     for name, p in result["parity"].items():
-        print(f"  {name:15s} {p['max_abs_diff']:.2e}  {p['mean_abs_diff']:.2e}  {p['correlation']:.6f}")
-
-
-def bench_features_cli(args: argparse.Namespace) -> int:
-    """Entry point of ``pipeline bench features`` (``--clips N``, ``--json FILE``)."""
-    result = bench_features(int(args.clips))
-    _print_report(result)
-    if getattr(args, "json", None):
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+        lines.append(f"  {name:15s} {p['max_abs_diff']:.2e}  {p['mean_abs_diff']:.2e}  {p['correlation']:.6f}")
+    return "\n".join(lines)

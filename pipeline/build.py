@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 #: Threads of numeric libraries in every worker: one, because parallelism
 #: comes from worker processes and oversubscribed BLAS/OpenMP threads only
 #: add contention.
-_SINGLE_THREAD_ENV = {
+SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -403,7 +403,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
     # restart): put this process's values back afterwards, or a later numba
     # compile here fails ("Cannot set NUMBA_NUM_THREADS ... once the threads
     # have been launched") and BLAS in this process stays pinned.
-    saved_env = {name: os.environ.get(name) for name in (*_SINGLE_THREAD_ENV, *MALLOC_TUNABLE_ENV)}
+    saved_env = {name: os.environ.get(name) for name in (*SINGLE_THREAD_ENV, *MALLOC_TUNABLE_ENV)}
     # Worker processes inherit this environment too, and an earlier LocalCluster
     # in this process (ours or anyone's) may have left Dask's malloc setting in it.
     for name in MALLOC_TUNABLE_ENV:
@@ -414,7 +414,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
             # the worker; without Dask's MALLOC_TRIM_THRESHOLD_, which halves
             # extraction speed (see pipeline.allocator).
             spawn_env = nanny_environ_without_tunables(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": {**spawn_env, **_SINGLE_THREAD_ENV},
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {**spawn_env, **SINGLE_THREAD_ENV},
                                   **QUIET_CLUSTER_CONFIG}):
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
@@ -708,50 +708,3 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
         client.cancel(list(futures))
         raise
     return errors
-
-
-def build_from_cli(args: Any) -> int:
-    """``pipeline build``: load the config and manifest, build, print the summary.
-
-    Returns the exit code: 0, or 1 when failed clips exceed ``--max-failures``.
-    """
-    from pipeline.cli import parse_storage_options
-    from pipeline.cli.build import clip_limits_from_args
-    from pipeline.config import load_config
-    from stores.uri import local_path
-
-    config = load_config(args.config)
-    manifest = manifest_from_cli(args)
-    summary = build_store(
-        manifest, args.out, config=config, workers=args.workers, scheduler=args.scheduler,
-        overwrite=args.overwrite, max_failures=args.max_failures,
-        # --storage-option serves whichever of --out and --root is remote (or both).
-        storage_options=parse_storage_options(args.storage_option) if local_path(args.out) is None else {},
-        clips_per_shard=getattr(args, "clips_per_shard", None), progress=True,
-        clip_limits=clip_limits_from_args(args), source_storage_options=source_options_from_cli(args),
-    )
-    print(summary.report())
-    return 1 if summary.failures_exceeded else 0
-
-
-def source_options_from_cli(args: Any) -> dict[str, Any]:
-    """``--storage-option`` pairs for a remote ``--root`` (None of them for a local one)."""
-    from pipeline.cli import parse_storage_options
-    from pipeline.sources import is_remote
-
-    return parse_storage_options(getattr(args, "storage_option", None)) if is_remote(args.root) else {}
-
-
-def manifest_from_cli(args: Any) -> Manifest:
-    """The manifest that ``--dataset``, ``--root``, ``--split``, ``--dataset-option`` and ``--limit`` choose."""
-    from pipeline.cli import parse_key_values
-    from pipeline.datasets import load_manifest
-
-    dataset_options = parse_key_values(getattr(args, "dataset_option", None), flag="--dataset-option")
-    manifest = load_manifest(args.dataset, args.root, split=args.split, storage_options=source_options_from_cli(args),
-                             **dataset_options)
-    if args.limit is not None:
-        if args.limit <= 0:
-            raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
-        manifest = manifest.balanced_head(args.limit)
-    return manifest

@@ -29,9 +29,7 @@ the demo clips (``--workers-only`` skips the serial pass for scale runs).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -41,7 +39,6 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 
 from pipeline.build import build_store
 from pipeline.config import PipelineConfig
@@ -140,7 +137,7 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
     """
     import distributed
 
-    from pipeline.build import _SINGLE_THREAD_ENV, dask_client
+    from pipeline.build import SINGLE_THREAD_ENV, dask_client
     from stores import open_store
     from stores.checks import store_info
 
@@ -232,7 +229,7 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
             "scheduler": scheduler or "LocalCluster (in-process, worker processes, 1 thread each)",
             "cpu_count": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "thread_env": _SINGLE_THREAD_ENV,
+            "thread_env": SINGLE_THREAD_ENV,
             "distributed_version": distributed.__version__,
         })
         return figures
@@ -337,17 +334,3 @@ def format_figures(f: dict[str, Any]) -> str:
         f"conditions  {f['cpu_count']} CPUs, load average {f['load_average_1min']:.1f} at the end; {f['scheduler']}",
     ]
     return "\n".join(lines)
-
-
-def bench_build_cli(args: argparse.Namespace) -> int:
-    """``pipeline bench build [--clips N] [--seconds S] [--scheduler ADDR] [--out DIR] [--json FILE]``."""
-    from pipeline.cli import parse_storage_options
-
-    figures = run_bench(args.clips, seconds=args.seconds, scheduler=args.scheduler, out=args.out,
-                        clips_per_shard=args.clips_per_shard, serial=not args.workers_only,
-                        worker_counts=tuple(args.worker_counts), source_root=args.root,
-                        source_options=parse_storage_options(args.storage_option))
-    print(format_figures(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
-    return 0

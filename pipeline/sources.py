@@ -59,7 +59,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import AudioDecodeError, AudioError, BuildError, DatasetError
-from stores.uri import _is_connection_error, local_path, redact_uri, scheme_of
+from pipeline.uris import is_connection_error, local_path, redact_uri, scheme_of
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _http_status(exc: BaseException) -> int | None:
 
 def _unreachable(exc: BaseException) -> bool:
     """Connection refused, reset, timed out: botocore's and the builtin (stores.uri), and aiohttp's."""
-    if _is_connection_error(exc) or isinstance(exc, TimeoutError):
+    if is_connection_error(exc) or isinstance(exc, TimeoutError):
         return True
     try:
         from aiohttp import ClientConnectionError

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,32 +29,11 @@ from typing import Any, Iterator, Mapping
 import zarr.storage
 
 from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
+from pipeline.uris import is_connection_error, local_path, redact_uri, scheme_of
 
 logger = logging.getLogger(__name__)
 
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
 READ_ONLY_SCHEMES = ("http", "https")
-
-
-def scheme_of(uri: str | Path) -> str:
-    """URL scheme of ``uri`` ("" for a plain local path, "file" for file://)."""
-    match = _SCHEME.match(str(uri))
-    return match.group(1).lower() if match else ""
-
-
-def redact_uri(uri: str | Path) -> str:
-    """``uri`` without any ``user:password@`` part (safe to log and store)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@]*@", r"\1", str(uri))
-
-
-def local_path(uri: str | Path) -> Path | None:
-    """The local filesystem path of ``uri``, or None for a remote URI."""
-    scheme = scheme_of(uri)
-    if scheme == "":
-        return Path(uri).expanduser()
-    if scheme == "file":
-        return Path(str(uri)[len("file://"):])
-    return None
 
 
 def is_zip(uri: str | Path) -> bool:
@@ -142,17 +120,6 @@ def quiet_consolidated_warning() -> Iterator[None]:
         yield
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    """True for "cannot reach the server" errors of the fsspec backends."""
-    if isinstance(exc, ConnectionError):
-        return True
-    try:  # botocore's connection errors do not derive from the builtin one
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-    except ImportError:
-        return False
-    return isinstance(exc, BotoConnectionError)
-
-
 @contextlib.contextmanager
 def remote_errors(uri: str | Path, *, writing: bool = False) -> Iterator[None]:
     """Turn a remote backend's access errors into StoreErrors that name the URI and the fix.
@@ -184,7 +151,7 @@ def remote_errors(uri: str | Path, *, writing: bool = False) -> Iterator[None]:
             "create the bucket first (e.g. `aws s3 mb`, `mc mb`) or fix --out"
         ) from exc
     except Exception as exc:
-        if not _is_connection_error(exc):
+        if not is_connection_error(exc):
             raise
         raise StoreConnectionError(
             f"cannot reach the server of {shown} ({exc}); check the endpoint "

@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -218,7 +217,8 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
     same inputs is resumed from its last checkpoint; one begun with other
     inputs is discarded first.
     """
-    from model.train import torch_threads, train
+    from model.runtime import torch_threads
+    from model.train import train
 
     inputs = {"model": model, "store": store["fingerprint"], "train": train_settings(recipe),
               "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
@@ -284,7 +284,7 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
                    folder: Path, echo: Echo, *, roles: Mapping[int, str] | None = None) -> StageOutcome:
     """Evaluate a trained checkpoint on ``evaluate.split`` (or on the test fold of ``roles``)."""
     from model.evaluate import evaluate
-    from model.train import torch_threads
+    from model.runtime import torch_threads
 
     split = "test" if roles else recipe.evaluate.split
     inputs = {"model": model, "store": store["fingerprint"],
@@ -425,7 +425,7 @@ def _cross_validation(recipe: Recipe, store: Mapping[str, Any], out: Path, echo:
 
 def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, StageOutcome], out: Path,
            echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
-    from model.train import torch_threads
+    from model.runtime import torch_threads
     from workflows.noise import noisy_accuracy
 
     inputs = {"store": store["fingerprint"], "split": recipe.evaluate.split,

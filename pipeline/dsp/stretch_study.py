@@ -18,6 +18,7 @@ import soxr
 
 from pipeline.dsp.augment import phase_vocoder_stretch
 from pipeline.dsp.filterbanks import hann_window
+from pipeline.errors import ConfigError
 
 
 def score_signal(seconds: float, sr: int, *, time_scale: float = 1.0, pitch_factor: float = 1.0,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.build import build_store
-from pipeline.cli import main as pipeline_main
+from workflows.cli import main as pipeline_main
 from pipeline.config import load_config
 from pipeline.datasets import load_manifest
 from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError

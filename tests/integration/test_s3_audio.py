@@ -134,7 +134,7 @@ def test_the_cli_at_debug_level_prints_no_credential(private_bucket, s3_server, 
     config.write_text('[audio]\nclip_seconds = 4.0\n[augment]\nvariants = ["gain"]\n')
     env = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
     run = subprocess.run(
-        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))",
+        [sys.executable, "-c", "import sys; from workflows.cli import main; sys.exit(main(sys.argv[1:]))",
          "-vvv", "build", "--dataset", "folder", "--root", private_bucket["root"], "--out", uri,
          "--workers", "0", "--config", str(config), *flags],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -18,8 +18,8 @@ import torch
 from model.checkpoint import load_checkpoint
 from model.data import ThreadedLoader, WindowStream, window_index
 from model.networks import build_model
-from model.train import TrainConfig, autocast, make_loader, make_streams, resolve_device, to_device, train, \
-    train_step
+from model.runtime import autocast, resolve_device, to_device
+from model.train import TrainConfig, make_loader, make_streams, train, train_step
 from stores import open_store
 
 NO_CUDA = "needs a CUDA GPU (torch.cuda.is_available() is False here); run on a GPU machine with `make gpu-check`"
@@ -141,7 +141,7 @@ def test_train_resume_evaluate_predict_on_cuda(demo_store, tmp_path):
 def test_torchrun_two_gpus_nccl(demo_store, tmp_path):
     uri, _ = demo_store
     launcher = tmp_path / "launch.py"
-    launcher.write_text("import sys\nfrom pipeline.cli import main\nsys.exit(main())\n")
+    launcher.write_text("import sys\nfrom workflows.cli import main\nsys.exit(main())\n")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     # a bare `cuda` device: each rank must take its LOCAL_RANK GPU

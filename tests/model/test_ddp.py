@@ -14,7 +14,7 @@ from stores import open_store
 def test_torchrun_two_processes_gloo(demo_store, tmp_path):
     uri, _ = demo_store
     launcher = tmp_path / "launch.py"
-    launcher.write_text("import sys\nfrom pipeline.cli import main\nsys.exit(main())\n")
+    launcher.write_text("import sys\nfrom workflows.cli import main\nsys.exit(main())\n")
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(launcher),

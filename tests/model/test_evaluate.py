@@ -11,7 +11,7 @@ import soundfile as sf
 from model.evaluate import evaluate
 from model.predict import predict_files
 from model.train import train
-from pipeline.cli import main
+from workflows.cli import main
 from pipeline.errors import ConfigMismatchError
 from tests.model.fakes import FakeStore
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.gpu_check import CPU_PARAMS, GpuCheckParams, no_cuda_message
-from pipeline.cli import main
+from workflows.cli import main
 from pipeline.errors import ModelError
 
 FIGURES = ("training_windows_per_s", "loader_windows_per_s", "loader_to_training", "fed_windows_per_s",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
-from pipeline.bench import bench_features, bench_features_cli, make_bench_clips, synth_music
+from pipeline.bench import bench_features, make_bench_clips, synth_music
 from pipeline.errors import PipelineError
 
 
@@ -66,15 +65,6 @@ def test_bench_features_figures(short_bench):
         assert p["correlation"] > 0.9999, name
     stages = r["ours_stage_core_s"]
     assert "decode" in stages and all(f"features_{v}" in stages for v in r["variants"])
-
-
-def test_bench_cli_writes_json(monkeypatch, tmp_path, short_bench, capsys):
-    monkeypatch.setattr("pipeline.bench.bench_features", lambda clips: short_bench)
-    out = tmp_path / "bench.json"
-    assert bench_features_cli(argparse.Namespace(clips=1, json=str(out))) == 0
-    data = json.loads(out.read_text())
-    assert data["speedup"] == pytest.approx(short_bench["speedup"])
-    assert "speedup" in capsys.readouterr().out
 
 
 def test_bench_rejects_bad_clip_count():

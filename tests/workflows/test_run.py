@@ -144,13 +144,13 @@ def test_demo_prints_report_headline_and_store_info(first_run, dirs):
     assert command.startswith("$ pipeline predict --checkpoint ") and "svm-mfcc" in command
     import shlex
 
-    from pipeline.cli import main
+    from workflows.cli import main
 
     assert main(shlex.split(command)[2:]) == 0
 
 
 def test_cli_lists_recipes_and_rejects_bad_keys(capsys):
-    from pipeline.cli import main
+    from workflows.cli import main
 
     assert main(["run", "--list"]) == 0
     assert "paper-ablation" in capsys.readouterr().out

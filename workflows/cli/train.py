@@ -7,14 +7,16 @@ place, :class:`model.train.TrainConfig`; only the flags given are passed on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from workflows.cli.options import add_storage_option, parse_key_values, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from pipeline.cli import add_storage_option
-
     p = commands.add_parser("train", help="train a model on a feature store (DDP under torchrun)")
     p.add_argument("--store", required=True, help="store URI")
     p.add_argument("--model", default="dfn", help="model name (dfn, cnn-mel, cnn-bigru-mel, "
@@ -75,10 +77,7 @@ def _ints(text: str) -> list[int]:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from pipeline.cli import parse_key_values, parse_storage_options
-    from model.train import TrainConfig, train
-
-    import dataclasses
+    from model.train import TrainConfig, train  # torch: loaded on use
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}
     options: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
@@ -92,10 +91,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pipeline.cli import parse_storage_options
-    from model.evaluate import evaluate
+    from model.evaluate import evaluate  # torch: loaded on use
 
     where = f"folds-{'-'.join(map(str, args.folds))}" if args.folds else args.split
     out = args.out or str(Path(args.checkpoint) / f"eval-{where}")
@@ -114,7 +110,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from model.predict import predict_files
+    from model.predict import predict_files  # torch: loaded on use
 
     results = predict_files(args.checkpoint, args.files, top=args.top, device=args.device)
     if args.json:

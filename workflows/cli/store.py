@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 
+from workflows.cli.options import add_storage_option, parse_storage_options
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from pipeline.cli import add_storage_option
-
     p = commands.add_parser("info", help="summarise a store: counts, variants, features, size, provenance")
     p.add_argument("uri")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -34,8 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def info(args: argparse.Namespace) -> int:
-    from pipeline.cli import parse_storage_options
-    from stores.checks import format_info, store_info
+    from stores.checks import format_info, store_info  # zarr: loaded on use, `pipeline --help` stays fast
 
     result = store_info(args.uri, storage_options=parse_storage_options(args.storage_option))
     print(json.dumps(result, indent=2) if args.json else format_info(result))
@@ -43,8 +42,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from pipeline.cli import parse_storage_options
-    from stores.checks import format_verify, verify_store
+    from stores.checks import format_verify, verify_store  # zarr: loaded on use
 
     report = verify_store(args.uri, storage_options=parse_storage_options(args.storage_option))
     print(json.dumps(report, indent=2) if args.json else format_verify(report))
@@ -52,8 +50,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from pipeline.cli import parse_storage_options
-    from stores.checks import export_store
+    from stores.checks import export_store  # zarr: loaded on use
 
     out = export_store(args.uri, args.out, storage_options=parse_storage_options(args.storage_option))
     print(f"exported to {out} ({out.stat().st_size / 2**20:.1f} MiB); open it with `pipeline info {out}`",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.cli import main
+from workflows.cli import main
 from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 
@@ -62,7 +62,7 @@ def test_killed_build_process_resumes_to_identical_store(manifest, config_file, 
     out = tmp_path / "killed.zarr"
     argv = ["build", "--dataset", "folder", "--root", str(manifest.root), "--out", str(out), "--workers", "0",
             "--config", str(config_file), "--clips-per-shard", "2", "--max-failures", "1"]
-    code = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from workflows.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

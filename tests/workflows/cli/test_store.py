@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from workflows.cli import main
 from stores import open_store
 from stores.checks import store_info, verify_store
 from tests.stores.test_store import LABELS, build, small_config

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 from pathlib import Path
+
+from pipeline.errors import ConfigError
+from workflows.recipe import load_recipe, recipe_names
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -38,16 +43,12 @@ def _quiet_dask(args: argparse.Namespace) -> None:
     """Keep the run's own progress readable: distributed's logger is set to INFO by
     dask's config and would print every scheduler/nanny event through our root
     handler. ``-v`` keeps them."""
-    import logging
-
     if not getattr(args, "verbose", 0):
         logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def cli_overrides(args: argparse.Namespace) -> list[str]:
     """``--dataset/--root/--split`` as recipe overrides, before the ``--set`` ones."""
-    import json
-
     pairs = []
     if args.dataset:
         pairs.append(f"dataset.name={json.dumps(args.dataset)}")
@@ -59,9 +60,7 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.errors import ConfigError
-    from workflows.recipe import load_recipe, recipe_names
-    from workflows.runner import run_recipe
+    from workflows.runner import run_recipe  # torch and dask: loaded on use
 
     if args.list or not args.recipe:
         if not args.list:
@@ -78,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from workflows.demo import run_demo
+    from workflows.demo import run_demo  # torch and dask: loaded on use
 
     _quiet_dask(args)
     run_demo(Path(args.out), overrides=args.overrides, echo=lambda s: print(s, flush=True))

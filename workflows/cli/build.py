@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
+
+from pipeline.config import load_config
+from pipeline.datasets import load_manifest
+from pipeline.datasets.base import Manifest
+from pipeline.errors import ConfigError
+from pipeline.isolation import DEFAULT_CLIP_MEMORY_BYTES, DEFAULT_CLIP_SECONDS, ClipLimits
+from pipeline.sources import is_remote
+from pipeline.uris import local_path
+from workflows.cli.options import add_storage_option, parse_key_values, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from pipeline.cli import add_storage_option
-
     p = commands.add_parser("build", help="build a feature store from a dataset")
     add_dataset_options(p)
     p.add_argument("--out", required=True, help="store URI: path, file://, s3://, gs://, memory://")
@@ -45,28 +54,7 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only N clips of the manifest, taken from every label in turn (smoke tests)")
 
 
-def scan(args: argparse.Namespace) -> int:
-    from pipeline.build import manifest_from_cli, source_options_from_cli
-    from pipeline.config import load_config
-    from pipeline.preflight import scan_manifest
-
-    report = scan_manifest(manifest_from_cli(args), config=load_config(args.config), workers=args.workers,
-                           scheduler=args.scheduler, clip_limits=clip_limits_from_args(args),
-                           source_storage_options=source_options_from_cli(args))
-    if args.csv:
-        report.write_csv(args.csv)
-    if args.json:
-        import json
-
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.text())
-    return 0 if report.n_failed == 0 else 1
-
-
 def add_clip_limit_options(p: argparse.ArgumentParser) -> None:
-    from pipeline.isolation import DEFAULT_CLIP_MEMORY_BYTES, DEFAULT_CLIP_SECONDS
-
     p.add_argument("--clip-timeout", type=float, default=DEFAULT_CLIP_SECONDS, metavar="SECONDS",
                    help=f"time limit of one clip, all variants (default {DEFAULT_CLIP_SECONDS:g}); "
                         "a clip past it fails as time-out")
@@ -77,14 +65,52 @@ def add_clip_limit_options(p: argparse.ArgumentParser) -> None:
                    help="run clips in the task's own process (debugging: a decoder crash then stops the task)")
 
 
-def clip_limits_from_args(args: argparse.Namespace):
-    from pipeline.isolation import ClipLimits
-
+def clip_limits_from_args(args: argparse.Namespace) -> ClipLimits:
     memory = None if not args.clip_memory else int(args.clip_memory * 2**30)
     return ClipLimits(seconds=args.clip_timeout, memory_bytes=memory, isolate=not args.no_isolation)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pipeline.build import build_from_cli
+def source_options_from_cli(args: argparse.Namespace) -> dict[str, Any]:
+    """``--storage-option`` pairs for a remote ``--root`` (none of them for a local one)."""
+    return parse_storage_options(args.storage_option) if is_remote(args.root) else {}
 
-    return build_from_cli(args)
+
+def manifest_from_cli(args: argparse.Namespace) -> Manifest:
+    """The manifest that ``--dataset``, ``--root``, ``--split``, ``--dataset-option`` and ``--limit`` choose."""
+    dataset_options = parse_key_values(args.dataset_option, flag="--dataset-option")
+    manifest = load_manifest(args.dataset, args.root, split=args.split, storage_options=source_options_from_cli(args),
+                             **dataset_options)
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise ConfigError(f"--limit={args.limit} must be a positive number of clips")
+        manifest = manifest.balanced_head(args.limit)
+    return manifest
+
+
+def run(args: argparse.Namespace) -> int:
+    """``pipeline build``: 0, or 1 when failed clips exceed ``--max-failures``."""
+    from pipeline.build import build_store  # dask: loaded on use
+
+    summary = build_store(
+        manifest_from_cli(args), args.out, config=load_config(args.config), workers=args.workers,
+        scheduler=args.scheduler, overwrite=args.overwrite, max_failures=args.max_failures,
+        # --storage-option serves whichever of --out and --root is remote (or both).
+        storage_options=parse_storage_options(args.storage_option) if local_path(args.out) is None else {},
+        clips_per_shard=args.clips_per_shard, progress=True,
+        clip_limits=clip_limits_from_args(args), source_storage_options=source_options_from_cli(args),
+    )
+    print(summary.report())
+    return 1 if summary.failures_exceeded else 0
+
+
+def scan(args: argparse.Namespace) -> int:
+    """``pipeline scan``: 0 when every clip decodes, else 1."""
+    from pipeline.preflight import scan_manifest  # dask: loaded on use
+
+    report = scan_manifest(manifest_from_cli(args), config=load_config(args.config), workers=args.workers,
+                           scheduler=args.scheduler, clip_limits=clip_limits_from_args(args),
+                           source_storage_options=source_options_from_cli(args))
+    if args.csv:
+        report.write_csv(args.csv)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0 if report.n_failed == 0 else 1
