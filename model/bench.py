@@ -27,7 +27,7 @@ import torch
 
 from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
 from model.runtime import torch_threads
-from model.train import TrainConfig
+from model.config import TrainConfig
 from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)

@@ -186,7 +186,8 @@ def run_gpu_check(*, device: str = "cuda", store: StoreSource | None = None, out
     from model.evaluate import evaluate
     from model.networks import build_model
     from model.runtime import resolve_device, to_device, torch_threads
-    from model.train import TrainConfig, make_loader, make_streams, train_step
+    from model.config import TrainConfig
+    from model.train import make_loader, make_streams, train_step
 
     if not str(device).startswith(("cuda", "cpu")):
         raise ModelError(f"device={device!r} must be cuda, cuda:N or cpu")

@@ -29,123 +29,23 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms.join import Join
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from model.checkpoint import check_store, load_checkpoint, run_metadata, save_checkpoint
+from model.config import RESUMABLE_OVERRIDES, TrainConfig
 from model.data import ThreadedLoader, WindowStream, normalisation_stats, open_source, split_clips
-from model.networks import NON_NEURAL, build_model, model_names
+from model.networks import NON_NEURAL, GenreClassifier, build_model
 from model.runtime import autocast, init_distributed, resolve_device, to_device
-from pipeline.errors import ConfigError, ModelError
+from model.svm import train_svm
+from pipeline.errors import ModelError
 from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
-SCHEDULES = ("plateau", "cosine", "none")
-LOADERS = ("threads", "processes")
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Every training choice; saved in the checkpoint and ``config.json``.
-
-    Attributes
-    ----------
-    model : a name from :func:`model.networks.model_names`.
-    model_kwargs : builder knobs overriding the preset (e.g. ``{"gru_hidden": 64}``).
-    epochs : maximum epochs.
-    batch_size : windows per optimisation step (per rank under DDP).
-    lr, weight_decay : Adam's learning rate and L2 penalty.
-    patience : epochs without a better validation loss before stopping.
-    schedule : "plateau" (ReduceLROnPlateau on validation loss, factor
-        ``lr_factor`` after ``lr_patience`` bad epochs), "cosine" (to
-        ``min_lr`` over ``epochs``) or "none".
-    grad_clip : max gradient norm, 0 for none.
-    seed : seeds model initialisation, dropout and the loader's shuffling.
-    device : "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
-    amp : bf16 autocast on CUDA.
-    threads : torch intra-op threads (0: torch's default). On a shared CPU
-        machine 1 avoids threads spin-waiting for busy cores (measured up to
-        20x slower steps with 2 threads on 2 loaded cores).
-    loader : "threads" (default): ``loader_workers`` threads of the training
-        process decode and gather batches (:class:`~model.data.ThreadedLoader`;
-        that work runs without the GIL, and no batch crosses processes);
-        "processes": ``loader_workers`` DataLoader worker processes (each
-        batch then crosses through shared memory: measured 4x slower here).
-    loader_workers : loader threads or worker processes per rank (0: load in the training thread).
-    buffer_shards : shards shuffled together in each worker.
-    val_split : the split that drives early stopping.
-    train_folds, val_folds : cross-validation: train on the clips of
-        ``train_folds`` (every stored variant) and validate on ``val_folds``
-        instead of the split column.
-    progress : show a tqdm progress bar.
-    """
-
-    model: str = "dfn"
-    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    patience: int = 10
-    schedule: str = "plateau"
-    lr_factor: float = 0.5
-    lr_patience: int = 3
-    min_lr: float = 1e-6
-    grad_clip: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    threads: int = 0
-    loader: str = "threads"
-    loader_workers: int = 2
-    buffer_shards: int = 4
-    val_split: str = "val"
-    train_folds: tuple[int, ...] = ()
-    val_folds: tuple[int, ...] = ()
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.model not in model_names():
-            raise ConfigError(f"model={self.model!r} is not one of {', '.join(model_names())}")
-        for name in ("epochs", "batch_size", "patience", "lr_patience", "buffer_shards"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"train.{name}={value!r} must be a positive integer")
-        if self.threads < 0:
-            raise ConfigError(f"train.threads={self.threads} must be >= 0 (0: torch's default)")
-        if self.loader_workers < 0:
-            raise ConfigError(f"train.loader_workers={self.loader_workers} must be >= 0")
-        if self.loader not in LOADERS:
-            raise ConfigError(f"train.loader={self.loader!r} is not one of {', '.join(LOADERS)}")
-        for name in ("lr", "lr_factor", "min_lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"train.{name}={value!r} must be a positive number")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
-        object.__setattr__(self, "train_folds", tuple(int(f) for f in self.train_folds))
-        object.__setattr__(self, "val_folds", tuple(int(f) for f in self.val_folds))
-        if set(self.train_folds) & set(self.val_folds):
-            raise ConfigError(f"train.train_folds={list(self.train_folds)} and val_folds={list(self.val_folds)} "
-                              f"overlap; a fold is either trained or validated on")
-        if bool(self.train_folds) != bool(self.val_folds):
-            raise ConfigError("train.train_folds and train.val_folds must be given together")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        bad = set(data) - valid
-        if bad:
-            raise ConfigError(f"unknown training option(s) {sorted(bad)}; valid: {sorted(valid)}")
-        return cls(**data)
 
 
-#: Options that may change when resuming: run-time settings, not the model or its data (the
-#: loader settings change only the order of the batches, as a different number of workers does).
-RESUMABLE_OVERRIDES = ("epochs", "device", "loader", "loader_workers", "progress", "patience", "threads")
 
 
 # ---------------------------------------------------------------------------
@@ -273,6 +173,17 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
 # ---------------------------------------------------------------------------
 # the training run
 # ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Progress:
+    """Where a run stands: the next epoch and the early-stopping state (restored on resume)."""
+
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+
 def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, resume: bool = False,
           storage_options: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     """Train a model on the store's train split (or folds); checkpoints and logs go to ``out_dir``.
@@ -297,33 +208,17 @@ def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, 
     ConfigMismatchError
         Resuming on a store with other feature settings or labels.
     """
+    out = Path(out_dir)
     if isinstance(model, TrainConfig):
         cfg = dataclasses.replace(model, **options) if options else model
     else:
         cfg = TrainConfig.from_dict({"model": model, **options})
     if cfg.model in NON_NEURAL:
-        from model.svm import train_svm
-
         return train_svm(store, out_dir, cfg, storage_options=storage_options)
-    out = Path(out_dir)
-    latest = out / "checkpoint.pt"
-    state: dict[str, Any] | None = None
-    if resume:
-        if not latest.is_file():
-            raise ModelError(f"--resume: no {latest} to resume from; drop --resume to start a new run")
-        state = load_checkpoint(latest, which="latest")
-        saved = TrainConfig.from_dict(state["train_config"])
-        changed = {k for k in RESUMABLE_OVERRIDES if getattr(cfg, k) != getattr(saved, k)}
-        ignored = sorted(f.name for f in dataclasses.fields(TrainConfig)
-                         if f.name not in RESUMABLE_OVERRIDES and getattr(cfg, f.name) != getattr(saved, f.name))
-        if ignored and not isinstance(model, TrainConfig) and set(ignored) & set(options):
-            logger.warning("resuming %s with its saved %s; the options given for them are ignored "
-                           "(only %s may change on resume)", latest, ignored, ", ".join(RESUMABLE_OVERRIDES))
-        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed})
-    elif latest.exists():
-        raise ModelError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    cfg, state = _resumed(cfg, given=set(options) if not isinstance(model, TrainConfig) else set(), out=out,
+                          resume=resume)
 
-    # -- setup --------------------------------------------------------------
+    # setup: device, threads, ranks, seed, the store
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -334,81 +229,32 @@ def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, 
     source = store
     store = open_source(store, storage_options)
     if state is not None:
-        check_store(state, store, what=f"checkpoint {latest}")
-    labels = list(store.labels)
+        check_store(state, store, what=f"checkpoint {out / 'checkpoint.pt'}")
 
-    # -- model ----------------------------------------------------------------
-    model = build_model(cfg.model, n_classes=len(labels), feature_bands=store.feature_bands, **cfg.model_kwargs)
-    if state is None:
-        stats = normalisation_stats(store, split_clips(store, "train", folds=cfg.train_folds), model.features)
-        model.set_normalisation(stats)
-    else:
-        model.load_state_dict(state["model"])
-    model.to(device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
+    # model and optimizer
+    net, model = _make_model(cfg, store, state, device, world)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
 
-    # -- data -----------------------------------------------------------------
+    # data
     train_ds, val_ds = make_streams(source, store, cfg, device, model.features, rank=rank, world=world,
                                     storage_options=storage_options)
     train_loader = make_loader(train_ds, cfg, device)
     val_loader = make_loader(val_ds, cfg, device) if val_ds is not None else None
-    batches = len(train_ds)
 
-    # -- resume ---------------------------------------------------------------
-    start_epoch, best_loss, best_epoch, bad_epochs = 0, math.inf, -1, 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"]) + 1
-        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
-        bad_epochs = int(state["bad_epochs"])
-        _set_rng_state(state["rng"], device)
-        if state.get("stopped_early"):
-            logger.info("%s already stopped early at epoch %d; nothing to resume", out, state["epoch"])
-            start_epoch = cfg.epochs
+    progress = _Progress() if state is None else _restore(state, optimizer, scheduler, device, cfg, out)
     base = run_metadata(store, cfg, model.features)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(base, indent=2))
 
-    # -- loop -----------------------------------------------------------------
-    from tqdm.auto import tqdm
-
-    stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
+    # one loop: an epoch of training, validation, the schedule, a checkpoint
+    epoch = progress.start_epoch - 1
+    for epoch in range(progress.start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
-        net.train()
-        totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (on the device: no sync)
-        n_windows = 0
-        bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not cfg.progress or rank != 0, leave=False)
-        # Ranks may hold different numbers of windows; Join shadows the
-        # collectives of ranks that ran out so the others do not hang.
-        join = Join([net]) if world > 1 else contextlib.nullcontext()
-        with join:
-            for step, (x, y) in enumerate(train_loader):
-                x, y = to_device(x, device), y.to(device, non_blocking=True)
-                loss, logits = train_step(net, optimizer, x, y, cfg, device)
-                totals += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
-                n_windows += len(y)
-                bar.update(1)
-                # loss.item() waits for the GPU: only for a shown bar, every 20th batch
-                if not bar.disable and step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-        bar.close()
-        totals = torch.cat([totals, torch.tensor([float(n_windows)], dtype=torch.float64).to(device)])
-        if world > 1:
-            dist.all_reduce(totals)
-        n_train = max(1.0, float(totals[2]))
-        train_loss, train_acc = float(totals[0]) / n_train, float(totals[1]) / n_train
+        train_loss, train_acc, n_windows = _train_epoch(net, optimizer, train_loader, len(train_ds), cfg, device,
+                                                        epoch, rank, world)
         if val_loader is not None:
             val_loss, val_acc, _ = evaluate_loss(model, val_loader, device, cfg.amp)
         else:
@@ -418,33 +264,133 @@ def train(store: StoreSource, model: str | TrainConfig, out_dir: str | Path, *, 
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-
-        improved = val_loss < best_loss
-        if improved:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-        else:
-            bad_epochs += 1
-        stopped_early = bad_epochs >= cfg.patience
+        improved = _track(progress, val_loss, epoch, cfg.patience)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                  "val_acc": val_acc, "lr": lr, "windows": int(totals[2]),
+                  "val_acc": val_acc, "lr": lr, "windows": n_windows,
                   "time_s": round(time.perf_counter() - t0, 3), "split": cfg.val_split, "store": base["store"]["uri"]}
         if rank == 0:
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            logger.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f, lr %.2g",
-                        epoch + 1, train_loss, train_acc, val_loss, val_acc, lr)
-            ckpt = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                    "epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "stopped_early": stopped_early, "rng": _rng_state(device), "metrics": record}
-            if improved:
-                save_checkpoint(ckpt, out / "best.pt")
-            save_checkpoint(ckpt, latest)
+            _save_epoch(out, base, record, model, optimizer, scheduler, progress, epoch, improved, device)
         if world > 1:
             dist.barrier()
-        if stopped_early:
+        if progress.stopped_early:
             logger.info("early stop: no better %s loss for %d epochs (best %.4f at epoch %d)",
-                        cfg.val_split, cfg.patience, best_loss, best_epoch + 1)
+                        cfg.val_split, cfg.patience, progress.best_loss, progress.best_epoch + 1)
             break
-    return {"epochs": epoch + 1, "best_loss": best_loss, "best_epoch": best_epoch + 1,
-            "stopped_early": stopped_early, "out": str(out), "rank": rank, "world_size": world}
+    return {"epochs": epoch + 1, "best_loss": progress.best_loss, "best_epoch": progress.best_epoch + 1,
+            "stopped_early": progress.stopped_early, "out": str(out), "rank": rank, "world_size": world}
+
+
+def _resumed(cfg: TrainConfig, *, given: set[str], out: Path,
+             resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's config and, when resuming, its last checkpoint (whose config wins but for the resumable options).
+
+    ``given``: the options passed by name, warned about when a resume ignores them.
+    """
+    latest = out / "checkpoint.pt"
+    if not resume:
+        if latest.exists():
+            raise ModelError(f"{out} already holds a training run; pass --resume to continue it or choose "
+                             "another --out")
+        return cfg, None
+    if not latest.is_file():
+        raise ModelError(f"--resume: no {latest} to resume from; drop --resume to start a new run")
+    state = load_checkpoint(latest, which="latest")
+    saved = TrainConfig.from_dict(state["train_config"])
+    changed = {k for k in RESUMABLE_OVERRIDES if getattr(cfg, k) != getattr(saved, k)}
+    ignored = sorted(f.name for f in dataclasses.fields(TrainConfig)
+                     if f.name not in RESUMABLE_OVERRIDES and getattr(cfg, f.name) != getattr(saved, f.name))
+    if ignored and set(ignored) & given:
+        logger.warning("resuming %s with its saved %s; the options given for them are ignored "
+                       "(only %s may change on resume)", latest, ignored, ", ".join(RESUMABLE_OVERRIDES))
+    return dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed}), state
+
+
+def _make_model(cfg: TrainConfig, store: ReadableStore, state: Mapping[str, Any] | None, device: torch.device,
+                world: int) -> tuple[nn.Module, GenreClassifier]:
+    """The network (normalised on the train clips, or the checkpoint's weights) and its DDP wrapper."""
+    model = build_model(cfg.model, n_classes=len(store.labels), feature_bands=store.feature_bands,
+                        **cfg.model_kwargs)
+    if state is None:
+        stats = normalisation_stats(store, split_clips(store, "train", folds=cfg.train_folds), model.features)
+        model.set_normalisation(stats)
+    else:
+        model.load_state_dict(state["model"])
+    model.to(device)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return net, model
+
+
+def _restore(state: Mapping[str, Any], optimizer: torch.optim.Optimizer, scheduler: Any, device: torch.device,
+             cfg: TrainConfig, out: Path) -> _Progress:
+    """Put the optimizer, schedule and RNGs back where the checkpoint left them."""
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    progress = _Progress(int(state["epoch"]) + 1, float(state["best_loss"]), int(state["best_epoch"]),
+                         int(state["bad_epochs"]))
+    _set_rng_state(state["rng"], device)
+    if state.get("stopped_early"):
+        logger.info("%s already stopped early at epoch %d; nothing to resume", out, state["epoch"])
+        progress.start_epoch = cfg.epochs
+    return progress
+
+
+def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, batches: int, cfg: TrainConfig,
+                 device: torch.device, epoch: int, rank: int, world: int) -> tuple[float, float, int]:
+    """One pass over the training windows: (mean loss, accuracy, windows), summed over the ranks."""
+    net.train()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (on the device: no sync)
+    n_windows = 0
+    bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not cfg.progress or rank != 0, leave=False)
+    # Ranks may hold different numbers of windows; Join shadows the
+    # collectives of ranks that ran out so the others do not hang.
+    join = Join([net]) if world > 1 else contextlib.nullcontext()
+    with join:
+        for step, (x, y) in enumerate(loader):
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
+            loss, logits = train_step(net, optimizer, x, y, cfg, device)
+            totals += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+            n_windows += len(y)
+            bar.update(1)
+            # loss.item() waits for the GPU: only for a shown bar, every 20th batch
+            if not bar.disable and step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    totals = torch.cat([totals, torch.tensor([float(n_windows)], dtype=torch.float64).to(device)])
+    if world > 1:
+        dist.all_reduce(totals)
+    n_train = max(1.0, float(totals[2]))
+    return float(totals[0]) / n_train, float(totals[1]) / n_train, int(totals[2])
+
+
+def _track(progress: _Progress, val_loss: float, epoch: int, patience: int) -> bool:
+    """Early stopping's bookkeeping after an epoch; True when it improved on the best loss."""
+    improved = val_loss < progress.best_loss
+    if improved:
+        progress.best_loss, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+    else:
+        progress.bad_epochs += 1
+    progress.stopped_early = progress.bad_epochs >= patience
+    return improved
+
+
+def _save_epoch(out: Path, base: Mapping[str, Any], record: Mapping[str, Any], model: nn.Module,
+                optimizer: torch.optim.Optimizer, scheduler: Any, progress: _Progress, epoch: int,
+                improved: bool, device: torch.device) -> None:
+    """Rank 0: the epoch's metrics line, the latest checkpoint, and best.pt when it improved."""
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    logger.info("epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f, lr %.2g",
+                record["epoch"], record["train_loss"], record["train_acc"], record["val_loss"], record["val_acc"],
+                record["lr"])
+    ckpt = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "epoch": epoch, "best_loss": progress.best_loss, "best_epoch": progress.best_epoch,
+            "bad_epochs": progress.bad_epochs, "stopped_early": progress.stopped_early, "rng": _rng_state(device),
+            "metrics": record}
+    if improved:
+        save_checkpoint(ckpt, out / "best.pt")
+    save_checkpoint(ckpt, out / "checkpoint.pt")

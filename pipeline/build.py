@@ -46,8 +46,18 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
-from pipeline.allocator import MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, tune_allocator
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from pipeline.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, quiet_server,
+                                tune_allocator)
+from pipeline.dsp.augment import draw_params
+from pipeline.extract import process_clip, warm_up
 from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
+from pipeline.sources import check_root, fetch_many, is_remote, join_root, public_options, worker_credential_env
+from stores import ClipResult, create_store, open_store, open_writer, schema
+from stores.schema import MANTISSA_BITS, STATIC_COLUMNS, round_mantissa
+from stores.uri import local_path, redact_uri, remote_errors, scheme_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -78,6 +88,8 @@ QUIET_CLUSTER_CONFIG = {
     "distributed.scheduler.work-stealing": False,  # one task per shard, queued in order: nothing to steal
     "distributed.worker.profile.enabled": False,
 }
+#: What a failed shard task does to the build (see build_store's on_shard_error).
+SHARD_ERROR_POLICIES = ("finish", "stop")
 #: Dask retries of a task that raised (not counting tasks lost with a worker).
 TASK_RETRIES = 2
 
@@ -121,10 +133,6 @@ def build_shard(task: ShardTask) -> ShardReport:
     pipeline.errors.StoreError
         The store cannot be written (the task is retried by Dask).
     """
-    from stores import open_writer
-    from stores.uri import remote_errors
-    from threadpoolctl import threadpool_limits
-
     t0 = time.perf_counter()
     tune_allocator()  # once per process: workers we did not start may run with Dask's malloc setting
     # One BLAS/OpenMP thread whatever process runs the task (this one, a
@@ -149,8 +157,6 @@ def _extract_shard(task: ShardTask) -> list:
 
     The kernels are compiled here first so the sandbox child inherits them.
     """
-    from pipeline.extract import warm_up
-    from stores import ClipResult
 
     warm_up(task.config)
     outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
@@ -168,7 +174,6 @@ def clip_outcomes(clips: Sequence[tuple[str, str, tuple]], work: Any, *, limits:
     from memory (no shared filesystem); an object that stays unreadable is
     its clip's failure and starts no job. Build and scan tasks both use this.
     """
-    from pipeline.sources import fetch_many, is_remote
 
     remote = [i for i, (location, _, _) in enumerate(clips) if is_remote(location)]
     audio: dict[int, Any] = {i: location for i, (location, _, _) in enumerate(clips)}
@@ -194,8 +199,6 @@ def extract_for_store(audio: "str | bytes", clip_id: str, config: PipelineConfig
     back to the task (float16 instead of float32), and the writer takes
     float16 features as they are.
     """
-    from pipeline.extract import process_clip
-    from stores.schema import MANTISSA_BITS, round_mantissa
 
     clip = process_clip(audio, clip_id, config, variants, name=name)
     for feats in clip.features.values():
@@ -338,14 +341,12 @@ def augmented_splits(manifest: Manifest, config: PipelineConfig) -> tuple[str, .
 
 def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
     """Variant -> the parameter names it draws (asked of the augmentation code itself)."""
-    from pipeline.dsp.augment import draw_params
 
     return {v: sorted(draw_params(v, clip_id="", cfg=config.augment)) for v in config.augment.variants}
 
 
 def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
     labels = list(manifest.labels)
-    from stores.schema import STATIC_COLUMNS
 
     cols: dict[str, list[Any]] = {k: [] for k in STATIC_COLUMNS}
     for clip in manifest.clips:
@@ -363,7 +364,6 @@ def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
 
 def _writable_uri(out_uri: str | Path) -> str:
     """A URI that other processes resolve to the same place (local paths made absolute)."""
-    from stores.uri import local_path
 
     path = local_path(out_uri)
     return str(path.resolve()) if path is not None else str(out_uri)
@@ -378,7 +378,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
     start (the credentials of :func:`pipeline.sources.worker_credential_env`);
     ignored for an existing cluster, whose workers have their own environment.
     """
-    import dask
+    import dask  # only a cluster build needs Dask (about 1 s to import): serial builds and scans start without it
     import distributed
 
     if isinstance(scheduler, distributed.Client):
@@ -443,7 +443,6 @@ def _register_allocator_plugin(client: "distributed.Client") -> None:
 
 
 def _quiet_scheduler(dask_scheduler) -> None:  # noqa: ANN001 - run by Dask on the scheduler
-    from pipeline.allocator import quiet_server
 
     quiet_server(dask_scheduler)
 
@@ -500,6 +499,7 @@ def build_store(
     worker_addresses: Sequence[str] | None = None,
     clip_limits: ClipLimits = ClipLimits(),
     source_storage_options: Mapping[str, Any] | None = None,
+    on_shard_error: str = "finish",
 ) -> BuildSummary:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -542,6 +542,11 @@ def build_store(
         ``s3://``, ``gs://`` or ``http(s)://`` URI). Only their credential-free
         part (:func:`pipeline.sources.public_options`) goes to workers, which
         take credentials from their own environment.
+    on_shard_error : {"finish", "stop"}
+        What a shard task that fails (after Dask's retries, on a cluster)
+        does to the build, the same on every path: "finish" lets the other
+        shards finish, then raises one BuildError naming the first failure;
+        "stop" stops at the first and raises its own error (debugging, tests).
 
     Raises
     ------
@@ -550,12 +555,48 @@ def build_store(
     BuildError
         Tasks failed for reasons other than bad audio (after retries), or
         the scheduler cannot be reached. Finished shards are kept.
+    Exception
+        With ``on_shard_error="stop"``, the first failed shard's own error.
     """
-    from pipeline.sources import check_root, is_remote, join_root, public_options, worker_credential_env
-    from stores import create_store, open_store, schema
-    from stores.uri import redact_uri, scheme_of
-
     t_start = time.perf_counter()
+    if on_shard_error not in SHARD_ERROR_POLICIES:
+        raise ConfigError(f"on_shard_error={on_shard_error!r} is not one of {', '.join(SHARD_ERROR_POLICIES)}")
+    plan = _plan(manifest, out_uri, config=config, workers=workers, scheduler=scheduler, overwrite=overwrite,
+                 max_failures=max_failures, storage_options=storage_options, clips_per_shard=clips_per_shard,
+                 clip_limits=clip_limits, source_storage_options=source_storage_options)
+    run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
+                   on_shard_error=on_shard_error)
+    fingerprint = plan.writer.finalize()
+    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
+
+
+@dataclasses.dataclass
+class _BuildPlan:
+    """What a build will do, decided before any task runs."""
+
+    shown: str  # the store URI as it may be printed
+    uri: str
+    options: dict[str, Any]  # the store's storage options (this process)
+    writer: Any  # stores.StoreWriter
+    tasks: list[ShardTask]
+    n_workers: int  # 0: serial
+    worker_env: dict[str, str]  # credentials for the workers of a LocalCluster we start
+    allowed_failures: int
+    config: PipelineConfig
+
+
+@dataclasses.dataclass
+class _BuildRun:
+    reports: list[ShardReport]
+    seconds: float
+    dashboard: str | None
+
+
+def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, workers: int | None,
+          scheduler: "str | distributed.Client | None", overwrite: bool, max_failures: str | int | float,
+          storage_options: Mapping[str, Any] | None, clips_per_shard: int | None, clip_limits: ClipLimits,
+          source_storage_options: Mapping[str, Any] | None) -> _BuildPlan:
+    """Check the inputs, create (or reopen) the store, and make one task per pending shard."""
     shown = redact_uri(out_uri)
     if len(manifest) == 0:
         raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to build into {shown}")
@@ -584,7 +625,6 @@ def build_store(
                  "n_folds": manifest.n_folds, "source": manifest.source},
         augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
-    pending = writer.pending_shards()
     # Tasks that go to workers carry no credential (payloads are pickled in the
     # clear): workers take them from their environment, which for a
     # LocalCluster we start is given them at spawn (worker_credential_env).
@@ -594,74 +634,96 @@ def build_store(
         logger.info("credentials given as storage options stay in this process: the workers of %s use their "
                     "own environment's", scheduler)
     tasks = []
-    for i in pending:
+    for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
             (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
             for c in manifest.clips[start:stop]
         )
         tasks.append(ShardTask(i, clips, config, uri, task_options, clip_limits, task_source_options))
-    n_todo = sum(len(t.clips) for t in tasks)
-    logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards, n_todo)
+    n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
+    logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
+                sum(len(t.clips) for t in tasks))
+    return _BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config)
 
-    dashboard = None
+
+def _execute(plan: _BuildPlan, *, scheduler: "str | distributed.Client | None", progress: bool,
+             worker_addresses: Sequence[str] | None, on_shard_error: str) -> _BuildRun:
+    """Run the plan's tasks, in this process or on a cluster, under one shard-error policy."""
     reports: list[ShardReport] = []
+    dashboard = None
     t_build = time.perf_counter()
-    if tasks:
-        bar = progress_bar(n_todo, progress)
-        try:
-            if serial:
-                errors = _run_serial(tasks, bar, reports)
-            else:
-                n_workers = workers if workers else min(os.cpu_count() or 1, len(tasks))
-                with dask_client(n_workers, scheduler, worker_env=worker_env) as client:
-                    dashboard = client.dashboard_link if client.dashboard_link else None
-                    if dashboard:
-                        logger.info("Dask dashboard: %s", dashboard)
-                        if progress:
-                            bar.write(f"Dask dashboard: {dashboard}")
-                    t_build = time.perf_counter()
-                    errors = _run_distributed(client, tasks, bar, config, uri, worker_addresses, reports)
-        finally:
-            bar.close()
-        if errors:
-            first = errors[0]
-            raise BuildError(
-                f"{len(errors)} shard task(s) of {shown} failed after {TASK_RETRIES} retries "
-                f"(first: shard {first[0]}: {first[1]!r}); finished shards are kept, fix the cause and "
-                "rerun the same command to resume"
-            ) from first[1]
-    fingerprint = writer.finalize()
-    build_seconds = time.perf_counter() - t_build
+    if not plan.tasks:
+        return _BuildRun(reports, 0.0, None)
+    bar = progress_bar(sum(len(t.clips) for t in plan.tasks), progress)
+    try:
+        if plan.n_workers == 0:
+            errors = _run_serial(plan.tasks, bar, reports, on_shard_error)
+        else:
+            with dask_client(plan.n_workers, scheduler, worker_env=plan.worker_env) as client:
+                dashboard = client.dashboard_link or None
+                if dashboard:
+                    logger.info("Dask dashboard: %s", dashboard)
+                    if progress:
+                        bar.write(f"Dask dashboard: {dashboard}")
+                t_build = time.perf_counter()
+                errors = _run_distributed(client, plan.tasks, bar, plan.config, plan.uri, worker_addresses,
+                                          reports, on_shard_error)
+    finally:
+        bar.close()
+    if errors:
+        shard, first = errors[0]
+        if on_shard_error == "stop":
+            raise first
+        raise BuildError(
+            f"{len(errors)} shard task(s) of {plan.shown} failed"
+            f"{f' after {TASK_RETRIES} retries' if plan.n_workers else ''} (first: shard {shard}: {first!r}); "
+            "finished shards are kept, fix the cause and rerun the same command to resume"
+        ) from first
+    return _BuildRun(reports, time.perf_counter() - t_build, dashboard)
 
-    store = open_store(uri, storage_options=options)
+
+def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) -> BuildSummary:
+    """The finished store's counts, as the build reports them."""
+    store = open_store(plan.uri, storage_options=plan.options)
     clips = store.clips
     failed = clips[clips["status"] == schema.STATUS_FAILED]
     failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
+    built = sum(len(t.clips) for t in plan.tasks)
     return BuildSummary(
-        uri=shown, n_clips=len(clips), n_ok=int((clips["status"] == schema.STATUS_OK).sum()),
+        uri=plan.shown, n_clips=len(clips), n_ok=int((clips["status"] == schema.STATUS_OK).sum()),
         n_failed=len(failures), failures=failures, variants=store.variants,
-        n_shards=writer.layout.n_shards, shards_built=len(tasks),
-        shards_skipped=writer.layout.n_shards - len(tasks), clips_built=n_todo,
-        seconds=time.perf_counter() - t_start, build_seconds=build_seconds,
-        clips_per_s=n_todo / build_seconds if build_seconds > 0 else 0.0,
-        nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=allowed,
-        task_seconds=sum(r.seconds for r in reports), write_seconds=sum(r.write_seconds for r in reports),
-        dashboard=dashboard, failure_counts=count_failures([why for _, _, why in failures]),
+        n_shards=plan.writer.layout.n_shards, shards_built=len(plan.tasks),
+        shards_skipped=plan.writer.layout.n_shards - len(plan.tasks), clips_built=built,
+        seconds=seconds, build_seconds=run.seconds,
+        clips_per_s=built / run.seconds if run.seconds > 0 else 0.0,
+        nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=plan.allowed_failures,
+        task_seconds=sum(r.seconds for r in run.reports), write_seconds=sum(r.write_seconds for r in run.reports),
+        dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
     )
 
 
 def progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
 
 
-def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport]) -> list[tuple[int, BaseException]]:
-    """The same tasks, one after another, in this process (errors propagate: debugging)."""
+def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport],
+                on_shard_error: str) -> list[tuple[int, BaseException]]:
+    """The same tasks, one after another, in this process; a failed shard as :func:`_run_distributed` treats it."""
+    errors: list[tuple[int, BaseException]] = []
     for task in tasks:
-        _record(build_shard(task), reports, bar)
-    return []
+        try:
+            report = build_shard(task)
+        except Exception as exc:  # noqa: BLE001 - the shard's failure, handled by the policy
+            logger.error("shard %d failed: %r", task.shard_index, exc)
+            errors.append((task.shard_index, exc))
+            if on_shard_error == "stop":
+                break
+            bar.update(len(task.clips))
+            continue
+        _record(report, reports, bar)
+    return errors
 
 
 def _record(report: ShardReport, reports: list[ShardReport], bar) -> None:
@@ -678,9 +740,10 @@ def _task_key_prefix(config: PipelineConfig, uri: str) -> str:
 
 
 def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], bar, config: PipelineConfig,
-                     uri: str, worker_addresses: Sequence[str] | None,
-                     reports: list[ShardReport]) -> list[tuple[int, BaseException]]:
-    """Submit one task per shard; update the bar as shards finish; collect task errors."""
+                     uri: str, worker_addresses: Sequence[str] | None, reports: list[ShardReport],
+                     on_shard_error: str) -> list[tuple[int, BaseException]]:
+    """Submit one task per shard; update the bar as shards finish; collect task errors
+    (``"stop"``: cancel the rest at the first)."""
     import distributed
 
     prefix = _task_key_prefix(config, uri)  # hashed once, not per shard
@@ -700,6 +763,9 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
                 exc = future.exception()
                 logger.error("shard %d failed: %r", task.shard_index, exc)
                 errors.append((task.shard_index, exc))
+                if on_shard_error == "stop":
+                    client.cancel(list(futures))
+                    break
                 bar.update(len(task.clips))
                 continue
             _record(future.result(), reports, bar)

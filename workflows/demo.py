@@ -54,7 +54,7 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: Sequence[str] = (),
     recipe = load_recipe("demo", list(overrides))
     d = recipe.dataset.demo
     echo(f"demo: {d.clips_per_genre} clips per genre of {d.clip_seconds:g} s synthetic audio (seed {d.seed}); "
-         f"models {', '.join(recipe.train.models)}; {recipe.train.epochs} epochs; "
+         f"models {', '.join(recipe.train.models)}; {recipe.train.settings.epochs} epochs; "
          f"{recipe.build.workers} Dask workers")
     result = run_recipe(recipe, out, echo=echo)
     wall = time.perf_counter() - start

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
+import json
 import logging
-import math
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline import validate
+from model.config import TrainConfig
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 
@@ -59,40 +62,14 @@ PAPER_MODELS: tuple[str, ...] = (
 )
 
 
-def _check_keys(section: str, values: Mapping[str, Any], valid: set[str]) -> None:
-    bad = set(values) - valid
-    if bad:
-        raise ConfigError(
-            f"unknown key(s) {sorted(bad)} in recipe section [{section}]; valid keys: {sorted(valid)}"
-        )
 
 
-def _int(section: str, name: str, value: Any, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"recipe {section}.{name}={value!r} must be an integer >= {minimum}")
-    return value
 
 
-def _float(section: str, name: str, value: Any, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"recipe {section}.{name}={value!r} must be a finite number")
-    if positive and value <= 0:
-        raise ConfigError(f"recipe {section}.{name}={value!r} must be > 0")
-    return float(value)
 
 
-def _str(section: str, name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"recipe {section}.{name}={value!r} must be a string")
-    return value
 
 
-def _str_list(section: str, name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"recipe {section}.{name}={value!r} must be a list of strings")
-    return tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +87,9 @@ class DemoOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _int("dataset.demo", "clips_per_genre", self.clips_per_genre, minimum=1)
-        _float("dataset.demo", "clip_seconds", self.clip_seconds, positive=True)
-        _int("dataset.demo", "seed", self.seed)
+        validate.integer("recipe dataset.demo.clips_per_genre", self.clips_per_genre, minimum=1)
+        validate.number("recipe dataset.demo.clip_seconds", self.clip_seconds, positive=True)
+        validate.integer("recipe dataset.demo.seed", self.seed, minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +113,9 @@ class DatasetSection:
             raise ConfigError(
                 f"recipe dataset.name={self.name!r} is not a known dataset; valid: {', '.join(adapters)}"
             )
-        _str("dataset", "root", self.root)
-        _str("dataset", "split", self.split)
-        _int("dataset", "limit", self.limit)
+        validate.text("recipe dataset.root", self.root)
+        validate.text("recipe dataset.split", self.split)
+        validate.integer("recipe dataset.limit", self.limit, minimum=0)
         adapter = adapters[self.name]
         if self.split and self.split not in adapter.split_schemes:
             raise ConfigError(
@@ -163,57 +140,49 @@ class BuildSection:
 
     store : store URI; "" puts it under the run's store folder, named by
         dataset, split and config hash so that recipes share matching stores.
-    workers : local Dask worker processes (0: one per CPU core, the builder's default).
-    serial : build in this process without Dask (debugging, tiny test stores).
+    workers : as ``pipeline build --workers``: N local Dask worker processes,
+        0 builds serially in this process (no Dask: debugging, tiny stores);
+        left out, one per CPU core.
     scheduler : address of an existing Dask scheduler ("" = a local cluster).
     max_failures : failed clips tolerated, a count (>= 1) or a fraction (< 1).
     """
 
     store: str = ""
-    workers: int = 0
-    serial: bool = False
+    workers: int | None = None
     scheduler: str = ""
     max_failures: float = 0.05
 
     def __post_init__(self) -> None:
-        _str("build", "store", self.store)
-        _int("build", "workers", self.workers)
-        if not isinstance(self.serial, bool):
-            raise ConfigError(f"recipe build.serial={self.serial!r} must be true or false")
-        _str("build", "scheduler", self.scheduler)
-        value = _float("build", "max_failures", self.max_failures)
-        if value < 0:
-            raise ConfigError(f"recipe build.max_failures={value} must be >= 0")
+        validate.text("recipe build.store", self.store)
+        if self.workers is not None:
+            validate.integer("recipe build.workers", self.workers, minimum=0)
+        validate.text("recipe build.scheduler", self.scheduler)
+        validate.number("recipe build.max_failures", self.max_failures, minimum=0)
+
+
+#: Trainer options a recipe does not set itself: the runner gives each stage its
+#: model (from ``models``), its folds (cross-validation) and the progress bar.
+_RUNNER_TRAIN_OPTIONS = frozenset({"model", "train_folds", "val_folds", "progress"})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainSection:
-    """Models to train and the trainer's settings (the paper's defaults).
+    """The models to train, and the trainer's settings for every one of them.
+
+    The ``[train]`` table holds ``models`` and any field of
+    :class:`model.config.TrainConfig` (epochs, batch_size, lr, patience,
+    seed, device, threads, loader_workers, ...): ``settings`` is that config,
+    with the trainer's own defaults and checks, so a recipe and ``pipeline
+    train`` cannot disagree about a default.
 
     models : preset names (see :func:`known_models`).
-    epochs, batch_size, lr, patience, seed : as in ``pipeline train``.
-    device : "auto", "cpu" or "cuda".
-    loader_workers : loader threads of the training process (the trainer's
-        default loader; 0: load in the training thread, which the demo and
-        paper recipes keep so that training has the cores of small machines).
-    threads : torch intra-op threads while training and evaluating (0: torch's
-        default, one per core). On a small machine shared with other work, 1
-        avoids OpenMP threads spinning while a sibling thread is descheduled,
-        which we measured to make a batch 3-6x slower on 2 busy cores.
     """
 
     models: tuple[str, ...] = ("dfn",)
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-4
-    patience: int = 10
-    seed: int = 0
-    device: str = "auto"
-    loader_workers: int = 0
-    threads: int = 0
+    settings: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        models = _str_list("train", "models", self.models)
+        models = validate.text_list("recipe train.models", self.models)
         object.__setattr__(self, "models", models)
         valid = known_models()
         for name in models:
@@ -223,15 +192,23 @@ class TrainSection:
                 )
         if len(set(models)) != len(models):
             raise ConfigError(f"recipe train.models={list(models)!r} names a model twice")
-        _int("train", "epochs", self.epochs, minimum=1)
-        _int("train", "batch_size", self.batch_size, minimum=1)
-        object.__setattr__(self, "lr", _float("train", "lr", self.lr, positive=True))
-        _int("train", "patience", self.patience, minimum=1)
-        _int("train", "seed", self.seed)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"recipe train.device={self.device!r} must be one of 'auto', 'cpu', 'cuda'")
-        _int("train", "loader_workers", self.loader_workers)
-        _int("train", "threads", self.threads)
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The keys a ``[train]`` table may hold."""
+        return {"models"} | {f.name for f in dataclasses.fields(TrainConfig)} - _RUNNER_TRAIN_OPTIONS
+
+    @classmethod
+    def from_table(cls, values: Mapping[str, Any]) -> "TrainSection":
+        values = dict(values)
+        validate.keys("recipe section [train]", values, cls.keys())
+        models = values.pop("models", cls.models)
+        return cls(models=models, settings=TrainConfig.from_dict(values))
+
+    def to_table(self) -> dict[str, Any]:
+        """The ``[train]`` table: ``models`` and every setting."""
+        settings = {k: v for k, v in self.settings.to_dict().items() if k not in _RUNNER_TRAIN_OPTIONS}
+        return {"models": list(self.models), **settings}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +229,7 @@ class CVSection:
     folds: int = 10
 
     def __post_init__(self) -> None:
-        _int("cv", "folds", self.folds, minimum=3)
+        validate.integer("recipe cv.folds", self.folds, minimum=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,9 +248,9 @@ class NoiseSection:
     def __post_init__(self) -> None:
         if not isinstance(self.snr_db, (list, tuple)) or not self.snr_db:
             raise ConfigError(f"recipe noise.snr_db={self.snr_db!r} must be a non-empty list of numbers")
-        object.__setattr__(self, "snr_db", tuple(_float("noise", "snr_db", v) for v in self.snr_db))
-        _int("noise", "seed", self.seed)
-        _int("noise", "max_clips", self.max_clips)
+        object.__setattr__(self, "snr_db", tuple(validate.number("recipe noise.snr_db", v) for v in self.snr_db))
+        validate.integer("recipe noise.seed", self.seed, minimum=0)
+        validate.integer("recipe noise.max_clips", self.max_clips, minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,12 +266,12 @@ class LatencySection:
     repeats: int = 5
 
     def __post_init__(self) -> None:
-        devices = _str_list("latency", "devices", self.devices)
+        devices = validate.text_list("recipe latency.devices", self.devices)
         for d in devices:
             if d not in ("cpu", "cuda"):
                 raise ConfigError(f"recipe latency.devices names {d!r}; valid devices: 'cpu', 'cuda'")
         object.__setattr__(self, "devices", devices)
-        _int("latency", "repeats", self.repeats, minimum=1)
+        validate.integer("recipe latency.repeats", self.repeats, minimum=1)
 
 
 _SECTIONS: dict[str, type] = {
@@ -331,7 +308,7 @@ class Recipe:
     latency: LatencySection = dataclasses.field(default_factory=LatencySection)
 
     def __post_init__(self) -> None:
-        _str("recipe", "name", self.name)
+        validate.text("recipe name", self.name)
         if self.kind not in KINDS:
             raise ConfigError(f"recipe kind={self.kind!r} is not one of {', '.join(KINDS)}")
         # Build the store config now so a bad override fails at load time.
@@ -349,14 +326,15 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML/JSON types; ``Recipe.from_dict(r.to_dict()) == r``."""
-        import json
-
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        data["train"] = json.loads(json.dumps(self.train.to_table()))
+        data["build"] = {k: v for k, v in data["build"].items() if v is not None}  # TOML has no null
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
         """Validate a raw mapping (as read from TOML, after overrides)."""
-        _check_keys("top level", data, _TOP_KEYS)
+        validate.keys("the recipe's top level", data, _TOP_KEYS)
         kwargs: dict[str, Any] = {
             "name": data.get("name", ""),
             "kind": data.get("kind", ""),
@@ -368,11 +346,17 @@ class Recipe:
         kwargs["pipeline"] = dict(pipeline)
         for name, section_cls in _SECTIONS.items():
             values = dict(data.get(name) or {})
+            if name == "train":
+                kwargs[name] = TrainSection.from_table(values)
+                continue
+            if name == "build" and "serial" in values:
+                raise ConfigError("recipe build.serial is gone: build.workers = 0 builds serially in this process "
+                                  "(the meaning of pipeline build --workers 0); leave workers out for one per core")
             valid = {f.name for f in dataclasses.fields(section_cls)}
-            _check_keys(name, values, valid)
+            validate.keys(f"recipe section [{name}]", values, valid)
             if name == "dataset" and "demo" in values:
                 demo = dict(values["demo"] or {})
-                _check_keys("dataset.demo", demo, {f.name for f in dataclasses.fields(DemoOptions)})
+                validate.keys("recipe section [dataset.demo]", demo, {f.name for f in dataclasses.fields(DemoOptions)})
                 values["demo"] = DemoOptions(**demo)
             kwargs[name] = section_cls(**values)
         return cls(**kwargs)
@@ -381,13 +365,20 @@ class Recipe:
 # -- overrides -------------------------------------------------------------
 
 def parse_value(raw: str) -> Any:
-    """A ``--set`` value as TOML would read it (``5``, ``1e-3``, ``true``,
+    """A ``KEY=VALUE`` value as TOML would read it (``5``, ``1e-3``, ``true``,
     ``["dfn", "cnn"]``, ``"text"``); ``[a, b]`` (quotes lost to a shell) is a
-    list of bare strings; anything else is taken as a bare string."""
+    list of bare strings; anything else is taken as a bare string.
+
+    The one value syntax of every ``KEY=VALUE`` option: recipe ``--set``,
+    ``--model-arg``, ``--storage-option``, ``--dataset-option``.
+    """
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         pass
+    else:
+        # A TOML date or time (2026-12-01, 10:30) is no option value: keep the text.
+        return raw if isinstance(value, (datetime.date, datetime.time)) else value
     text = raw.strip()
     if text.startswith("[") and text.endswith("]"):
         # A shell ate the quotes of ["a", "b"]: read [a, b] as a list of items.
@@ -407,6 +398,8 @@ def _valid_keys_at(path: tuple[str, ...]) -> set[str] | None:
         if len(rest) == 1 and rest[0] in sections:
             return set(sections[rest[0]])
         return None
+    if head == "train" and not rest:
+        return TrainSection.keys()
     if head in _SECTIONS and not rest:
         return {f.name for f in dataclasses.fields(_SECTIONS[head])}
     if head == "dataset" and rest == ["demo"]:

@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from pipeline.errors import BuildError, ConfigError, PipelineError
+from model.config import TrainConfig
 from stores.protocol import ReadableStore
 from workflows.recipe import Recipe
 from workflows.report import render_report
@@ -161,7 +162,7 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
              f"-> {uri}")
         summary = build_store(
             manifest, uri, config=cfg,
-            workers=0 if recipe.build.serial else (recipe.build.workers or None),
+            workers=recipe.build.workers,
             scheduler=recipe.build.scheduler or None,
             max_failures=_max_failures(recipe.build.max_failures),
             progress=True,
@@ -203,9 +204,18 @@ def _jsonable(obj: Any) -> Any:
 
 def train_settings(recipe: Recipe) -> dict[str, Any]:
     """The recipe's training settings, as the stage inputs record them."""
-    t = recipe.train
-    return {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr, "patience": t.patience,
-            "seed": t.seed, "device": t.device, "loader_workers": t.loader_workers}
+    # The seven settings every recorded stage has, and any other that differs
+    # from the trainer's default: stages recorded before recipes held every
+    # trainer option keep their inputs hash.
+    settings = recipe.train.settings.to_dict()
+    defaults = TrainConfig().to_dict()
+    recorded = ("epochs", "batch_size", "lr", "patience", "seed", "device", "loader_workers")
+    return {k: v for k, v in settings.items()
+            if k in recorded or (k not in _NOT_RECORDED and v != defaults[k])}
+
+
+#: Set by the runner per stage (model, folds, bar) or run-time only (threads): not a stage input.
+_NOT_RECORDED = frozenset({"model", "progress", "train_folds", "val_folds", "threads"})
 
 
 def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Path, echo: Echo,
@@ -241,7 +251,7 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
             options.update(train_folds=tuple(sorted(f for f, r in roles.items() if r == "train")),
                            val_folds=tuple(sorted(f for f, r in roles.items() if r == "val")))
         start = time.perf_counter()
-        with torch_threads(recipe.train.threads):
+        with torch_threads(recipe.train.settings.threads):
             summary = train(store["uri"], model, ckpt, resume=resume, **options)
         return {"checkpoint": str(ckpt), "seconds": time.perf_counter() - start, "summary": _jsonable(summary),
                 "checkpoint_sha256": checkpoint_digest(ckpt)}
@@ -297,7 +307,7 @@ def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained
             kwargs: dict[str, Any] = {"folds": (_test_fold(roles),)}
         else:
             kwargs = {"split": split}
-        with torch_threads(recipe.train.threads):
+        with torch_threads(recipe.train.settings.threads):
             metrics = evaluate(trained.result["checkpoint"], store["uri"], stage_dir, **kwargs)
         return {"metrics": normalise_metrics(_jsonable(metrics))}
 
@@ -437,7 +447,7 @@ def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, Stage
     def run(folder: Path) -> dict[str, Any]:
         manifest = load_run_manifest(recipe)
         checkpoints = {n: t.result["checkpoint"] for n, t in trained.items()}
-        with torch_threads(recipe.train.threads):
+        with torch_threads(recipe.train.settings.threads):
             return {"noise": noisy_accuracy(checkpoints, store["uri"], manifest.root, split=recipe.evaluate.split,
                                             snr_db=recipe.noise.snr_db, seed=recipe.noise.seed,
                                             max_clips=recipe.noise.max_clips, echo=echo)}

@@ -143,7 +143,7 @@ def test_pipeline_train_streams_from_s3_and_keeps_credentials_out_of_the_run(bui
                                                                              no_aws_env):
     run = tmp_path / "run"
     code = pipeline_main(["train", "--store", built["uri"], "--out", str(run), "--epochs", "1", "--device", "cpu",
-                          "--workers", "0", "--batch-size", "8", "--no-progress", *cli_options(s3_server)])
+                          "--loader-workers", "0", "--batch-size", "8", "--no-progress", *cli_options(s3_server)])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     assert (run / "best.pt").is_file()
@@ -285,7 +285,7 @@ def test_build_interrupted_by_a_dropped_connection_resumes(built, s3_server, buc
     def first_attempt() -> None:
         try:
             outcome["summary"] = build_store(manifest, uri, config=config, workers=0, clips_per_shard=2,
-                                             progress=False, storage_options=proxied)
+                                             progress=False, storage_options=proxied, on_shard_error="stop")
         except Exception as exc:  # the expected failure, examined by the test below
             outcome["error"] = exc
 

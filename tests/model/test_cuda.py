@@ -19,7 +19,8 @@ from model.checkpoint import load_checkpoint
 from model.data import ThreadedLoader, WindowStream, window_index
 from model.networks import build_model
 from model.runtime import autocast, resolve_device, to_device
-from model.train import TrainConfig, make_loader, make_streams, train, train_step
+from model.config import TrainConfig
+from model.train import make_loader, make_streams, train, train_step
 from stores import open_store
 
 NO_CUDA = "needs a CUDA GPU (torch.cuda.is_available() is False here); run on a GPU machine with `make gpu-check`"

@@ -18,7 +18,7 @@ def test_torchrun_two_processes_gloo(demo_store, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(launcher),
-           "train", "--store", uri, "--model", "cnn-mel", "--out", str(out), "--epochs", "2", "--workers", "0",
+           "train", "--store", uri, "--model", "cnn-mel", "--out", str(out), "--epochs", "2", "--loader-workers", "0",
            "--device", "cpu", "--threads", "1", "--no-progress", "--batch-size", "4",
            "--model-arg", "cnn_channels=[4,4,8]", "--model-arg", "fc_hidden=8"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

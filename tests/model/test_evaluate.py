@@ -145,7 +145,7 @@ def test_cli_train_and_evaluate(store, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(model.evaluate, "open_source", model.data.open_source)
     out = tmp_path / "run"
     args = ["train", "--store", "fake://s", "--model", "cnn-mel", "--out", str(out), "--epochs", "1",
-            "--workers", "0", "--no-progress", "--model-arg", "cnn_channels=[4,4,4]", "--model-arg", "fc_hidden=8"]
+            "--loader-workers", "0", "--no-progress", "--model-arg", "cnn_channels=[4,4,4]", "--model-arg", "fc_hidden=8"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
     assert main(args) == 2  # exists: refused without --resume

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.train import TrainConfig, train
+from model.config import TrainConfig
+from model.train import train
 from pipeline.config import FeatureConfig
 from pipeline.errors import ConfigError, ConfigMismatchError, ModelError
 from tests.model.fakes import FakeStore, tiny_config
@@ -85,15 +86,6 @@ def test_resume_on_other_features_is_refused(store, tmp_path):
     other = FakeStore(config=dataclasses.replace(tiny_config(), features=FeatureConfig(hop_length=256)))
     with pytest.raises(ConfigMismatchError, match="hop_length"):
         train(other, cfg(), tmp_path, epochs=2, resume=True)
-
-
-def test_bad_options():
-    with pytest.raises(ConfigError, match="dfn"):
-        TrainConfig(model="nope")
-    with pytest.raises(ConfigError, match="threads, processes"):
-        TrainConfig(loader="fibers")
-    with pytest.raises(ConfigError, match="schedule"):
-        TrainConfig(schedule="step")
 
 
 def test_cross_validation_folds(tmp_path):

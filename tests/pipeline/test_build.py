@@ -196,3 +196,38 @@ def test_parse_max_failures(value, n, allowed):
 def test_parse_max_failures_rejects(value):
     with pytest.raises(ConfigError, match="max-failures"):
         parse_max_failures(value, 10)
+
+
+def _failing_shard(real, bad: int):
+    def build_shard(task):
+        if task.shard_index == bad:
+            raise OSError(f"disk gone while writing shard {bad}")
+        return real(task)
+    return build_shard
+
+
+def test_a_failed_shard_lets_the_others_finish_then_one_build_error(manifest, tmp_path, monkeypatch):
+    """The "finish" policy (the default) on the serial path, as on a cluster."""
+    monkeypatch.setattr(build_module, "build_shard", _failing_shard(build_module.build_shard, 1))
+    uri = tmp_path / "s.zarr"
+    with pytest.raises(BuildError, match=r"1 shard task\(s\) of .* failed \(first: shard 1: OSError") as info:
+        build_store(manifest, uri, config=CFG, workers=0, clips_per_shard=2, progress=False)
+    assert "rerun the same command" in str(info.value)
+    monkeypatch.undo()
+    summary = build_store(manifest, uri, config=CFG, workers=0, clips_per_shard=2, progress=False)
+    assert summary.shards_built == 1 and summary.shards_skipped == summary.n_shards - 1  # the others finished
+
+
+def test_the_stop_policy_raises_the_shards_own_error_and_builds_no_more(manifest, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "build_shard", _failing_shard(build_module.build_shard, 0))
+    uri = tmp_path / "s.zarr"
+    with pytest.raises(OSError, match="disk gone while writing shard 0"):
+        build_store(manifest, uri, config=CFG, workers=0, clips_per_shard=2, progress=False, on_shard_error="stop")
+    monkeypatch.undo()
+    summary = build_store(manifest, uri, config=CFG, workers=0, clips_per_shard=2, progress=False)
+    assert summary.shards_skipped == 0  # nothing after the failed shard was built
+
+
+def test_an_unknown_shard_error_policy_is_refused(manifest, tmp_path):
+    with pytest.raises(ConfigError, match="'finish', 'stop'|finish, stop"):
+        build_store(manifest, tmp_path / "s.zarr", config=CFG, workers=0, progress=False, on_shard_error="ignore")

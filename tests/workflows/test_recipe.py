@@ -47,7 +47,7 @@ def test_paper_tables_have_their_models():
 def test_overrides_change_typed_values():
     recipe = load_recipe("paper-comparison", ["train.epochs=5", "train.lr=3e-4", "train.models=dfn,cnn",
                                               "dataset.demo.clips_per_genre=4", "pipeline.audio.clip_seconds=6"])
-    assert recipe.train.epochs == 5 and recipe.train.lr == pytest.approx(3e-4)
+    assert recipe.train.settings.epochs == 5 and recipe.train.settings.lr == pytest.approx(3e-4)
     assert recipe.train.models == ("dfn", "cnn")
     assert recipe.dataset.demo.clips_per_genre == 4
     assert recipe.pipeline_config().audio.clip_seconds == 6
@@ -71,7 +71,7 @@ def test_real_dataset_without_root_is_rejected_with_the_fix():
 
 
 @pytest.mark.parametrize("pair, expected", [
-    ("train.epoch=3", "valid keys: batch_size, device, epochs"),
+    ("train.epoch=3", "valid keys: amp, batch_size, buffer_shards, device, epochs"),
     ("bogus=1", "valid keys: build, cv, dataset"),
     ("dataset.demo.clips=3", "valid keys: clip_seconds, clips_per_genre, seed"),
     ("pipeline.audio.rate=8000", "valid keys: clip_seconds, excerpt, resample_quality, sample_rate"),
@@ -117,7 +117,7 @@ def test_recipe_file_path_works(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('# pipeline run mine.toml\nname = "mine"\nkind = "ablation"\n[train]\nmodels = ["dfn"]\n')
     recipe = load_recipe(path, ["train.epochs=2"])
-    assert (recipe.name, recipe.kind, recipe.train.epochs) == ("mine", "ablation", 2)
+    assert (recipe.name, recipe.kind, recipe.train.settings.epochs) == ("mine", "ablation", 2)
 
 
 def test_parse_value_reads_toml_types_and_falls_back_to_text():
@@ -133,3 +133,27 @@ def test_apply_overrides_does_not_mutate_its_input():
     data = {"train": {"epochs": 3}}
     out = apply_overrides(data, ["train.epochs=4"])
     assert data["train"]["epochs"] == 3 and out["train"]["epochs"] == 4
+
+
+def test_the_train_table_holds_any_trainer_option_with_the_trainers_default():
+    from model.config import TrainConfig
+
+    recipe = load_recipe("paper-comparison", ["train.weight_decay=1e-4", "train.grad_clip=1.0"])
+    settings = recipe.train.settings
+    assert isinstance(settings, TrainConfig)
+    assert settings.weight_decay == pytest.approx(1e-4) and settings.grad_clip == 1.0
+    assert settings.buffer_shards == TrainConfig().buffer_shards  # not set: the trainer's own default
+    assert recipe.train.settings.loader_workers == 0  # the shipped recipe says so itself
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_a_trainer_option_is_checked_by_the_trainer_config():
+    with pytest.raises(ConfigError, match=r"train\.schedule='weekly' is not one of"):
+        load_recipe("paper-comparison", ["train.schedule=weekly"])
+
+
+def test_build_workers_means_what_pipeline_build_workers_means():
+    assert load_recipe("paper-comparison").build.workers is None  # left out: one per CPU core
+    assert load_recipe("paper-comparison", ["build.workers=0"]).build.workers == 0  # serial
+    with pytest.raises(ConfigError, match=r"build\.serial is gone: build\.workers = 0"):
+        Recipe.from_dict({**load_recipe("demo").to_dict(), "build": {"serial": True}})

@@ -17,7 +17,7 @@ from workflows.runner import run_recipe
 TINY = [
     "dataset.demo.clips_per_genre=3", "dataset.demo.clip_seconds=4.0",
     "pipeline.features.n_mels=64", "pipeline.features.hop_length=1024",
-    "pipeline.augment.variants=[]", "build.serial=true",
+    "pipeline.augment.variants=[]", "build.workers=0",
     "train.epochs=1", "train.batch_size=16", "train.lr=1e-3",
 ]
 
@@ -155,6 +155,6 @@ def test_cli_lists_recipes_and_rejects_bad_keys(capsys):
     assert main(["run", "--list"]) == 0
     assert "paper-ablation" in capsys.readouterr().out
     assert main(["run", "paper-comparison", "--set", "train.epoch=3"]) == 2
-    assert "valid keys: batch_size" in capsys.readouterr().err
+    assert "valid keys: amp, batch_size" in capsys.readouterr().err
     assert main(["run", "paper-comparison", "--set", 'train.models=["vgg"]']) == 2
     assert "valid models: dfn" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """``pipeline train``, ``pipeline evaluate`` and ``pipeline predict``: parse, call one library function.
 
-Training options default to ``None`` here so that the defaults live in one
-place, :class:`model.train.TrainConfig`; only the flags given are passed on.
+The training flags are generated from :class:`model.config.TrainConfig`
+(:func:`workflows.cli.options.add_config_options`): they default to ``None``
+so that the defaults live in the dataclass; only the flags given are passed on.
 """
 
 from __future__ import annotations
@@ -13,39 +14,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workflows.cli.options import add_storage_option, parse_key_values, parse_storage_options
+from model.config import LOADERS, SCHEDULES, TrainConfig
+from pipeline.errors import ConfigError
+from workflows.cli.options import add_config_options, add_storage_option, integers, parse_key_values, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("train", help="train a model on a feature store (DDP under torchrun)")
+    p = commands.add_parser("train", help="train a model on a feature store (DDP under torchrun)",
+                            description="Train one model. Every option below is a field of model.config.TrainConfig "
+                                        "(its default and its check live there); only the flags given are passed on.")
     p.add_argument("--store", required=True, help="store URI")
-    p.add_argument("--model", default="dfn", help="model name (dfn, cnn-mel, cnn-bigru-mel, "
-                   "cnn-bigru-hpss-concat, cnn, crnn, attention-cnn, svm-mfcc)")
+    p.add_argument("--model", default="dfn", help="model preset name (an unknown name lists the valid ones)")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (validation loss)")
-    p.add_argument("--schedule", choices=("plateau", "cosine", "none"))
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--workers", dest="loader_workers", type=int,
-                   help="loader threads (or worker processes, see --loader) per process (default 2; 0: none)")
-    p.add_argument("--loader", choices=("threads", "processes"),
-                   help="threads of the training process (default; no batch crosses processes) or "
-                        "DataLoader worker processes")
-    p.add_argument("--buffer-shards", type=int, help="shards shuffled together per worker")
-    p.add_argument("--val-split")
-    p.add_argument("--train-folds", type=_ints, help="cross-validation: comma-separated training folds")
-    p.add_argument("--val-folds", type=_ints, help="cross-validation: comma-separated validation folds")
+    add_config_options(p, TrainConfig, skip={"model", "model_kwargs"},
+                       choices={"schedule": SCHEDULES, "loader": LOADERS})
     p.add_argument("--model-arg", action="append", metavar="NAME=VALUE", default=[],
-                   help="builder knob (repeatable, JSON values), e.g. gru_hidden=64 cnn_channels=[16,32,64]")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+                   help="builder knob (repeatable), e.g. gru_hidden=64 cnn_channels=[16,32,64]")
+    # One meaning of --workers in every command (processes of a build); the loader's are --loader-workers.
+    p.add_argument("--workers", dest="old_workers", type=int, help=argparse.SUPPRESS)
     add_storage_option(p)
     p.set_defaults(func=train_command)
 
@@ -53,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (best.pt is used)")
     p.add_argument("--store", required=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--folds", type=_ints, help="evaluate these folds instead of a split")
+    p.add_argument("--folds", type=integers, help="evaluate these folds instead of a split")
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval-SPLIT)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics JSON")
@@ -69,16 +56,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=predict_command)
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} must be comma-separated integers, e.g. 0,1,2") from exc
-
-
 def train_command(args: argparse.Namespace) -> int:
-    from model.train import TrainConfig, train  # torch: loaded on use
+    from model.train import train  # torch: loaded on use
 
+    if args.old_workers is not None:
+        raise ConfigError("pipeline train --workers is now --loader-workers (the loader's threads or processes); "
+                          "--workers means the worker processes of a build")
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}
     options: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if args.model_arg:
