@@ -41,7 +41,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.config import ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
@@ -53,8 +53,9 @@ from pipeline.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_envir
                                 tune_allocator)
 from pipeline.dsp.augment import draw_params
 from pipeline.extract import process_clip, warm_up
-from pipeline.isolation import ClipLimits, Job, Outcome, run_isolated
-from pipeline.sources import check_root, fetch_many, is_remote, join_root, public_options, worker_credential_env
+from pipeline.isolation import PARTIAL_READ, ClipLimits, Job, Outcome, run_isolated
+from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, join_root, public_options,
+                              worker_credential_env)
 from stores import ClipResult, create_store, open_store, open_writer, schema
 from stores.schema import MANTISSA_BITS, STATIC_COLUMNS, round_mantissa
 from stores.uri import local_path, redact_uri, remote_errors, scheme_of
@@ -161,34 +162,56 @@ def _extract_shard(task: ShardTask) -> list:
     warm_up(task.config)
     outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
                               for clip_id, path, source, variants in task.clips],
-                             extract_for_store, limits=task.limits, source_options=task.source_options)
+                             extract_for_store, limits=task.limits, source_options=task.source_options,
+                             excerpt=excerpt_plan(task.config))
     return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
 
 
 def clip_outcomes(clips: Sequence[tuple[str, str, tuple]], work: Any, *, limits: ClipLimits,
-                  source_options: Mapping[str, Any] | None = None) -> list[Outcome]:
+                  source_options: Mapping[str, Any] | None = None, excerpt: ExcerptPlan | None = None
+                  ) -> list[Outcome]:
     """``work(audio, *args, name=source)`` for each ``(location, source, args)``, one clip failing only itself.
 
     The clips run in a sandbox child (:func:`pipeline.isolation.run_isolated`).
     Remote locations are fetched first by this task, concurrently, and decoded
     from memory (no shared filesystem); an object that stays unreadable is
-    its clip's failure and starts no job. Build and scan tasks both use this.
+    its clip's failure and starts no job. With ``excerpt``, a long PCM object
+    is fetched in part (:func:`pipeline.sources.fetch_many`); a clip whose
+    decode needed more is fetched whole and run again. Build and scan tasks
+    both use this.
     """
-
     remote = [i for i, (location, _, _) in enumerate(clips) if is_remote(location)]
     audio: dict[int, Any] = {i: location for i, (location, _, _) in enumerate(clips)}
     if remote:
-        audio.update(zip(remote, fetch_many([clips[i][0] for i in remote], storage_options=source_options or None)))
+        audio.update(zip(remote, fetch_many([clips[i][0] for i in remote], storage_options=source_options or None,
+                                            excerpt=excerpt)))
+    outcomes = _run_clips(clips, audio, range(len(clips)), work, limits)
+    again = [i for i in remote if outcomes[i].category == PARTIAL_READ]
+    if again:
+        logger.debug("%d partly fetched object(s) needed more bytes; fetching them whole", len(again))
+        audio.update(zip(again, fetch_many([clips[i][0] for i in again], storage_options=source_options or None)))
+        outcomes.update(_run_clips(clips, audio, again, work, limits))
+    return [outcomes[i] for i in range(len(clips))]
+
+
+def _run_clips(clips: Sequence[tuple[str, str, tuple]], audio: Mapping[int, Any], which: Iterable[int],
+               work: Any, limits: ClipLimits) -> dict[int, Outcome]:
     outcomes: dict[int, Outcome] = {}
     jobs, positions = [], []
-    for i, (_, source, args) in enumerate(clips):
+    for i in which:
+        _, source, args = clips[i]
         if isinstance(audio[i], AudioError):
             outcomes[i] = Outcome(False, category=audio[i].category, reason=audio[i].reason)
             continue
         jobs.append(Job(source, (audio[i], *args, source)))
         positions.append(i)
     outcomes.update(zip(positions, run_isolated(jobs, work, limits=limits)))
-    return [outcomes[i] for i in range(len(clips))]
+    return outcomes
+
+
+def excerpt_plan(config: PipelineConfig) -> ExcerptPlan:
+    """The excerpt every clip's decode takes under ``config`` (what a partial fetch must hold)."""
+    return ExcerptPlan(config.audio.clip_seconds, config.audio.excerpt)
 
 
 def extract_for_store(audio: "str | bytes", clip_id: str, config: PipelineConfig, variants: tuple[str, ...],

@@ -96,6 +96,14 @@ class AudioError(PipelineError):
         return (type(self), (self.path, self.reason, self.category))
 
 
+class PartialReadError(PipelineError):
+    """A decoder read bytes of a partly fetched object that were never fetched.
+
+    Not a failure of the clip: the object is fetched whole and decoded again
+    (:mod:`pipeline.dsp.partial`).
+    """
+
+
 class AudioDecodeError(AudioError, ValueError):
     """The file is not decodable audio: ``category`` is "empty", "not audio",
     "truncated" or "unreadable" (default "not audio")."""

@@ -58,7 +58,7 @@ import traceback
 import weakref
 from typing import Any, Callable, Sequence
 
-from pipeline.errors import AudioError, ClipFailure, ConfigError
+from pipeline.errors import AudioError, ClipFailure, ConfigError, PartialReadError
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ DEFAULT_CLIP_SECONDS = 60.0
 DEFAULT_CLIP_MEMORY_BYTES = 4 << 30
 #: Environment variable of the test-only fault hook (see the module docstring).
 FAULT_HOOK_ENV = "HFS_TEST_FAULT"
+
+#: Outcome category of a decode that needs the whole object (never stored: the caller fetches it and retries).
+PARTIAL_READ = "partial read"
 
 _HEADER = struct.Struct("<Q")
 _START, _DONE = 0, 1  # messages from the child: a job began; a job ended (with its Outcome)
@@ -125,6 +128,8 @@ def outcome_of_exception(exc: BaseException, name: str) -> Outcome:
         return Outcome(False, category=exc.category, reason=exc.reason)
     if isinstance(exc, ClipFailure):
         return Outcome(False, category=exc.category, reason=exc.reason)
+    if isinstance(exc, PartialReadError):
+        return Outcome(False, category=PARTIAL_READ, reason=str(exc))
     if isinstance(exc, MemoryError):
         return Outcome(False, category="out of memory",
                        reason="decoding or extraction ran out of memory (the clip's memory limit); "

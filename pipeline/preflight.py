@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pipeline.build import clip_outcomes, dask_client, progress_bar
+from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
@@ -107,7 +107,7 @@ def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, li
 
     tune_allocator()
     outcomes = clip_outcomes([(location, source, (config,)) for _, location, source in clips], _decode_summary,
-                             limits=limits, source_options=source_options)
+                             limits=limits, source_options=source_options, excerpt=excerpt_plan(config))
     out = []
     for (clip_id, location, source), outcome in zip(clips, outcomes):
         if outcome.ok:

@@ -104,7 +104,8 @@ import soxr
 from pipeline.config import EXCERPTS
 from pipeline.dsp import containers
 from pipeline.dsp.containers import ContainerFacts
-from pipeline.errors import AudioDecodeError, ConfigError, InvalidSamplesError, TooShortError
+from pipeline.dsp.partial import PartialObject, SparseFile
+from pipeline.errors import AudioDecodeError, AudioError, ConfigError, InvalidSamplesError, PartialReadError, TooShortError
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ _NDARRAY_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", 
 
 
 #: What :func:`load_clip` decodes: a file path, the file's bytes, or a binary file object.
-AudioSource = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
+AudioSource = Union[str, Path, bytes, bytearray, memoryview, BinaryIO, PartialObject]
 
 
 class _NamedBytesIO(io.BytesIO):
@@ -167,6 +168,8 @@ class _Source:
             return cls(str(path) if name is None else name, file_path=path)
         if isinstance(source, (bytes, bytearray, memoryview)):
             return cls(name or "<in-memory audio>", data=bytes(source))
+        if isinstance(source, PartialObject):
+            return cls(name or source.name, file=source.open())
         if callable(getattr(source, "read", None)):
             shown = name or str(getattr(source, "name", "") or "<in-memory audio>")
             seekable = getattr(source, "seekable", None)
@@ -297,8 +300,13 @@ def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: fl
     """
     _check_arguments(sample_rate, clip_seconds, min_seconds, excerpt, resample_quality)
     path = _Source.of(source, name)
-    facts = _inspect(path)
-    part = _decode_excerpt(path, facts, clip_seconds, excerpt)
+    try:
+        facts = _inspect(path)
+        part = _decode_excerpt(path, facts, clip_seconds, excerpt)
+    except AudioError:
+        _whole_bytes_were_read(path)  # a verdict on unfetched bytes is no verdict
+        raise
+    _whole_bytes_were_read(path)
     mono = part.mono
     # A float64 sum is finite exactly when no sample is NaN or Inf (float32
     # values cannot overflow it); the element-wise test runs only on failure.
@@ -327,6 +335,12 @@ def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: fl
 # --------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------
+def _whole_bytes_were_read(path: _Source) -> None:
+    """Raise PartialReadError when a decoder read bytes a partly fetched object does not hold."""
+    if isinstance(path.file, SparseFile) and path.file.holes_read:
+        raise PartialReadError(f"{path}: the decoder read bytes outside the fetched ranges; fetch it whole")
+
+
 def _check_arguments(sample_rate: int, clip_seconds: float, min_seconds: float, excerpt: str,
                      resample_quality: str) -> None:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
@@ -422,7 +436,7 @@ def _not_audio(path: _Source, facts: ContainerFacts, found: str) -> AudioDecodeE
 # --------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------
-def _excerpt_window(total: int, src_rate: int, clip_seconds: float, excerpt: str) -> tuple[int, int]:
+def excerpt_window(total: int, src_rate: int, clip_seconds: float, excerpt: str) -> tuple[int, int]:
     """(first frame, frame count) of the excerpt of a ``total``-frame file."""
     want = int(math.ceil(clip_seconds * src_rate))
     if total <= want:
@@ -486,7 +500,7 @@ def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, e
                                          "audio samples; re-export the file or exclude it", "empty")
         if length.seconds is None:
             length = dataclasses.replace(length, seconds=believed, source="libsndfile")
-        start, count = _excerpt_window(frames, rate, clip_seconds, excerpt)
+        start, count = excerpt_window(frames, rate, clip_seconds, excerpt)
         try:
             if start:
                 sf.seek(start)
@@ -684,7 +698,7 @@ def _decode_pyav(path: _Source, clip_seconds: float, excerpt: str, *, facts: Con
         if total <= 0:
             raise AudioDecodeError(path, f"{facts.description or 'the file'}: no audio samples "
                                          f"({why}); re-export the file or exclude it", "empty")
-        first, count = _excerpt_window(total, rate, clip_seconds, excerpt)
+        first, count = excerpt_window(total, rate, clip_seconds, excerpt)
         start_time, time_base = stream.start_time or 0, stream.time_base
         seeked = seek_failed = False
         if first and seek:
