@@ -421,3 +421,33 @@ def test_local_trainer_is_the_trainer_on_cpu(local_services, tmp_path):
     assert cpu["volumes"] == gpu["volumes"]
     assert cpu["depends_on"] == gpu["depends_on"]
     assert cpu["image"] == local_services["worker"]["image"]
+
+
+# --- hfs-upload (docker/upload.py) against the loopback S3 server -------------------------------
+
+
+@pytest.mark.s3
+def test_hfs_upload_makes_buckets_and_uploads_a_folder_once(s3_server, tmp_path):
+    bucket = f"hfs-upload-{os.getpid()}"
+    tree = tmp_path / "collection"
+    for rel, data in {"pop/a.wav": b"a" * 10, "jazz/b.wav": b"b" * 20, "demo.json": b"{}"}.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    env = {**os.environ, **s3_server.env()}
+
+    def upload(*args: str) -> str:
+        result = subprocess.run([sys.executable, str(REPO / "docker" / "upload.py"), *args], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert f"created bucket s3://{bucket}" in upload("buckets", f"s3://{bucket}")
+    assert f"bucket s3://{bucket} exists" in upload("buckets", f"s3://{bucket}")
+    assert "3 files sent, 0 already there" in upload("folder", str(tree), f"s3://{bucket}/set")
+    fs = s3_server.filesystem()
+    assert sorted(fs.find(f"{bucket}/set")) == [f"{bucket}/set/{rel}" for rel in ("demo.json", "jazz/b.wav", "pop/a.wav")]
+    assert fs.cat(f"{bucket}/set/jazz/b.wav") == b"b" * 20
+    (tree / "pop" / "a.wav").write_bytes(b"changed, longer")
+    assert "1 files sent, 2 already there" in upload("folder", str(tree), f"s3://{bucket}/set")
+    assert fs.cat(f"{bucket}/set/pop/a.wav") == b"changed, longer"
+    fs.rm(bucket, recursive=True)
