@@ -29,20 +29,25 @@ N_CLIPS = 6
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def audio_bucket(tmp_path, s3_server: S3Server, monkeypatch):
-    """A synthetic folder collection, uploaded; the process's AWS environment set for the server."""
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+def _uploaded_collection(tmp_path, s3_server: S3Server, prefix: str):
+    """A synthetic folder collection in a fresh bucket; removed afterwards."""
     audio = tmp_path / "audio"
     synthetic_manifest(audio, N_CLIPS, seconds=4.5)
     fs = s3_server.filesystem()
-    bucket = f"hfs-audio-{secrets.token_hex(5)}"
+    bucket = f"{prefix}-{secrets.token_hex(5)}"
     fs.mkdir(bucket)
     fs.put(str(audio), f"{bucket}/audio", recursive=True)
     yield {"audio": audio, "root": f"s3://{bucket}/audio", "bucket": bucket, "fs": fs}
     with contextlib.suppress(FileNotFoundError):
         fs.rm(bucket, recursive=True)
+
+
+@pytest.fixture
+def audio_bucket(tmp_path, s3_server: S3Server, monkeypatch):
+    """The collection uploaded; the process's AWS environment set for the server."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    yield from _uploaded_collection(tmp_path, s3_server, "hfs-audio")
 
 
 def test_a_build_from_s3_audio_equals_the_build_from_the_local_copy(audio_bucket, tmp_path):
@@ -72,15 +77,7 @@ def test_a_deleted_object_fails_its_clip_only(audio_bucket, tmp_path):
 @pytest.fixture
 def private_bucket(tmp_path, s3_server: S3Server, no_aws_env):
     """The collection uploaded with explicit credentials; none in this process's environment."""
-    audio = tmp_path / "audio"
-    synthetic_manifest(audio, N_CLIPS, seconds=4.5)
-    fs = s3_server.filesystem()
-    bucket = f"hfs-private-{secrets.token_hex(5)}"
-    fs.mkdir(bucket)
-    fs.put(str(audio), f"{bucket}/audio", recursive=True)
-    yield {"audio": audio, "root": f"s3://{bucket}/audio", "bucket": bucket, "fs": fs}
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(bucket, recursive=True)
+    yield from _uploaded_collection(tmp_path, s3_server, "hfs-private")
 
 
 def test_credentials_reach_the_workers_but_no_task_log_or_store(private_bucket, s3_server, tmp_path, caplog,
