@@ -134,49 +134,78 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     dict
         ``{"uri", "ok": bool, "checks": [{"name", "ok", "detail"}]}``.
     """
-    checks: list[dict[str, Any]] = []
-
-    def check(name: str, ok: bool, detail: str = "") -> bool:
-        checks.append({"name": name, "ok": bool(ok), "detail": detail})
-        return bool(ok)
-
     shown = redact_uri(uri)
     try:
         store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
     except PipelineError as exc:
-        check("open", False, str(exc))
-        return {"uri": shown, "ok": False, "checks": checks}
-    check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")
-    g = store.group
-    digests = [str(d) for d in g[schema.SHARD_DIGEST][:]]
-    missing = [i for i, d in enumerate(digests) if not d]
-    check("complete", store.complete and not missing,
-          "complete" if store.complete and not missing else
-          f"complete flag {store.complete}; {len(missing)} of {len(digests)} shards not built "
-          "(rerun the build to resume)")
+        return _report(shown, [_check("open", False, str(exc))])
+    checks = [_check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")]
+    digests = [str(d) for d in store.group[schema.SHARD_DIGEST][:]]
+    built = sum(bool(d) for d in digests)
+    finished = store.complete and built == len(digests)
+    checks.append(_check("complete", finished, "complete" if finished else
+                         f"complete flag {store.complete}; {len(digests) - built} of {len(digests)} shards not built "
+                         "(rerun the build to resume)"))
 
+    shape_problems = _shape_problems(store)
+    checks.append(_check("shapes", not shape_problems, "; ".join(shape_problems)
+                         or f"{len(store.feature_bands)} features, {store.n_clips} clips"))
+    if shape_problems:  # the checks below index the arrays by these shapes
+        return _report(shown, checks)
+
+    column_problems = _column_problems(store)
+    status = store.clips["status"].to_numpy()
+    checks.append(_check("columns", not column_problems, "; ".join(column_problems) or
+                         f"{int((status == schema.STATUS_OK).sum())} ok, "
+                         f"{int((status == schema.STATUS_FAILED).sum())} failed"))
+
+    nonfinite, digest_mismatch = _shard_problems(store, digests)
+    checks.append(_check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames"))
+    checks.append(_check("digests", not digest_mismatch,
+                         f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
+                         "rebuild with --overwrite)" if digest_mismatch else f"{built} shards match"))
+
+    if finished:
+        matches = store_fingerprint(store.config_hash, store.metadata.clips_hash, digests) \
+            == store.metadata.fingerprint
+        checks.append(_check("fingerprint", matches, "matches the shard digests" if matches else
+                             "the root fingerprint does not match the shard digests"))
+    return _report(shown, checks)
+
+
+def _check(name: str, ok: bool, detail: str = "") -> dict[str, Any]:
+    """One entry of :func:`verify_store`'s ``checks``."""
+    return {"name": name, "ok": bool(ok), "detail": detail}
+
+
+def _report(shown_uri: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"uri": shown_uri, "ok": all(c["ok"] for c in checks), "checks": checks}
+
+
+def _shape_problems(store: FeatureStore) -> list[str]:
+    """Feature arrays, per-clip columns and valid_frames whose shape (dtype, dims) the attributes contradict."""
+    g = store.group
     n, nv, mf = store.n_clips, len(store.variants), store.max_frames
-    shape_problems = []
+    problems = []
     for name, bands in store.feature_bands.items():
         arr = g[name]
         want = (n, nv, bands, mf)
         dims = ("clip", "variant", schema.feature_dim(name), "frame")
         if tuple(arr.shape) != want or str(arr.dtype) != schema.FEATURE_DTYPE \
                 or tuple(arr.metadata.dimension_names or ()) != dims:
-            shape_problems.append(f"{name}: {tuple(arr.shape)} {arr.dtype} {arr.metadata.dimension_names}, "
-                                  f"expected {want} {schema.FEATURE_DTYPE} {dims}")
-    aug_arrays = store.metadata.aug_arrays()
-    for name in (*schema.CLIP_COLUMNS, *aug_arrays):
+            problems.append(f"{name}: {tuple(arr.shape)} {arr.dtype} {arr.metadata.dimension_names}, "
+                            f"expected {want} {schema.FEATURE_DTYPE} {dims}")
+    for name in (*schema.CLIP_COLUMNS, *store.metadata.aug_arrays()):
         if tuple(g[name].shape) != (n,):
-            shape_problems.append(f"{name}: shape {tuple(g[name].shape)}, expected ({n},)")
+            problems.append(f"{name}: shape {tuple(g[name].shape)}, expected ({n},)")
     if tuple(g[schema.VALID_FRAMES].shape) != (n, nv):
-        shape_problems.append(f"valid_frames: shape {tuple(g[schema.VALID_FRAMES].shape)}, expected ({n}, {nv})")
-    check("shapes", not shape_problems, "; ".join(shape_problems) or f"{len(store.feature_bands)} features, {n} clips")
-    if shape_problems:
-        return {"uri": shown, "ok": False, "checks": checks}
+        problems.append(f"valid_frames: shape {tuple(g[schema.VALID_FRAMES].shape)}, expected ({n}, {nv})")
+    return problems
 
-    clips = store.clips
-    valid = store.valid_frames
+
+def _column_problems(store: FeatureStore) -> list[str]:
+    """Statuses, reasons and valid frame counts that do not agree with each other."""
+    clips, valid, mf = store.clips, store.valid_frames, store.max_frames
     status = clips["status"].to_numpy()
     problems = []
     bad_status = sorted(set(status) - {schema.STATUS_OK, schema.STATUS_FAILED, schema.STATUS_PENDING})
@@ -191,14 +220,25 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
         problems.append("failed/pending clips with stored frames")
     if (clips.loc[status == schema.STATUS_FAILED, "reason"] == "").any():
         problems.append("failed clips without a reason")
-    check("columns", not problems, "; ".join(problems) or
-          f"{int(is_ok.sum())} ok, {int((status == schema.STATUS_FAILED).sum())} failed")
+    return problems
 
+
+def _shard_problems(store: FeatureStore, digests: list[str]) -> tuple[list[str], list[int]]:
+    """Read every built shard back: features with NaN/Inf in valid frames, and shards whose digest differs.
+
+    Returns
+    -------
+    nonfinite : list of str
+        ``"<feature> in shard <i>"``.
+    digest_mismatch : list of int
+        Shard indices.
+    """
+    g, clips, valid, mf = store.group, store.clips, store.valid_frames, store.max_frames
     nonfinite = []
     digest_mismatch = []
     # per-clip columns read once (store.clips already holds the outcome), sliced per shard
     outcome_columns = {name: clips[name].to_numpy() for name in schema.OUTCOME_COLUMNS}
-    aug_columns = {name: g[name][:] for name in aug_arrays}
+    aug_columns = {name: g[name][:] for name in store.metadata.aug_arrays()}
     for i, (start, stop) in enumerate(store.shards):
         if not digests[i]:
             continue
@@ -212,16 +252,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
         aug = {name: column[start:stop] for name, column in aug_columns.items()}
         if shard_digest(blocks, valid[start:stop], outcome, aug) != digests[i]:
             digest_mismatch.append(i)
-    check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames")
-    check("digests", not digest_mismatch,
-          f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
-          "rebuild with --overwrite)" if digest_mismatch else f"{len(digests) - len(missing)} shards match")
-    if store.complete and not missing:
-        matches = store_fingerprint(store.config_hash, store.metadata.clips_hash, digests) \
-            == store.metadata.fingerprint
-        check("fingerprint", matches, "matches the shard digests" if matches else
-              "the root fingerprint does not match the shard digests")
-    return {"uri": shown, "ok": all(c["ok"] for c in checks), "checks": checks}
+    return nonfinite, digest_mismatch
 
 
 def format_verify(report: Mapping[str, Any]) -> str:

@@ -73,6 +73,8 @@ OFFICIAL_SPLITS: dict[str, str] = {"training": "train", "validation": "val", "te
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("set", "subset"), ("set", "split"), ("track", "genre_top"), ("artist", "id"), ("artist", "name"),
 )
+#: A local folder or file, or one in object storage.
+_AnyPath = Path | RemotePath
 
 
 def audio_relpath(track_id: int, subset: str) -> str:
@@ -164,6 +166,24 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
         raise ConfigError(f"FMA subset {subset!r} is not one of {', '.join(SUBSETS)}")
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {', '.join(MISSING_POLICIES)}")
+    path, tracks_csv, audio_dir = _locate(root, subset, metadata, storage_options)
+    tracks = _labelled_tracks(read_tracks(tracks_csv), subset, tracks_csv)
+    tracks, relpaths = _with_audio(tracks, subset, missing, path, audio_dir)
+    ids = [int(t) for t in tracks.index]
+    labels = list(tracks[("track", "genre_top")])
+    groups = list(tracks[("artist", "id")])
+    splits, folds, k, source = _splits(tracks, subset, split, labels, groups, n_folds=n_folds, seed=seed,
+                                       tracks_csv=tracks_csv)
+    clips = tuple(ClipRecord(clip_id=f"{t:06d}", path=rel, label=lab, split=s, fold=f, group=g)
+                  for t, rel, lab, s, f, g in zip(ids, relpaths, labels, splits, folds, groups))
+    logger.info("fma-%s: %d clips, %d genres, split %s", subset, len(clips), len(set(labels)), split)
+    return Manifest(dataset=f"fma-{subset}", root=manifest_root(path), labels=tuple(sorted(set(labels))), clips=clips,
+                    split_scheme=split, n_folds=k, source=source)
+
+
+def _locate(root: str | Path | None, subset: str, metadata: str | Path | None,
+            storage_options: Mapping[str, Any] | None) -> tuple[_AnyPath, _AnyPath, _AnyPath]:
+    """``(root, tracks.csv, fma_<subset>/)``, each checked to exist."""
     expected = f"fma_metadata/tracks.csv and fma_{subset}/<000>/<000002>.mp3 under it"
     path = require_dir(root, f"fma-{subset}", expected, storage_options)
     if metadata is None:
@@ -179,10 +199,13 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
     audio_dir = path / f"fma_{subset}"
     if not audio_dir.is_dir():
         raise DatasetError(f"FMA audio folder {audio_dir} not found; unpack fma_{subset}.zip into {path}")
-
     if isinstance(audio_dir, RemotePath):
         audio_dir.walk_all()  # one listing of the subset's folders, then is_file() from the cache
-    tracks = read_tracks(tracks_csv)
+    return path, tracks_csv, audio_dir
+
+
+def _labelled_tracks(tracks: pd.DataFrame, subset: str, tracks_csv: _AnyPath) -> pd.DataFrame:
+    """The tracks of ``subset`` (and the smaller subsets) that have a top genre, by track id."""
     rank = {name: i for i, name in enumerate(SUBSETS)}
     subset_col = tracks[("set", "subset")]
     unknown = sorted(set(subset_col) - set(SUBSETS) - {""})
@@ -201,50 +224,47 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
                     subset, no_genre, n_listed)
     if tracks.empty:
         raise DatasetError(f"no track of subset {subset!r} with a top genre in {tracks_csv}")
-    tracks = tracks.sort_index()
+    return tracks.sort_index()
 
-    ids = [int(t) for t in tracks.index]
-    relpaths = [audio_relpath(t, subset) for t in ids]
+
+def _with_audio(tracks: pd.DataFrame, subset: str, missing: str, path: _AnyPath,
+                audio_dir: _AnyPath) -> tuple[pd.DataFrame, list[str]]:
+    """The tracks kept under the ``missing`` policy, and their mp3 paths relative to ``path``."""
+    relpaths = [audio_relpath(int(t), subset) for t in tracks.index]
     present = [(path / rel).is_file() for rel in relpaths]
-    n_missing = present.count(False)
-    if n_missing:
-        example = relpaths[present.index(False)]
-        if n_missing == len(ids):
-            # Nothing matches: a wrong root or an archive not unpacked, not a few bad files.
-            raise DatasetError(f"none of the {len(ids)} listed fma-{subset} mp3 files exists under {audio_dir} "
-                               f"(e.g. {example}); unpack fma_{subset}.zip into {path}")
-        if missing == "error":
-            raise DatasetError(f"{n_missing} of {len(ids)} listed fma-{subset} tracks have no mp3 under "
-                               f"{path} (e.g. {example}); complete the download or pass missing='skip'")
-        logger.warning("%d of %d listed fma-%s tracks have no mp3 under %s (e.g. %s); %s",
-                       n_missing, len(ids), subset, path, example,
-                       "they are skipped" if missing == "skip" else "kept; the build marks them failed")
-        if missing == "skip":
-            tracks = tracks[present]
-            ids = [t for t, ok in zip(ids, present) if ok]
-            relpaths = [r for r, ok in zip(relpaths, present) if ok]
-            if not ids:
-                raise DatasetError(f"no fma-{subset} mp3 found under {audio_dir}")
+    n_missing, n_listed = present.count(False), len(relpaths)
+    if not n_missing:
+        return tracks, relpaths
+    example = relpaths[present.index(False)]
+    if n_missing == n_listed:
+        # Nothing matches: a wrong root or an archive not unpacked, not a few bad files.
+        raise DatasetError(f"none of the {n_listed} listed fma-{subset} mp3 files exists under {audio_dir} "
+                           f"(e.g. {example}); unpack fma_{subset}.zip into {path}")
+    if missing == "error":
+        raise DatasetError(f"{n_missing} of {n_listed} listed fma-{subset} tracks have no mp3 under "
+                           f"{path} (e.g. {example}); complete the download or pass missing='skip'")
+    logger.warning("%d of %d listed fma-%s tracks have no mp3 under %s (e.g. %s); %s",
+                   n_missing, n_listed, subset, path, example,
+                   "they are skipped" if missing == "skip" else "kept; the build marks them failed")
+    if missing == "skip":
+        # at least one is present (none present raised above)
+        return tracks[present], [r for r, ok in zip(relpaths, present) if ok]
+    return tracks, relpaths
 
-    labels = list(tracks[("track", "genre_top")])
-    groups = list(tracks[("artist", "id")])
+
+def _splits(tracks: pd.DataFrame, subset: str, split: str, labels: list[str], groups: list[str], *,
+            n_folds: int, seed: int, tracks_csv: _AnyPath) -> tuple[list[str], list[int], int, str]:
+    """``(split per track, fold per track, number of folds, source citation)`` under scheme ``split``."""
     if split == "official":
         raw_splits = list(tracks[("set", "split")])
         bad = sorted(set(raw_splits) - set(OFFICIAL_SPLITS))
         if bad:
             raise DatasetError(f"FMA metadata {tracks_csv} has unknown ('set','split') values {bad}; "
                                f"expected {', '.join(OFFICIAL_SPLITS)}")
-        splits, folds, k = [OFFICIAL_SPLITS[s] for s in raw_splits], [-1] * len(ids), 0
-        source = "FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'), official ('set','split')"
-    elif split == "folds":
-        splits, folds, k = [""] * len(ids), grouped_folds(labels, groups, n_folds=n_folds, seed=seed), n_folds
-        source = (f"FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'); {n_folds} "
-                  f"artist-grouped stratified folds (seed {seed})")
-    else:
-        raise ConfigError(f"unknown split scheme {split!r} for fma-{subset}; valid: {', '.join(SPLIT_SCHEMES)}")
-
-    clips = tuple(ClipRecord(clip_id=f"{t:06d}", path=rel, label=lab, split=s, fold=f, group=g)
-                  for t, rel, lab, s, f, g in zip(ids, relpaths, labels, splits, folds, groups))
-    logger.info("fma-%s: %d clips, %d genres, split %s", subset, len(clips), len(set(labels)), split)
-    return Manifest(dataset=f"fma-{subset}", root=manifest_root(path), labels=tuple(sorted(set(labels))), clips=clips,
-                    split_scheme=split, n_folds=k, source=source)
+        return ([OFFICIAL_SPLITS[s] for s in raw_splits], [-1] * len(tracks), 0,
+                "FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'), official ('set','split')")
+    if split == "folds":
+        return ([""] * len(tracks), grouped_folds(labels, groups, n_folds=n_folds, seed=seed), n_folds,
+                f"FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'); {n_folds} "
+                f"artist-grouped stratified folds (seed {seed})")
+    raise ConfigError(f"unknown split scheme {split!r} for fma-{subset}; valid: {', '.join(SPLIT_SCHEMES)}")

@@ -1,17 +1,18 @@
-"""Feature stores on a real S3 server (the loopback Ceph RADOS Gateway), zip and HTTP.
+"""Feature stores on a real S3 server (the loopback Ceph RADOS Gateway): what is S3's own.
 
 One store is built per module, through the `pipeline build` command with
 credentials given as `--storage-option`s (the riskiest path for leaking
 them), next to a serial local build of the same dataset. The tests then
-verify, inspect, stream, export and publish it, and check the failure modes:
-missing bucket, bad credentials, a connection dropped mid-build.
+verify, inspect, stream and export it with credentials from the environment,
+and check the failure modes: missing bucket, bad credentials, a connection
+dropped mid-build. What every backend does alike (read, fingerprint, verify,
+info, not-found, resume, export to zip, publishing over HTTP) is in
+tests/stores/test_conformance.py, which runs on S3 too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import secrets
@@ -27,7 +28,7 @@ from pipeline.build import build_store
 from workflows.cli import main as pipeline_main
 from pipeline.config import load_config
 from pipeline.datasets import load_manifest
-from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
+from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError
 from stores import open_store
 from tests.integration.helpers import assert_same_store, open_raw, synthetic_manifest
 from tests.s3_fixtures import AWS_VARS, S3Server
@@ -94,7 +95,8 @@ def test_cli_build_on_s3_is_bit_identical_to_a_local_build(built, s3_server):
     assert_same_store(built["local"], built["uri"], options_b=s3_server.storage_options())
 
 
-def test_verify_and_info_read_s3_with_credentials_from_the_environment(built, s3_server, monkeypatch, capsys):
+def test_verify_info_and_export_read_s3_with_credentials_from_the_environment(built, s3_server, monkeypatch,
+                                                                            capsys, tmp_path):
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     assert pipeline_main(["verify", built["uri"], "--json"]) == 0
@@ -105,6 +107,11 @@ def test_verify_and_info_read_s3_with_credentials_from_the_environment(built, s3
     assert info["uri"] == built["uri"] and info["complete"]
     assert info["status"] == {"ok": N_CLIPS}
     assert info["nbytes_stored"] > 0
+    # export from S3 to zip, bit for bit, is in tests/stores/test_conformance.py; here the command line's
+    # credentials come from the environment
+    out = tmp_path / "published" / "store.zip"
+    assert pipeline_main(["export", built["uri"], str(out)]) == 0
+    assert open_store(out).fingerprint == open_store(built["uri"]).fingerprint
 
 
 def test_credentials_are_never_written_into_the_store_or_printed(built, s3_server):
@@ -152,87 +159,6 @@ def test_pipeline_train_streams_from_s3_and_keeps_credentials_out_of_the_run(bui
         if path.is_file():
             assert secret not in path.read_bytes(), f"the secret was written into {path}"
     assert s3_server.secret not in captured.out + captured.err
-
-
-def test_export_to_zip_and_read_the_zip(built, s3_server, tmp_path, monkeypatch):
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    out = tmp_path / "published" / "store.zip"
-    assert pipeline_main(["export", built["uri"], str(out)]) == 0
-    zipped = open_store(out)
-    assert zipped.fingerprint == open_store(built["uri"]).fingerprint
-    assert_same_store(built["uri"], out)
-    with pytest.raises(StoreError, match="read-only"):
-        build_store(load_manifest("folder", built["audio"]), out, config=load_config(built["config"]),
-                    workers=0, progress=False)
-
-
-class _StaticHandler(http.server.SimpleHTTPRequestHandler):
-    """A static file server with single byte-range support, as nginx or S3 website hosting have.
-
-    Python's own handler ignores ``Range`` and sends whole files; Zarr reads a
-    shard's index and chunks by byte range, so a real publishing server must
-    honour it.
-    """
-
-    def do_GET(self) -> None:
-        header = self.headers.get("Range")
-        path = Path(self.translate_path(self.path))
-        if not header or not path.is_file():
-            return super().do_GET()
-        size = path.stat().st_size
-        spec = header.strip().removeprefix("bytes=")
-        first, _, last = spec.partition("-")
-        if not first:  # suffix range: the last N bytes
-            start, stop = max(0, size - int(last)), size
-        else:
-            start, stop = int(first), (min(int(last) + 1, size) if last else size)
-        if start >= size or start >= stop:
-            self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{size}")
-            self.end_headers()
-            return None
-        with path.open("rb") as handle:
-            handle.seek(start)
-            body = handle.read(stop - start)
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self.wfile.write(body)
-        return None
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHandler,
-                                                                                 directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_published_store_reads_over_plain_http(built):
-    local = built["local"]
-    with serve_folder(local.parent) as base:
-        url = f"{base}/{local.name}"
-        store = open_store(url)
-        assert store.fingerprint == open_store(local).fingerprint
-        assert_same_store(local, url)
-        with pytest.raises(StoreError, match="read-only"):
-            build_store(load_manifest("folder", built["audio"]), url, config=load_config(built["config"]),
-                        workers=0, progress=False)
-        with pytest.raises(StoreNotFoundError):
-            open_store(f"{base}/no-such-store.zarr")
 
 
 def test_missing_bucket_gives_a_clear_message(s3_server, tmp_path, capsys, no_aws_env):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.datasets import DATASETS, list_datasets, load_manifest
-from pipeline.datasets.fma import COLUMNS, read_tracks
+from pipeline.datasets.fma import COLUMNS, load_fma, read_tracks
 from pipeline.datasets.gtzan import GENRES, fault_filtered_lists
 from pipeline.datasets.splits import grouped_split, stratified_folds, stratified_split
 from pipeline.errors import ConfigError, DatasetError, PipelineError
@@ -230,6 +230,31 @@ def test_fma_errors(tmp_path):
     (odd / "fma_small").mkdir()
     with pytest.raises(DatasetError, match=r"unknown \('set','subset'\) values \['tiny'\]"):
         load_manifest("fma-small", odd)
+
+
+def test_fma_option_and_metadata_errors(tmp_path, caplog):
+    make_fma_tree(tmp_path, "large")
+    with pytest.raises(ConfigError, match=r"^FMA subset 'tiny' is not one of small, medium, large$"):
+        load_fma(tmp_path, subset="tiny")
+    with pytest.raises(ConfigError, match=r"^unknown split scheme 'random' for fma-large; valid: official, folds$"):
+        load_fma(tmp_path, subset="large", split="random")
+    with caplog.at_level(logging.INFO, logger="pipeline.datasets.fma"):
+        m = load_fma(tmp_path, subset="large")
+    assert "fma-large: 2 of 18 tracks have no ('track','genre_top') and are dropped" in caplog.text
+    assert "fma-large: 16 clips, 3 genres, split official" in caplog.text
+    assert m.source == "FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'), official ('set','split')"
+    folds = load_fma(tmp_path, subset="large", split="folds", n_folds=2, seed=3)
+    assert folds.source == ("FMA (Defferrard et al. 2017) tracks.csv: ('track','genre_top'); 2 "
+                            "artist-grouped stratified folds (seed 3)")
+    untagged = tmp_path / "untagged"
+    make_fma_tree(untagged, "small", rows={2: fma_row(2, genre_top=""), 3: fma_row(3, genre_top="")})
+    with pytest.raises(DatasetError, match=r"no track of subset 'small' with a top genre in .*tracks\.csv"):
+        load_fma(untagged, subset="small")
+    odd_split = tmp_path / "odd_split"
+    make_fma_tree(odd_split, "small", rows={2: fma_row(2, genre_top="Rock", split="holdout")})
+    with pytest.raises(DatasetError, match=r"unknown \('set','split'\) values \['holdout'\]; "
+                                           r"expected training, validation, test"):
+        load_fma(odd_split, subset="small")
 
 
 def test_fma_metadata_option(tmp_path):
