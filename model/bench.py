@@ -25,9 +25,14 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
-from model.runtime import torch_threads
+from model.checkpoint import feature_hash
 from model.config import TrainConfig
+from model.data import ThreadedLoader, WindowStream, open_source, split_clips, window_counts
+from model.networks import build_model
+from model.predict import Predictor
+from model.runtime import autocast, torch_threads
+from pipeline.config import PipelineConfig
+from pipeline.errors import ModelError
 from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
@@ -60,8 +65,6 @@ def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int =
 
     per_shard = [(shard, len(rows)) for shard, rows in stream(shuffle=False).plan()]
     if not per_shard:
-        from pipeline.errors import ModelError
-
         raise ModelError(f"store {store.uri} holds no windows to benchmark (no ok clips)")
 
     # One loader process = one DataLoader worker, where torch runs one thread.
@@ -140,9 +143,6 @@ def _synthetic_file(folder: Path, seconds: float, sr: int) -> Path:
 
 def _untrained_state(name: str, config: Any) -> dict[str, Any]:
     """A checkpoint dict of an untrained network (latency does not depend on the weights)."""
-    from model.checkpoint import feature_hash
-    from model.networks import build_model
-
     labels = [f"genre{i}" for i in range(10)]
     model = build_model(name, n_classes=len(labels), feature_bands=config.features.feature_bands())
     return {"model_name": name, "model_kwargs": {}, "labels": labels, "pipeline_config": config.to_dict(),
@@ -167,10 +167,6 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
     ``windows_per_file``, ``device``,
     ``model``, ``threads``, ``repeats``.
     """
-    from model.predict import Predictor
-    from model.runtime import autocast
-    from pipeline.config import PipelineConfig
-
     if checkpoint is not None:
         predictor = Predictor(checkpoint, device=device)
     else:

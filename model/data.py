@@ -30,7 +30,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from model.gather import gather_into
 from pipeline.errors import ModelError
+from stores import open_store
 from stores.protocol import ReadableStore, StoreSource
+from stores.schema import DEFAULT_CLIPS_PER_SHARD
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,6 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 def open_source(source: StoreSource, storage_options: Mapping[str, Any] | None = None) -> ReadableStore:
     """A store object from a URI (via ``stores.open_store``) or an already open store (returned as is)."""
     if isinstance(source, (str, os.PathLike)):
-        from stores import open_store
-
         return open_store(str(source), storage_options=dict(storage_options or {}))
     return source
 
@@ -329,8 +329,6 @@ class WindowStream(IterableDataset):
     # -- iteration ---------------------------------------------------------
     def _group_shards(self, store) -> int:
         """Shards read and shuffled together: ``buffer_shards`` shards' worth of 16-clip shards."""
-        from stores.schema import DEFAULT_CLIPS_PER_SHARD
-
         per_shard = max(1, max(stop - start for start, stop in store.shards))
         return max(self.buffer_shards, -(-self.buffer_shards * DEFAULT_CLIPS_PER_SHARD // per_shard))
 

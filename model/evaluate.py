@@ -24,6 +24,7 @@ from model.checkpoint import check_store, checkpoint_file, load_checkpoint
 from model.data import iter_clip_windows, open_source, split_clips
 from model.plots import plot_confusion
 from model.predict import Predictor, predict_windows
+from model.svm import svm_scores
 from pipeline.errors import ModelError
 from stores.protocol import StoreSource
 
@@ -88,8 +89,6 @@ def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | N
 
     predictor = Predictor(state, device=device)
     if predictor.svm is not None:
-        from model.svm import svm_scores
-
         clip_ids_eval, clip_log_probs = svm_scores(predictor.svm, store_obj, clips)
         window = None
     else:

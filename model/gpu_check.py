@@ -37,7 +37,17 @@ from typing import Any, Mapping
 
 import torch
 
-from model.data import open_source, split_clips
+from model.bench import latency
+from model.checkpoint import run_metadata, save_checkpoint
+from model.config import TrainConfig
+from model.data import normalisation_stats, open_source, split_clips
+from model.evaluate import evaluate
+from model.networks import build_model
+from model.runtime import resolve_device, to_device, torch_threads
+from model.train import make_loader, make_streams, train_step
+from pipeline.build import build_store
+from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig, canonical_hash
+from pipeline.datasets import load_manifest
 from pipeline.errors import ModelError
 from stores.protocol import StoreSource
 
@@ -134,10 +144,6 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 def build_demo_store(out: str | Path, params: GpuCheckParams) -> str:
     """The demo store of ``params`` at ``out/demo-<digest>.zarr`` (built once; a rerun reuses it)."""
-    from pipeline.build import build_store
-    from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig, canonical_hash
-    from pipeline.datasets import load_manifest
-
     out = Path(out)
     augment = AugmentConfig() if params.variants is None else AugmentConfig(variants=params.variants)
     config = PipelineConfig(audio=AudioConfig(clip_seconds=params.clip_seconds), augment=augment)
@@ -180,15 +186,6 @@ def run_gpu_check(*, device: str = "cuda", store: StoreSource | None = None, out
     ModelError
         CUDA was asked for and there is none (the message says why and what to do).
     """
-    from model.bench import latency
-    from model.checkpoint import run_metadata, save_checkpoint
-    from model.data import normalisation_stats
-    from model.evaluate import evaluate
-    from model.networks import build_model
-    from model.runtime import resolve_device, to_device, torch_threads
-    from model.config import TrainConfig
-    from model.train import make_loader, make_streams, train_step
-
     if not str(device).startswith(("cuda", "cpu")):
         raise ModelError(f"device={device!r} must be cuda, cuda:N or cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():

@@ -22,8 +22,10 @@ from model.checkpoint import load_checkpoint, load_model
 from model.data import gather_windows, window_index
 from model.networks import NON_NEURAL
 from model.runtime import autocast, resolve_device
+from model.svm import load_svm, svm_log_probs
 from pipeline.config import PipelineConfig
 from pipeline.errors import ModelError
+from pipeline.extract import decode, features_of_signal
 from pipeline.isolation import outcome_of_exception
 
 logger = logging.getLogger(__name__)
@@ -59,8 +61,6 @@ class Predictor:
         self.labels = list(self.state["labels"])
         self.device = resolve_device(device)
         if self.state["model_name"] in NON_NEURAL:
-            from model.svm import load_svm
-
             self.svm = load_svm(self.state)
             self.model = None
         else:
@@ -69,8 +69,6 @@ class Predictor:
 
     def features(self, path: str | Path) -> dict[str, np.ndarray]:
         """Decode and extract the original variant's features: name -> float32 ``(bands, frames)``."""
-        from pipeline.extract import decode, features_of_signal
-
         clip = decode(path, self.config)
         return features_of_signal(clip.samples[: clip.valid_samples], self.config)
 
@@ -78,8 +76,6 @@ class Predictor:
     def log_probs(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Clip log-probabilities ``(n_classes,)``: the mean over the clip's windows."""
         if self.svm is not None:
-            from model.svm import svm_log_probs
-
             return svm_log_probs(self.svm, features["mfcc"])
         frames = next(iter(features.values())).shape[-1]
         cfg = self.config

@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ORIGINAL, AudioConfig, PipelineConfig
+from pipeline.dsp.augment import apply_augmentation, draw_params
 from pipeline.errors import PipelineError
+from pipeline.extract import decode, features_of_signal, process_clip
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +192,6 @@ def reference_process(path: Path, clip_id: str, cfg: PipelineConfig,
     """Decode with ``librosa.load`` and compute every variant's features with librosa."""
     import librosa
 
-    from pipeline.dsp.augment import draw_params
 
     a = cfg.audio
     duration = librosa.get_duration(path=str(path))
@@ -236,9 +237,6 @@ def _worst(parities: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, f
 
 def _stage_breakdown(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
     """CPU seconds of our decode, each augmentation and each variant's features (one clip)."""
-    from pipeline.dsp.augment import apply_augmentation, draw_params
-    from pipeline.extract import decode, features_of_signal
-
     stages: dict[str, float] = {}
     t0 = time.process_time()
     clip = decode(path, cfg)
@@ -301,7 +299,6 @@ def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineCon
     """The body of :func:`bench_features`, run with numba pinned to one thread."""
     from threadpoolctl import threadpool_limits
 
-    from pipeline.extract import decode, process_clip
 
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp, threadpool_limits(limits=1):
         root = Path(folder) if folder is not None else Path(tmp)

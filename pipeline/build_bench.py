@@ -40,11 +40,18 @@ from collections.abc import Mapping
 from typing import Any
 
 
-from pipeline.build import build_store
+from pipeline.allocator import tune_allocator
+from pipeline.build import SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client
 from pipeline.config import PipelineConfig
+from pipeline.datasets import list_datasets, load_manifest
 from pipeline.datasets.base import Manifest
+from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import BuildError
-from pipeline.sources import worker_credential_env
+from pipeline.extract import process_clip, warm_up
+from pipeline.sources import check_root, is_remote, join_root, scrub, worker_credential_env
+from stores import open_store
+from stores.checks import store_info
+from stores.uri import filesystem, redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +61,6 @@ DEMO_CLIP_SECONDS = 30.0
 
 def demo_manifest(n_clips: int, root: Path, clip_seconds: float | None = None) -> Manifest:
     """The first ``n_clips`` clips of the demo dataset (audio generated into ``root`` once)."""
-    from pipeline.datasets import list_datasets, load_manifest
-    from pipeline.datasets.demo_synth import GENRES
-
     if "demo" not in list_datasets():
         raise BuildError("the demo dataset adapter is not registered; cannot run the build benchmark")
     manifest = load_manifest("demo", root, clips_per_genre=max(1, math.ceil(n_clips / len(GENRES))),
@@ -68,8 +72,6 @@ def serial_limit(manifest: Manifest, config: PipelineConfig) -> dict[str, Any]:
     """Decode and extract every clip of ``manifest`` in this process, one thread: the per-core limit."""
     from threadpoolctl import threadpool_limits
 
-    from pipeline.build import augmented_splits, clip_variants
-    from pipeline.extract import process_clip, warm_up
 
     augmented = augmented_splits(manifest, config)
     root = Path(manifest.root)
@@ -96,9 +98,6 @@ def _peak_rss_mib() -> float:
 
 def _warm(config: PipelineConfig) -> float:
     """Warm one worker the way a build task does (allocator, imports, numba, every variant): seconds."""
-    from pipeline.allocator import tune_allocator
-    from pipeline.extract import warm_up
-
     t0 = time.perf_counter()
     tune_allocator()
     warm_up(config)
@@ -137,9 +136,6 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
     """
     import distributed
 
-    from pipeline.build import SINGLE_THREAD_ENV, dask_client
-    from stores import open_store
-    from stores.checks import store_info
 
     clip_seconds = float(seconds) if seconds is not None else DEMO_CLIP_SECONDS
     config = config or PipelineConfig()
@@ -242,9 +238,6 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
 
 def _upload_demo(manifest: Manifest, source_root: str, source_options: Mapping[str, Any] | None) -> Manifest:
     """The demo clips uploaded under ``source_root`` (a fresh prefix), as a manifest rooted there."""
-    from pipeline.sources import check_root, is_remote, join_root, scrub
-    from stores.uri import filesystem, redact_uri
-
     if not is_remote(source_root):
         raise BuildError(f"--root {source_root}: give a remote URI (s3://bucket/prefix, gs://...) to upload "
                          "the demo clips to; the local rate is measured from a local folder anyway")
@@ -264,8 +257,6 @@ def _upload_demo(manifest: Manifest, source_root: str, source_options: Mapping[s
 
 
 def _remove_upload(remote: Manifest, source_options: Mapping[str, Any] | None) -> None:
-    from stores.uri import filesystem, redact_uri
-
     try:
         fs, path = filesystem(str(remote.root), storage_options=source_options)
         fs.rm(path, recursive=True)
@@ -281,8 +272,6 @@ def _bucket_builds(client, manifest: Manifest, remote: Manifest, out: Path, conf
     The local rate is the mean of the builds before and after, so that a
     shared machine's drift does not count for or against the bucket.
     """
-    from stores.uri import redact_uri
-
     remote_run = _timed_build(client, remote, out / "bench-bucket.zarr", config, cps, workers, source_options)
     local_after = _timed_build(client, manifest, out / "bench-local-again.zarr", config, cps, workers)
     if remote_run["fingerprint"] != local_before["fingerprint"]:

@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from pipeline.allocator import tune_allocator
 from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.extract import decode
 from pipeline.isolation import ClipLimits
+from pipeline.sources import check_root, is_remote, join_root, public_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -94,8 +97,6 @@ class ScanReport:
 def _decode_summary(audio: "str | bytes", config: PipelineConfig, name: str | None = None
                     ) -> tuple[float, float, str]:
     """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder)."""
-    from pipeline.extract import decode
-
     clip = decode(audio, config, name=name)
     return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder
 
@@ -103,8 +104,6 @@ def _decode_summary(audio: "str | bytes", config: PipelineConfig, name: str | No
 def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits,
                source_options: Mapping[str, Any] | None = None) -> list[ScannedClip]:
     """Decode ``(clip_id, location, dataset-relative source)`` clips; the body of one scan task."""
-    from pipeline.allocator import tune_allocator
-
     tune_allocator()
     outcomes = clip_outcomes([(location, source, (config,)) for _, location, source in clips], _decode_summary,
                              limits=limits, source_options=source_options, excerpt=excerpt_plan(config))
@@ -134,7 +133,6 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
         raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to scan")
     if workers is not None and (isinstance(workers, bool) or workers < 0):
         raise ConfigError(f"workers={workers!r} must be 0 (serial) or a positive number of processes")
-    from pipeline.sources import check_root, is_remote, join_root, public_options
 
     t0 = time.perf_counter()
     source_options = dict(source_storage_options or {})

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from stores.checks import format_info, store_info
 from workflows.recipe import load_recipe
-from workflows.runner import RunResult, run_recipe
+from workflows.runner import RunResult, load_run_manifest, run_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def headline_lines(result: RunResult) -> list[str]:
 
 def store_info_text(uri: str) -> str:
     """The store summary ``pipeline info URI`` prints."""
-    from stores.checks import format_info, store_info
-
     return format_info(store_info(uri))
 
 
@@ -80,7 +79,6 @@ def predict_command_line(result: RunResult, recipe) -> str:
     on one of its test clips; "" when no model was trained."""
     import shlex
 
-    from workflows.runner import load_run_manifest
 
     models = list(recipe.train.models)
     if not models:

@@ -23,15 +23,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from model.checkpoint import check_store
+from model.evaluate import classification_metrics
+from model.predict import Predictor
+from pipeline.dsp.augment import apply_augmentation, variant_rng
 from pipeline.errors import AudioError, PipelineError
+from pipeline.extract import decode, features_of_signal
+from stores import open_store
 
 logger = logging.getLogger(__name__)
 
 
 def noise_params(snr_db: float, *, seed: int, clip_id: str) -> dict[str, float]:
     """The ``noise`` augmentation's parameters for one clip at one SNR (seeded, reproducible)."""
-    from pipeline.dsp.augment import variant_rng
-
     rng = variant_rng(seed, clip_id, f"test-noise-{float(snr_db):g}dB")
     return {"snr_db": float(snr_db), "noise_seed": int(rng.integers(2**31))}
 
@@ -40,9 +44,6 @@ def noisy_features(samples: np.ndarray, cfg: Any, snr_db: float | None, *, seed:
                    clip_id: str) -> dict[str, np.ndarray]:
     """Features of ``samples`` (float32 [shape=(n,)], at ``cfg.audio.sample_rate``) with
     noise at ``snr_db`` dB added first (``None``: no noise)."""
-    from pipeline.dsp.augment import apply_augmentation
-    from pipeline.extract import features_of_signal
-
     y = samples
     if snr_db is not None:
         y = apply_augmentation("noise", samples, sr=cfg.audio.sample_rate,
@@ -68,12 +69,6 @@ def noisy_accuracy(checkpoints: Mapping[str, str | Path], store_uri: str, root: 
     model -> list of ``{"snr_db": float | None, "clip_accuracy", "clip_macro_f1", "clips"}``,
     the clean condition (``snr_db`` None) first.
     """
-    from model.checkpoint import check_store
-    from model.evaluate import classification_metrics
-    from model.predict import Predictor
-    from pipeline.extract import decode
-    from stores import open_store
-
     say = echo or logger.info
     store = open_store(store_uri)
     cfg = store.config

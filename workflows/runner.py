@@ -37,9 +37,19 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pipeline.errors import BuildError, ConfigError, PipelineError
+from model.bench import latency as bench_latency
+from model.checkpoint import checkpoint_file
 from model.config import TrainConfig
+from model.evaluate import evaluate
+from model.networks import NON_NEURAL, PRESETS
+from model.runtime import torch_threads
+from model.train import train
+from pipeline.build import build_store
+from pipeline.datasets import load_manifest
+from pipeline.errors import BuildError, ConfigError, PipelineError
+from stores import open_store
 from stores.protocol import ReadableStore
+from workflows.noise import noisy_accuracy
 from workflows.recipe import Recipe
 from workflows.report import render_report
 from workflows.stages import StageOutcome, inputs_hash, read_record, run_stage
@@ -96,8 +106,6 @@ def manifest_options(recipe: Recipe) -> dict[str, Any]:
 
 def load_run_manifest(recipe: Recipe):
     """The recipe's manifest (first ``dataset.limit`` clips when set)."""
-    from pipeline.datasets import load_manifest
-
     root = recipe.dataset.root or None
     manifest = load_manifest(recipe.dataset.name, root, split=split_scheme(recipe) or None,
                              **manifest_options(recipe))
@@ -140,8 +148,6 @@ def _store_facts(store: ReadableStore) -> dict[str, Any]:
 def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> StageOutcome:
     """Build the store, or reuse it when a matching one exists (the builder
     skips finished shards and refuses a store with another config)."""
-    from stores import open_store
-
     uri = store_uri(recipe, store_dir)
     cfg = recipe.pipeline_config()
     inputs = {
@@ -155,8 +161,6 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
     }
 
     def build(folder: Path) -> dict[str, Any]:
-        from pipeline.build import build_store
-
         manifest = load_run_manifest(recipe)
         echo(f"      {len(manifest)} clips of {manifest.dataset} ({manifest.split_scheme or 'default'} split) "
              f"-> {uri}")
@@ -227,9 +231,6 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
     same inputs is resumed from its last checkpoint; one begun with other
     inputs is discarded first.
     """
-    from model.runtime import torch_threads
-    from model.train import train
-
     inputs = {"model": model, "store": store["fingerprint"], "train": train_settings(recipe),
               "roles": {str(k): v for k, v in sorted((roles or {}).items())}}
     pending = folder / "pending.json"
@@ -263,8 +264,6 @@ def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Pa
 def checkpoint_digest(folder: str | Path) -> str:
     """SHA-256 of the checkpoint file evaluation uses (``best.pt``), so an
     evaluation is redone whenever the weights it scored were replaced."""
-    from model.checkpoint import checkpoint_file
-
     digest = hashlib.sha256()
     with open(checkpoint_file(folder), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -273,8 +272,6 @@ def checkpoint_digest(folder: str | Path) -> str:
 
 
 def _non_neural() -> tuple[str, ...]:
-    from model.networks import NON_NEURAL
-
     return tuple(NON_NEURAL)
 
 
@@ -293,9 +290,6 @@ def _test_fold(roles: Mapping[int, str] | None) -> int | None:
 def evaluate_stage(recipe: Recipe, model: str, store: Mapping[str, Any], trained: StageOutcome,
                    folder: Path, echo: Echo, *, roles: Mapping[int, str] | None = None) -> StageOutcome:
     """Evaluate a trained checkpoint on ``evaluate.split`` (or on the test fold of ``roles``)."""
-    from model.evaluate import evaluate
-    from model.runtime import torch_threads
-
     split = "test" if roles else recipe.evaluate.split
     inputs = {"model": model, "store": store["fingerprint"],
               "trained": read_record(trained.folder)["inputs_hash"],
@@ -357,10 +351,6 @@ def read_curves(checkpoint: str | Path) -> list[dict[str, Any]]:
 
 
 def model_description(name: str) -> str:
-    try:
-        from model.networks import NON_NEURAL, PRESETS
-    except ImportError:
-        return ""
     if name in PRESETS:
         return PRESETS[name].description
     return NON_NEURAL.get(name, "")
@@ -435,9 +425,6 @@ def _cross_validation(recipe: Recipe, store: Mapping[str, Any], out: Path, echo:
 
 def _noise(recipe: Recipe, store: Mapping[str, Any], trained: Mapping[str, StageOutcome], out: Path,
            echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
-    from model.runtime import torch_threads
-    from workflows.noise import noisy_accuracy
-
     inputs = {"store": store["fingerprint"], "split": recipe.evaluate.split,
               "snr_db": list(recipe.noise.snr_db), "seed": recipe.noise.seed,
               "max_clips": recipe.noise.max_clips, "root": recipe.dataset.root,
@@ -462,8 +449,6 @@ def _ms(seconds: float | None) -> str:
 
 
 def _latency(recipe: Recipe, out: Path, echo: Echo, stages: list[StageOutcome]) -> dict[str, Any]:
-    from model.bench import latency as bench_latency
-
     fitted = [m for m in recipe.train.models if m in _non_neural()]
     if fitted:
         raise ConfigError(f"the latency recipe benchmarks untrained torch networks; {fitted} are fitted models "
