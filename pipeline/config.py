@@ -106,6 +106,9 @@ class Registry(Generic[T]):
     def values(self) -> tuple[T, ...]:
         return tuple(self._entries.values())
 
+    def items(self) -> tuple[tuple[str, T], ...]:
+        return tuple(self._entries.items())
+
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"
 
