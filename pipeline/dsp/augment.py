@@ -1,11 +1,13 @@
 """Seeded augmentations: time-stretch, pitch-shift, additive noise, gain.
 
-Every augmentation is a pure function of (signal, sample rate, parameters);
-the parameters of a variant are drawn by :func:`draw_params` from a generator
+Every augmentation is a pure function of (signal, sample rate, parameters),
+registered by name in :data:`pipeline.config.AUGMENTATIONS` with the
+parameters it draws; :func:`draw_params` and :func:`apply_augmentation` serve
+every registered one. The parameters of a variant are drawn from a generator
 seeded with a SHA-256 of (global seed, clip id, variant name), never with
-Python's salted ``hash()``. Rebuilding or resuming a store therefore repeats
-every variant bit for bit, and the drawn parameters are returned so the
-store records them.
+Python's salted ``hash()``, in the order the registration lists them.
+Rebuilding or resuming a store therefore repeats every variant bit for bit,
+and the drawn parameters are returned so the store records them.
 
 Time-stretch and pitch-shift method
 -----------------------------------
