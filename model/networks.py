@@ -9,7 +9,11 @@ uses cross-entropy on the logits.
 One builder per architecture exposes every knob; :data:`PRESETS` names the
 paper's configurations (``dfn``), its ablations and the neural baselines, each
 a call of a builder with fixed arguments. The SVM baseline (``svm-mfcc``) is
-not a torch module and lives in :mod:`model.svm`.
+not a torch module and lives in :mod:`model.svm`. These two are the model
+registry: :func:`model_names` (what ``pipeline train --help`` lists) and
+:func:`build_model` (whose error for an unknown name lists the valid ones)
+read them. Networks take their inputs by feature name (the registry of
+:data:`pipeline.config.FEATURES`), checked against the store's features.
 """
 
 from __future__ import annotations

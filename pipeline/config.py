@@ -20,17 +20,225 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar, Union
 
 from pipeline.errors import ConfigError
 
-#: The augmentations this release knows, in the order variants are stored.
-AUGMENTATIONS: tuple[str, ...] = ("time_stretch", "pitch_shift", "noise", "gain")
 #: Name of the un-augmented variant; always stored first.
 ORIGINAL = "original"
 #: Excerpt positions of a longer file (``audio.excerpt``, ``load_clip(excerpt=)``).
 EXCERPTS: tuple[str, ...] = ("centre", "start")
+#: The augmentations a default config stores, in the order variants are stored.
+DEFAULT_AUGMENTATIONS: tuple[str, ...] = ("time_stretch", "pitch_shift", "noise", "gain")
 
+T = TypeVar("T")
+#: A registered DSP function: the callable itself, or ``"module:attribute"``
+#: naming it (the DSP layer, which calls it, imports it on first use; this
+#: module never imports the layers above it).
+FunctionRef = Union[str, Callable[..., Any]]
+
+
+
+# --------------------------------------------------------------------------
+# Registries: features and augmentations by name
+# --------------------------------------------------------------------------
+class Registry(Generic[T]):
+    """Name -> entry, in registration order; an unknown name is an error listing the valid ones.
+
+    The order is meaningful: features are stored in it. Registering happens at
+    import time (this module registers the built-in entries), so a process
+    knows an entry as soon as the module that registers it is imported.
+
+    Parameters
+    ----------
+    kind : str
+        What an entry is ("feature", "augmentation"), for messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T) -> T:
+        """Add ``entry`` under ``name`` and return it; a name is registered once.
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is not a lower-case identifier, is ``"original"`` or is
+            already registered.
+        """
+        if not isinstance(name, str) or not name.isidentifier() or name != name.lower() or "__" in name:
+            raise ConfigError(f"{self.kind} name {name!r} must be a lower-case Python identifier without '__' "
+                              "(it names store arrays)")
+        if name == ORIGINAL:
+            raise ConfigError(f"{self.kind} name {ORIGINAL!r} is reserved for the un-augmented variant")
+        if name in self._entries:
+            raise ConfigError(f"{self.kind} {name!r} is already registered; unregister it first or choose another name")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its entry (tests register and remove their own)."""
+        entry = self[name]
+        del self._entries[name]
+        return entry
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self._entries)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in registration order."""
+        return tuple(self._entries)
+
+    def values(self) -> tuple[T, ...]:
+        return tuple(self._entries.values())
+
+    def items(self) -> tuple[tuple[str, T], ...]:
+        return tuple(self._entries.items())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """A per-frame feature of every store: how many bands it has and what computes it.
+
+    Attributes
+    ----------
+    name : str
+        The store array's name.
+    bands : str or int
+        The :class:`FeatureConfig` field holding the band count (``"n_mels"``),
+        or a fixed count (CENS: 12).
+    compute : callable or "module:attribute"
+        ``compute(spectra, cfg) -> float32 [shape=(bands, frames)]`` from the
+        shared spectra of one signal (:class:`pipeline.dsp.features.Spectra`)
+        and the :class:`FeatureConfig`.
+    """
+
+    name: str
+    bands: str | int
+    compute: FunctionRef
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bands, str):
+            if self.bands not in {f.name for f in dataclasses.fields(FeatureConfig)}:
+                raise ConfigError(f"feature {self.name!r}: bands={self.bands!r} is not a FeatureConfig field")
+        else:
+            _positive_int(f"feature {self.name!r}", "bands", self.bands)
+
+    def n_bands(self, cfg: "FeatureConfig") -> int:
+        return int(getattr(cfg, self.bands)) if isinstance(self.bands, str) else self.bands
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParam:
+    """One parameter an augmentation draws for each clip-variant.
+
+    Attributes
+    ----------
+    name : str
+        Keyword of the augmentation function; with the variant it names the
+        store's parameter array.
+    range : str, (float, float) or None
+        Uniform float draw over the :class:`AugmentConfig` field of that name
+        (``"stretch_rate"``) or over a fixed (low, high); ``None`` draws a
+        seed, an integer in [0, 2**31) (e.g. of the noise added).
+    """
+
+    name: str
+    range: str | tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ConfigError(f"augmentation parameter name {self.name!r} must be a Python identifier")
+        if isinstance(self.range, str):
+            if self.range not in {f.name for f in dataclasses.fields(AugmentConfig)}:
+                raise ConfigError(f"augmentation parameter {self.name!r}: range={self.range!r} is not an "
+                                  "AugmentConfig field")
+        elif self.range is not None:
+            _range("augmentation parameter", self.name, self.range, -math.inf, math.inf)
+            object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+
+    def bounds(self, cfg: "AugmentConfig") -> tuple[float, float]:
+        """(low, high) of the uniform draw."""
+        return getattr(cfg, self.range) if isinstance(self.range, str) else self.range  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """An augmentation: its pure function and the parameters drawn for it.
+
+    Attributes
+    ----------
+    name : str
+        The variant name in a config and a store.
+    apply : callable or "module:attribute"
+        ``apply(y, **params) -> float32 [shape=(m,)]`` of a mono signal ``y``
+        [shape=(n,)]; it is also given ``sr=`` (Hz) if it has a keyword
+        parameter named ``sr``.
+    params : tuple of AugmentParam
+        Drawn in this order from the variant's generator (the order is part of
+        the stored numbers: never reorder an existing augmentation's).
+    rate_param : str, optional
+        The parameter that divides the length (``m = round(n / rate)``:
+        time-stretch); ``None`` keeps the length. Sizes the store's frames.
+    """
+
+    name: str
+    apply: FunctionRef
+    params: tuple[AugmentParam, ...] = ()
+    rate_param: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(self.params))
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"augmentation {self.name!r} lists a parameter twice: {names}")
+        if self.rate_param is not None and self.rate_param not in names:
+            raise ConfigError(f"augmentation {self.name!r}: rate_param={self.rate_param!r} is not one of its "
+                              f"parameters {names}")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def max_samples(self, n_samples: int, cfg: "AugmentConfig") -> int | None:
+        """Longest output for ``n_samples`` input samples; ``None`` if the length is kept."""
+        if self.rate_param is None:
+            return None
+        param = next(p for p in self.params if p.name == self.rate_param)
+        return int(math.ceil(n_samples / param.bounds(cfg)[0]))
+
+
+#: Every per-frame feature a store holds, in store order.
+FEATURES: Registry[Feature] = Registry("feature")
+#: Every augmentation a config may name.
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
+
+
+def register_feature(feature: Feature) -> Feature:
+    """Add ``feature`` to every store built from now on (see :data:`FEATURES`)."""
+    return FEATURES.register(feature.name, feature)
+
+
+def register_augmentation(augmentation: Augmentation) -> Augmentation:
+    """Make ``augmentation`` a valid ``augment.variants`` name (see :data:`AUGMENTATIONS`)."""
+    return AUGMENTATIONS.register(augmentation.name, augmentation)
 
 
 def canonical_hash(value: Any, default: Any = None) -> str:
@@ -192,14 +400,8 @@ class FeatureConfig:
             raise ConfigError(f"features.cens_tuning={self.cens_tuning} must be in [-0.5, 0.5)")
 
     def feature_bands(self) -> dict[str, int]:
-        """Name -> number of bands of every per-frame feature, in store order."""
-        return {
-            "mel": self.n_mels,
-            "harmonic_mel": self.hp_n_mels,
-            "percussive_mel": self.hp_n_mels,
-            "mfcc": self.n_mfcc,
-            "cens": 12,
-        }
+        """Name -> number of bands of every registered feature (:data:`FEATURES`), in store order."""
+        return {feature.name: feature.n_bands(self) for feature in FEATURES.values()}
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of a centred STFT of ``n_samples`` samples."""
@@ -241,7 +443,8 @@ class AugmentConfig:
     seed : int
         Global seed of all augmentation draws.
     variants : tuple of str
-        Augmentations stored beside the original, from :data:`AUGMENTATIONS`.
+        Augmentations stored beside the original, names registered in
+        :data:`AUGMENTATIONS`.
     stretch_rate : (float, float)
         Time-stretch rate range (>1 is faster/shorter); paper: +-10%.
     pitch_semitones : (float, float)
@@ -256,7 +459,7 @@ class AugmentConfig:
     """
 
     seed: int = 0
-    variants: tuple[str, ...] = AUGMENTATIONS
+    variants: tuple[str, ...] = DEFAULT_AUGMENTATIONS
     stretch_rate: tuple[float, float] = (0.9, 1.1)
     pitch_semitones: tuple[float, float] = (-2.0, 2.0)
     noise_snr_db: tuple[float, float] = (10.0, 30.0)
@@ -269,7 +472,7 @@ class AugmentConfig:
         object.__setattr__(self, "variants", tuple(self.variants))
         object.__setattr__(self, "augment_splits", tuple(self.augment_splits))
         for name in self.variants:
-            _choice("augment", "variants", name, AUGMENTATIONS)
+            _choice("augment", "variants", name, AUGMENTATIONS.names())
         if len(set(self.variants)) != len(self.variants):
             raise ConfigError(f"augment.variants={list(self.variants)!r} lists a variant twice")
         for name, lo, hi in (("stretch_rate", 0.5, 2.0), ("pitch_semitones", -12.0, 12.0),
@@ -339,8 +542,10 @@ class PipelineConfig:
     def max_frames(self) -> int:
         """Frames of the longest stored variant (the slowest time-stretch)."""
         longest = self.audio.clip_samples
-        if "time_stretch" in self.augment.variants:
-            longest = int(math.ceil(longest / self.augment.stretch_rate[0]))
+        stretched = [n for n in (AUGMENTATIONS[v].max_samples(longest, self.augment) for v in self.augment.variants)
+                     if n is not None]
+        if stretched:
+            longest = max(stretched)
         return self.features.n_frames(longest)
 
     # -- serialisation -----------------------------------------------------
@@ -395,3 +600,31 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
     return PipelineConfig.from_dict(data)
+
+
+# --------------------------------------------------------------------------
+# The built-in features and augmentations
+# --------------------------------------------------------------------------
+# Registered here rather than beside their functions because stores and
+# checkpoints read configs (variant names, band counts) without loading the
+# DSP layer; the functions are named "module:attribute" and imported by the
+# DSP layer when it first calls them.
+for _feature in (
+    Feature("mel", "n_mels", "pipeline.dsp.features:log_mel"),
+    Feature("harmonic_mel", "hp_n_mels", "pipeline.dsp.features:harmonic_log_mel"),
+    Feature("percussive_mel", "hp_n_mels", "pipeline.dsp.features:percussive_log_mel"),
+    Feature("mfcc", "n_mfcc", "pipeline.dsp.features:harmonic_mfcc"),
+    Feature("cens", 12, "pipeline.dsp.features:harmonic_cens"),
+):
+    register_feature(_feature)
+
+for _augmentation in (
+    Augmentation("time_stretch", "pipeline.dsp.augment:time_stretch",
+                 (AugmentParam("rate", "stretch_rate"),), rate_param="rate"),
+    Augmentation("pitch_shift", "pipeline.dsp.augment:pitch_shift", (AugmentParam("semitones", "pitch_semitones"),)),
+    Augmentation("noise", "pipeline.dsp.augment:add_noise",
+                 (AugmentParam("snr_db", "noise_snr_db"), AugmentParam("noise_seed"))),
+    Augmentation("gain", "pipeline.dsp.augment:apply_gain", (AugmentParam("gain_db", "gain_db"),)),
+):
+    register_augmentation(_augmentation)
+del _feature, _augmentation

@@ -1,11 +1,13 @@
 """Seeded augmentations: time-stretch, pitch-shift, additive noise, gain.
 
-Every augmentation is a pure function of (signal, sample rate, parameters);
-the parameters of a variant are drawn by :func:`draw_params` from a generator
+Every augmentation is a pure function of (signal, sample rate, parameters),
+registered by name in :data:`pipeline.config.AUGMENTATIONS` with the
+parameters it draws; :func:`draw_params` and :func:`apply_augmentation` serve
+every registered one. The parameters of a variant are drawn from a generator
 seeded with a SHA-256 of (global seed, clip id, variant name), never with
-Python's salted ``hash()``. Rebuilding or resuming a store therefore repeats
-every variant bit for bit, and the drawn parameters are returned so the
-store records them.
+Python's salted ``hash()``, in the order the registration lists them.
+Rebuilding or resuming a store therefore repeats every variant bit for bit,
+and the drawn parameters are returned so the store records them.
 
 Time-stretch and pitch-shift method
 -----------------------------------
@@ -72,10 +74,12 @@ because features are computed on floats, not written to 16-bit files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 import math
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import scipy.fft
@@ -84,6 +88,7 @@ import soxr
 from pipeline.config import AUGMENTATIONS, AugmentConfig
 from pipeline.dsp.features import stft
 from pipeline.dsp.filterbanks import hann_window
+from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -124,7 +129,7 @@ def draw_params(variant: str, *, clip_id: str, cfg: AugmentConfig) -> dict[str, 
     Parameters
     ----------
     variant : str
-        One of :data:`pipeline.config.AUGMENTATIONS`.
+        A name registered in :data:`pipeline.config.AUGMENTATIONS`.
     clip_id : str
         Clip identifier; with ``cfg.seed`` and ``variant`` it seeds the draw.
     cfg : AugmentConfig
@@ -133,32 +138,26 @@ def draw_params(variant: str, *, clip_id: str, cfg: AugmentConfig) -> dict[str, 
     Returns
     -------
     dict
-        JSON-able parameters: ``{"rate"}`` (time_stretch, >1 is shorter),
-        ``{"semitones"}`` (pitch_shift), ``{"snr_db", "noise_seed"}``
-        (noise), ``{"gain_db"}`` (gain). Each value lies in its range of
-        ``cfg`` (uniform draw).
+        JSON-able parameters, in the augmentation's order: for the built-in
+        ones ``{"rate"}`` (time_stretch, >1 is shorter), ``{"semitones"}``
+        (pitch_shift), ``{"snr_db", "noise_seed"}`` (noise), ``{"gain_db"}``
+        (gain). A ranged value is a uniform float draw within its range of
+        ``cfg``; a seed an integer in [0, 2**31).
 
     Raises
     ------
     ConfigError
-        ``variant`` is not a known augmentation.
+        ``variant`` is not a registered augmentation (the message lists them).
     """
-    _check_variant(variant)
+    spec = AUGMENTATIONS[variant]
     rng = variant_rng(cfg.seed, clip_id, variant)
-    if variant == "time_stretch":
-        return {"rate": float(rng.uniform(*cfg.stretch_rate))}
-    if variant == "pitch_shift":
-        return {"semitones": float(rng.uniform(*cfg.pitch_semitones))}
-    if variant == "noise":
-        return {"snr_db": float(rng.uniform(*cfg.noise_snr_db)), "noise_seed": int(rng.integers(2**31))}
-    return {"gain_db": float(rng.uniform(*cfg.gain_db))}
-
-
-def _check_variant(variant: str) -> None:
-    if variant not in AUGMENTATIONS:
-        raise ConfigError(
-            f"unknown augmentation {variant!r}; valid augmentations: {', '.join(AUGMENTATIONS)}"
-        )
+    params: dict[str, float] = {}
+    for param in spec.params:
+        if param.range is None:
+            params[param.name] = int(rng.integers(2**31))
+        else:
+            params[param.name] = float(rng.uniform(*param.bounds(cfg)))
+    return params
 
 
 def _param(variant: str, params: Mapping[str, float], name: str) -> float:
@@ -172,6 +171,14 @@ def _param(variant: str, params: Mapping[str, float], name: str) -> float:
     if not math.isfinite(value):
         raise ConfigError(f"augmentation {variant!r} parameter {name}={value!r} must be finite")
     return value
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_sr(function: Callable[..., np.ndarray]) -> bool:
+    try:
+        return "sr" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -335,7 +342,7 @@ def _lock_phases(acc: np.ndarray, mag: np.ndarray, phase_in: np.ndarray) -> np.n
 
 
 # --------------------------------------------------------------------------
-# The four augmentations
+# The four built-in augmentations (registered in pipeline.config.AUGMENTATIONS)
 # --------------------------------------------------------------------------
 def time_stretch(y: np.ndarray, *, rate: float) -> np.ndarray:
     """Stretch ``y`` [shape=(n,)] to ``round(n / rate)`` samples, pitch kept (float32)."""
@@ -383,7 +390,7 @@ def apply_augmentation(variant: str, samples: np.ndarray, *, sr: int,
     Parameters
     ----------
     variant : str
-        One of :data:`pipeline.config.AUGMENTATIONS`.
+        A name registered in :data:`pipeline.config.AUGMENTATIONS`.
     samples : np.ndarray [shape=(n,)]
         Mono signal at ``sr`` Hz (the valid, unpadded part of a clip).
     sr : int
@@ -394,18 +401,18 @@ def apply_augmentation(variant: str, samples: np.ndarray, *, sr: int,
     Returns
     -------
     np.ndarray [dtype=float32]
-        ``round(n / rate)`` samples for time_stretch, ``n`` otherwise.
-        Deterministic: equal inputs give bit-identical outputs.
+        ``round(n / rate)`` samples for time_stretch, ``n`` for the other
+        built-in ones. Deterministic: equal inputs give bit-identical outputs.
     """
-    _check_variant(variant)
+    spec = AUGMENTATIONS[variant]
     samples = np.asarray(samples)
     if samples.ndim != 1:
         raise ConfigError(f"augmentation {variant!r} needs a mono signal of shape (n,), got shape {samples.shape}")
-    if variant == "time_stretch":
-        return time_stretch(samples, rate=_param(variant, params, "rate"))
-    if variant == "pitch_shift":
-        return pitch_shift(samples, sr=sr, semitones=_param(variant, params, "semitones"))
-    if variant == "noise":
-        return add_noise(samples, snr_db=_param(variant, params, "snr_db"),
-                         noise_seed=int(_param(variant, params, "noise_seed")))
-    return apply_gain(samples, gain_db=_param(variant, params, "gain_db"))
+    kwargs: dict[str, float | int] = {}
+    for param in spec.params:
+        value = _param(variant, params, param.name)
+        kwargs[param.name] = int(value) if param.range is None else value
+    function = resolve(spec.apply, what=f"augmentation {variant!r}")
+    if _takes_sr(function):
+        kwargs["sr"] = sr
+    return function(samples, **kwargs)

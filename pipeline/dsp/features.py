@@ -1,7 +1,9 @@
 """Per-clip spectral features at one STFT hop, equal to librosa's within float32 rounding.
 
-For a mono signal the extractor computes, with centred frames of one hop so
-that every feature has ``T = 1 + len(samples) // hop`` frames:
+For a mono signal the extractor computes every feature registered in
+:data:`pipeline.config.FEATURES` (one function each, of the shared
+:class:`Spectra`), with centred frames of one hop so that every feature has
+``T = 1 + len(samples) // hop`` frames. The built-in ones:
 
 - ``mel``: log-mel (dB) of the original signal, ``n_mels`` bands;
 - ``harmonic_mel`` / ``percussive_mel``: log-mel of the HPSS parts
@@ -40,21 +42,27 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 import numpy as np
 import scipy.fft
 from numba import njit
 
-from pipeline.config import FeatureConfig
+from pipeline.config import FEATURES, FeatureConfig
 from pipeline.dsp.cens import chroma_cens
 from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse
 from pipeline.dsp.median import median_filter_axis
+from pipeline.dsp.registered import resolve
 from pipeline.errors import FeatureError
 
 logger = logging.getLogger(__name__)
 
-#: Keys of :func:`extract_features`'s result, in store order.
-FEATURE_NAMES: tuple[str, ...] = ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
+
+def __getattr__(name: str) -> Any:
+    # FEATURE_NAMES follows the registry, also after a registration at run time.
+    if name == "FEATURE_NAMES":
+        return FEATURES.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _AMIN = 1e-10
 _TINY32 = float(np.finfo(np.float32).tiny)
@@ -95,14 +103,14 @@ def _magnitude_transposed(X, out):
 
 
 @njit(cache=True, nogil=True)
-def _apply_mask_transposed(X, mask):
-    """``X[t, f] *= mask[f, t]`` (complex time-major STFT, real frequency-major mask), tiled."""
+def _masked_transposed(X, mask, out):
+    """``out[t, f] = X[t, f] * mask[f, t]`` (complex time-major STFT, real frequency-major mask), tiled."""
     n_t, n_f = X.shape
     for t0 in range(0, n_t, _TILE):
         for f0 in range(0, n_f, _TILE):
             for t in range(t0, min(t0 + _TILE, n_t)):
                 for f in range(f0, min(f0 + _TILE, n_f)):
-                    X[t, f] *= mask[f, t]
+                    out[t, f] = X[t, f] * mask[f, t]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -291,6 +299,92 @@ def _check_samples(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return y
 
 
+class Spectra:
+    """The spectra that the features of one signal share, each computed once.
+
+    Built by :func:`extract_features`; every registered feature function
+    reads what it needs from it. Frequency-major arrays are ``[F, T]``
+    float32 with ``F = 1 + n_fft // 2`` and ``T = 1 + n // hop_length``.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n,)], float32
+        The signal.
+    sr : int
+        Sample rate in Hz.
+    cfg : FeatureConfig
+    n_frames : int
+        ``T``.
+    stft : np.ndarray [shape=(T, F)], complex64
+        :func:`stft` of the signal (time-major; do not modify it).
+    power : np.ndarray [shape=(F, T)]
+        ``|X|**2``.
+    harmonic_mask : np.ndarray [shape=(F, T)]
+        HPSS soft mask of the harmonic part (``H = mask * X``).
+    harmonic_power, percussive_power : np.ndarray [shape=(F, T)]
+        ``|H|**2`` and ``|P|**2``.
+    """
+
+    def __init__(self, samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> None:
+        self.samples, self.sr, self.cfg = samples, sr, cfg
+        self._fmax = float(cfg.fmax or sr / 2.0)
+        self._top_db = cfg.top_db or None
+        # The FFT yields frames x bins; everything after it runs frequency-major
+        # [F, T], the layout of the outputs, so the sparse mel banks produce
+        # [bands, T] without a transpose.
+        self.stft = stft(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)   # [T, F] complex64
+        self.n_frames = self.stft.shape[0]
+        S = np.empty((self.stft.shape[1], self.stft.shape[0]), np.float32)     # [F, T] magnitude
+        _magnitude_transposed(self.stft, S)
+        self.harmonic_mask, self.harmonic_power, self.percussive_power = _hpss_power(
+            S, kernel_harmonic=cfg.hpss_kernel_harmonic, kernel_percussive=cfg.hpss_kernel_percussive,
+            power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
+        self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
+
+    def mel_db(self, power: np.ndarray, n_mels: int) -> np.ndarray:
+        """Log-mel (dB, ``cfg.top_db`` floor) of a power spectrum [F, T]: [n_mels, T] float32."""
+        basis = mel_basis_sparse(self.sr, self.cfg.n_fft, n_mels, float(self.cfg.fmin), self._fmax)
+        return power_to_db(basis @ power, top_db=self._top_db)
+
+    @functools.cached_property
+    def harmonic_signal(self) -> np.ndarray:
+        """The harmonic part as a waveform, ``istft(H)`` [shape=(n,)] float32."""
+        harmonic = np.empty_like(self.stft)
+        _masked_transposed(self.stft, self.harmonic_mask, harmonic)
+        return istft(harmonic, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length, length=len(self.samples))
+
+
+# --------------------------------------------------------------------------
+# The built-in features (registered in pipeline.config.FEATURES)
+# --------------------------------------------------------------------------
+def log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``mel``: log-mel (dB) of the signal, [n_mels, T]."""
+    return spectra.mel_db(spectra.power, cfg.n_mels)
+
+
+def harmonic_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``harmonic_mel``: log-mel (dB) of the HPSS harmonic part, [hp_n_mels, T]."""
+    return spectra.mel_db(spectra.harmonic_power, cfg.hp_n_mels)
+
+
+def percussive_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``percussive_mel``: log-mel (dB) of the HPSS percussive part, [hp_n_mels, T]."""
+    return spectra.mel_db(spectra.percussive_power, cfg.hp_n_mels)
+
+
+def harmonic_mfcc(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``mfcc``: MFCCs (DCT-II, ortho) of the harmonic part's ``n_mels``-band log-mel, [n_mfcc, T]."""
+    return dct_ortho(cfg.n_mfcc, cfg.n_mels) @ spectra.mel_db(spectra.harmonic_power, cfg.n_mels)
+
+
+def harmonic_cens(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``cens``: 12-d CENS of the harmonic waveform, as ``librosa.feature.chroma_cens``, [12, T]."""
+    cens = chroma_cens(spectra.harmonic_signal, sr=spectra.sr, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
+                       bins_per_octave=cfg.cens_bins_per_octave, n_octaves=cfg.cens_n_octaves,
+                       tuning=cfg.cens_tuning, win_len_smooth=cfg.cens_win_len_smooth)
+    return cens[:, : spectra.n_frames]
+
+
 def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
     """All per-frame features of one mono signal.
 
@@ -306,50 +400,32 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     Returns
     -------
     dict of str -> np.ndarray [shape=(bands, T)], float32, C-contiguous
-        Keys :data:`FEATURE_NAMES`; bands ``cfg.feature_bands()``;
-        ``T = 1 + n // cfg.hop_length`` for every key.
+        Keys: the registered features (:data:`pipeline.config.FEATURES`), in
+        store order; bands ``cfg.feature_bands()``; ``T = 1 + n // cfg.hop_length``
+        for every key.
 
     Raises
     ------
     pipeline.errors.FeatureError
         The signal is not 1-D floating point, is shorter than ``n_fft`` or
-        holds NaN/Inf; or the CENS CQT does not fit ``sr``.
+        holds NaN/Inf; or the CENS CQT does not fit ``sr``; or a registered
+        feature function returns another shape than its bands x T.
     """
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise FeatureError(f"sample rate sr={sr!r} must be a positive integer (Hz)")
     y = _check_samples(samples, cfg)
     sr = int(sr)
-    n_fft, hop = cfg.n_fft, cfg.hop_length
     fmax = cfg.fmax or sr / 2.0
     if fmax > sr / 2.0:
         raise FeatureError(f"features.fmax={cfg.fmax} exceeds Nyquist ({sr / 2.0} Hz at sr={sr}); lower fmax")
-    top_db = cfg.top_db or None
-
-    # The FFT yields frames x bins; everything after it runs frequency-major
-    # [F, T], the layout of the outputs, so the sparse mel banks produce
-    # [bands, T] without a transpose.
-    X = stft(y, n_fft=n_fft, hop_length=hop)                      # [T, F] complex64
-    S = np.empty((X.shape[1], X.shape[0]), np.float32)            # [F, T] magnitude
-    _magnitude_transposed(X, S)
-    mask_h, pow_h, pow_p = _hpss_power(S, kernel_harmonic=cfg.hpss_kernel_harmonic,
-                                       kernel_percussive=cfg.hpss_kernel_percussive,
-                                       power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
-    pow_s = np.square(S, out=S)                                   # S is not needed any more
-
-    mel_big = mel_basis_sparse(sr, n_fft, cfg.n_mels, float(cfg.fmin), float(fmax))
-    mel_small = mel_basis_sparse(sr, n_fft, cfg.hp_n_mels, float(cfg.fmin), float(fmax))
-    h_mel_db = power_to_db(mel_big @ pow_h, top_db=top_db)         # [n_mels, T], for the MFCCs
-    out = {
-        "mel": power_to_db(mel_big @ pow_s, top_db=top_db),
-        "harmonic_mel": power_to_db(mel_small @ pow_h, top_db=top_db),
-        "percussive_mel": power_to_db(mel_small @ pow_p, top_db=top_db),
-        "mfcc": dct_ortho(cfg.n_mfcc, cfg.n_mels) @ h_mel_db,
-    }
-
-    _apply_mask_transposed(X, mask_h)                               # X is now H
-    y_h = istft(X, n_fft=n_fft, hop_length=hop, length=len(y))
-    cens = chroma_cens(y_h, sr=sr, hop_length=hop, fmin=cfg.cens_fmin, bins_per_octave=cfg.cens_bins_per_octave,
-                       n_octaves=cfg.cens_n_octaves, tuning=cfg.cens_tuning,
-                       win_len_smooth=cfg.cens_win_len_smooth)     # [12, T]
-    out["cens"] = cens[:, : X.shape[0]]
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+    spectra = Spectra(y, sr=sr, cfg=cfg)
+    out = {}
+    for feature in FEATURES.values():
+        compute = resolve(feature.compute, what=f"feature {feature.name!r}")
+        value = np.ascontiguousarray(compute(spectra, cfg), dtype=np.float32)
+        expected = (feature.n_bands(cfg), spectra.n_frames)
+        if value.shape != expected:
+            raise FeatureError(f"feature {feature.name!r} ({feature.compute!r}) returned shape {value.shape}, "
+                               f"not (bands, frames) = {expected}; fix its function or its registered bands")
+        out[feature.name] = value
+    return out

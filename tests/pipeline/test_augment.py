@@ -7,12 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.config import AUGMENTATIONS, AugmentConfig
+from pipeline.build import build_store
+from pipeline.config import (AUGMENTATIONS, AudioConfig, AugmentConfig, AugmentParam, Augmentation, PipelineConfig,
+                             register_augmentation)
 from pipeline.dsp import augment, stretch_study
 from pipeline.dsp.augment import apply_augmentation, draw_params, variant_rng
 from pipeline.dsp.features import stft
+from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
+from pipeline.extract import process_clip
+from pipeline.isolation import shutdown_children
+from stores import open_store
 from tests.audio_fixtures import dominant_frequency
+from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 SR = 22050
 
@@ -208,3 +215,65 @@ def test_unknown_variant_and_bad_params_raise_config_errors():
         apply_augmentation("time_stretch", y, sr=SR, params={"rate": 0.0})
     with pytest.raises(ConfigError, match="mono"):
         apply_augmentation("gain", np.zeros((2, 100), np.float32), sr=SR, params={"gain_db": 1.0})
+
+
+# --------------------------------------------------------------------------
+# The registry: a new augmentation is one function plus its registration
+# --------------------------------------------------------------------------
+def reverse_and_scale(y: np.ndarray, *, sr: int, level: float) -> np.ndarray:
+    """A test augmentation: ``y`` played backwards, times ``level`` (float32)."""
+    if sr != SR:
+        raise ConfigError(f"reverse_and_scale was given sr={sr}, expected {SR}")
+    return np.float32(level) * np.ascontiguousarray(np.asarray(y, np.float32)[::-1])
+
+
+@pytest.fixture
+def registered_reverse():
+    """``reverse`` registered for one test; sandbox children forked before (or with) it are stopped,
+    so that every build forks children that know exactly what this process registered."""
+    spec = register_augmentation(Augmentation("reverse", reverse_and_scale, (AugmentParam("level", (0.5, 1.0)),)))
+    shutdown_children()
+    try:
+        yield spec
+    finally:
+        AUGMENTATIONS.unregister("reverse")
+        shutdown_children()
+
+
+def test_every_built_in_augmentation_resolves_to_its_function():
+    functions = {name: resolve(spec.apply, what=name) for name, spec in AUGMENTATIONS.items()}
+    assert functions == {"time_stretch": augment.time_stretch, "pitch_shift": augment.pitch_shift,
+                         "noise": augment.add_noise, "gain": augment.apply_gain}
+
+
+def test_a_registered_augmentation_draws_and_applies(registered_reverse):
+    cfg = AugmentConfig(seed=3, variants=("reverse",))
+    params = draw_params("reverse", clip_id="c1", cfg=cfg)
+    assert params == draw_params("reverse", clip_id="c1", cfg=cfg) != draw_params("reverse", clip_id="c2", cfg=cfg)
+    assert list(params) == ["level"] and 0.5 <= params["level"] <= 1.0
+    y = _tone(1.0)
+    out = apply_augmentation("reverse", y, sr=SR, params=params)
+    np.testing.assert_array_equal(out, np.float32(params["level"]) * y[::-1])
+    with pytest.raises(ConfigError, match="lack 'level'"):
+        apply_augmentation("reverse", y, sr=SR, params={})
+
+
+def test_a_registered_augmentation_builds_into_a_store(manifest, registered_reverse):
+    cfg = PipelineConfig(audio=AudioConfig(clip_seconds=4.0), augment=AugmentConfig(variants=("gain", "reverse")))
+    uri = "memory://registry/reverse.zarr"
+    summary = build_store(manifest, uri, config=cfg, workers=0, clips_per_shard=3, progress=False, max_failures=1)
+    assert summary.n_failed == 1  # the one file that is not audio
+    store = open_store(uri)
+    assert store.variants == ("original", "gain", "reverse")
+    clips = store.clips
+    train = (clips["split"] == "train") & (clips["status"] == "ok")
+    levels = store.aug_params["reverse.level"]
+    assert levels[~train].isna().all()
+    for i in np.flatnonzero(train.to_numpy()):
+        clip_id = clips["clip_id"].iat[i]
+        assert levels.iat[i] == draw_params("reverse", clip_id=clip_id, cfg=cfg.augment)["level"]
+        stored = store.read_clip(i, "reverse")
+        record = next(c for c in manifest.clips if c.clip_id == clip_id)
+        expected = process_clip(manifest.root / record.path, clip_id, cfg, ("reverse",)).features["reverse"]
+        for name, values in expected.items():
+            np.testing.assert_allclose(stored[name], values, rtol=2**-8, atol=1e-2, err_msg=name)

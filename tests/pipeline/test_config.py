@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
-from pipeline.config import AudioConfig, AugmentConfig, FeatureConfig, PipelineConfig, WindowConfig, load_config
+from pipeline.config import (AUGMENTATIONS, DEFAULT_AUGMENTATIONS, FEATURES, AudioConfig, AugmentConfig, AugmentParam,
+                             Augmentation, Feature, FeatureConfig, PipelineConfig, WindowConfig, load_config,
+                             register_augmentation, register_feature)
 from pipeline.errors import ConfigError
 
 
@@ -71,3 +74,75 @@ def test_sections_are_frozen():
     cfg = PipelineConfig(audio=AudioConfig(), window=WindowConfig())
     with pytest.raises(AttributeError):
         cfg.audio.sample_rate = 44100  # type: ignore[misc]
+
+
+# -- the feature and augmentation registries ---------------------------------
+
+def test_registries_hold_the_built_ins_in_store_order():
+    assert FEATURES.names() == ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
+    assert AUGMENTATIONS.names() == DEFAULT_AUGMENTATIONS == AugmentConfig().variants
+    assert AUGMENTATIONS["noise"].param_names == ("snr_db", "noise_seed")
+    assert FeatureConfig(n_mels=96, hp_n_mels=32, n_mfcc=20).feature_bands() == {
+        "mel": 96, "harmonic_mel": 32, "percussive_mel": 32, "mfcc": 20, "cens": 12}
+
+
+@pytest.mark.parametrize("registry, valid", [(FEATURES, "mel, harmonic_mel"), (AUGMENTATIONS, "time_stretch, pitch")])
+def test_unknown_name_lists_the_valid_ones(registry, valid):
+    with pytest.raises(ConfigError, match=rf"unknown {registry.kind} 'nope'; valid {registry.kind}s: {valid}"):
+        registry["nope"]
+    assert "nope" not in registry
+
+
+@pytest.mark.parametrize("name, match", [
+    ("mel", "already registered"), ("original", "reserved"), ("Mel2", "lower-case"), ("a__b", "without '__'"),
+    ("two words", "identifier"),
+])
+def test_registry_refuses_bad_and_duplicate_names(name, match):
+    with pytest.raises(ConfigError, match=match):
+        register_feature(Feature(name, 1, "x:y"))
+    assert FEATURES.names()[0] == "mel" and len(FEATURES) == 5
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Feature("x", "n_melz", "m:f"), "n_melz.*not a FeatureConfig field"),
+    (lambda: Feature("x", 0, "m:f"), "positive integer"),
+    (lambda: AugmentParam("p", "gain_range"), "gain_range.*not an AugmentConfig field"),
+    (lambda: AugmentParam("p", (2.0, 1.0)), "low <= high"),
+    (lambda: Augmentation("x", "m:f", (AugmentParam("p"), AugmentParam("p"))), "twice"),
+    (lambda: Augmentation("x", "m:f", (AugmentParam("p"),), rate_param="rate"), "rate_param='rate'"),
+])
+def test_specs_are_validated(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+@pytest.fixture
+def reverse():
+    """A registered augmentation for the duration of one test."""
+    spec = register_augmentation(Augmentation("reverse", "tests.pipeline.test_augment:reverse_and_scale",
+                                              (AugmentParam("level", (0.5, 1.0)),)))
+    try:
+        yield spec
+    finally:
+        AUGMENTATIONS.unregister("reverse")
+
+
+def test_a_registered_augmentation_is_a_valid_variant_until_unregistered(reverse):
+    cfg = PipelineConfig(augment=AugmentConfig(variants=("gain", "reverse")))
+    assert cfg.augment.variant_names == ("original", "gain", "reverse")
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+    # a length-keeping augmentation does not lengthen the store's frames
+    assert cfg.max_frames == cfg.features.n_frames(cfg.audio.clip_samples)
+    AUGMENTATIONS.unregister("reverse")
+    try:
+        with pytest.raises(ConfigError, match=r"augment.variants='reverse' is not one of 'time_stretch'"):
+            AugmentConfig(variants=("reverse",))
+    finally:
+        AUGMENTATIONS.register("reverse", reverse)
+
+
+def test_max_frames_follows_the_rate_parameter_of_a_stretching_augmentation():
+    cfg = PipelineConfig(augment=AugmentConfig(variants=("gain",), stretch_rate=(0.8, 1.0)))
+    assert cfg.max_frames == cfg.features.n_frames(cfg.audio.clip_samples)
+    stretched = cfg.replace(augment=AugmentConfig(variants=("time_stretch",), stretch_rate=(0.8, 1.0)))
+    assert stretched.max_frames == cfg.features.n_frames(int(math.ceil(cfg.audio.clip_samples / 0.8)))

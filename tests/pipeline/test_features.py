@@ -18,11 +18,18 @@ import pytest
 import scipy.ndimage
 
 from pipeline.bench import reference_features
-from pipeline.config import FeatureConfig, PipelineConfig
+from pipeline.build import build_store
+from pipeline.config import FEATURES, AudioConfig, AugmentConfig, Feature, FeatureConfig, PipelineConfig, register_feature
+from pipeline.dsp import features as features_module
 from pipeline.dsp.cens import chroma_cens
 from pipeline.dsp.features import FEATURE_NAMES, extract_features, hpss, istft, stft
 from pipeline.dsp.median import median_filter_axis
+from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError, FeatureError, PipelineError
+from pipeline.extract import process_clip
+from pipeline.isolation import shutdown_children
+from stores import open_store
+from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 SR = 22050
 
@@ -268,3 +275,71 @@ def test_feature_config_validation(field, value, match):
 def test_feature_config_round_trips():
     cfg = FeatureConfig(hp_n_mels=32)
     assert FeatureConfig(**dataclasses.asdict(cfg)) == cfg
+
+
+# -- the registry: a new feature is one function plus its registration -------
+
+def log_energy(spectra: features_module.Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """A test feature: the frame energy in dB, [1, T]."""
+    return features_module.power_to_db(spectra.power.sum(axis=0, keepdims=True), top_db=None)
+
+
+@pytest.fixture
+def registered_energy():
+    """``log_energy`` registered for one test; sandbox children are stopped on both sides (they
+    are forked once per thread and would keep the registry they were forked with)."""
+    spec = register_feature(Feature("log_energy", 1, log_energy))
+    shutdown_children()
+    try:
+        yield spec
+    finally:
+        FEATURES.unregister("log_energy")
+        shutdown_children()
+
+
+def test_every_built_in_feature_resolves_to_its_function():
+    functions = {name: resolve(spec.compute, what=name) for name, spec in FEATURES.items()}
+    assert functions == {"mel": features_module.log_mel, "harmonic_mel": features_module.harmonic_log_mel,
+                         "percussive_mel": features_module.percussive_log_mel,
+                         "mfcc": features_module.harmonic_mfcc, "cens": features_module.harmonic_cens}
+
+
+@pytest.mark.parametrize("ref, match", [
+    ("no_colon", "must be written 'package.module:function'"),
+    ("pipeline.no_such_module:f", "cannot import 'pipeline.no_such_module'"),
+    ("pipeline.dsp.features:no_such_function", "has no function 'no_such_function'"),
+])
+def test_a_bad_function_reference_names_it(ref, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(ref, what="feature 'x'")
+
+
+def test_a_registered_feature_is_extracted_last(rng, registered_energy):
+    y = _tones_and_clicks(rng)
+    cfg = FeatureConfig()
+    out = extract_features(y, sr=SR, cfg=cfg)
+    assert tuple(out) == features_module.FEATURE_NAMES == (*FEATURE_NAMES, "log_energy")
+    assert cfg.feature_bands()["log_energy"] == 1
+    power = np.abs(stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length)) ** 2
+    np.testing.assert_allclose(out["log_energy"][0], 10 * np.log10(power.sum(axis=1)), atol=1e-3)
+
+
+def test_a_feature_of_the_wrong_shape_is_named(rng):
+    register_feature(Feature("too_wide", 2, log_energy))
+    try:
+        with pytest.raises(FeatureError, match=r"feature 'too_wide' .* returned shape \(1, \d+\), not .*\(2, \d+\)"):
+            extract_features(_tones_and_clicks(rng), sr=SR, cfg=FeatureConfig())
+    finally:
+        FEATURES.unregister("too_wide")
+
+
+def test_a_registered_feature_builds_into_a_store(manifest, registered_energy):
+    cfg = PipelineConfig(audio=AudioConfig(clip_seconds=4.0), augment=AugmentConfig(variants=("gain",)))
+    uri = "memory://registry/energy.zarr"
+    build_store(manifest, uri, config=cfg, workers=0, clips_per_shard=3, progress=False, max_failures=1)
+    store = open_store(uri)
+    assert store.feature_bands == {**FeatureConfig().feature_bands(), "log_energy": 1}
+    record = manifest.clips[0]
+    i = int(np.flatnonzero(store.clips["clip_id"].to_numpy() == record.clip_id)[0])
+    expected = process_clip(manifest.root / record.path, record.clip_id, cfg).features["original"]["log_energy"]
+    np.testing.assert_allclose(store.read_clip(i, features=["log_energy"])["log_energy"], expected, rtol=2**-8)

@@ -86,7 +86,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: set[
 
     Returns the names of the fields that got a flag.
     """
-    docs = field_docs(cls)
+    docs = {name: text.replace("%", "%%") for name, text in field_docs(cls).items()}  # argparse %-formats help
     added = []
     for field in dataclasses.fields(cls):
         if field.name in skip:

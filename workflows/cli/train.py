@@ -19,12 +19,25 @@ from pipeline.errors import ConfigError
 from workflows.cli.options import add_config_options, add_storage_option, integers, parse_key_values, parse_storage_options
 
 
+class _ModelNamesHelp(argparse.HelpFormatter):
+    """Fills ``{models}`` in a help text with the model registry's names when help is printed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is None or "{models}" not in text:
+            return text
+        from model.networks import model_names  # torch: loaded only when the help is shown
+
+        return text.replace("{models}", ", ".join(model_names()))
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a model on a feature store (DDP under torchrun)",
+                            formatter_class=_ModelNamesHelp,
                             description="Train one model. Every option below is a field of model.config.TrainConfig "
                                         "(its default and its check live there); only the flags given are passed on.")
     p.add_argument("--store", required=True, help="store URI")
-    p.add_argument("--model", default="dfn", help="model preset name (an unknown name lists the valid ones)")
+    p.add_argument("--model", default="dfn", help="model name: {models} (model.networks.PRESETS and NON_NEURAL)")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     add_config_options(p, TrainConfig, skip={"model", "model_kwargs"},
