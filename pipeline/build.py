@@ -43,15 +43,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.datasets.base import Manifest
-from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from pipeline.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, quiet_server,
                                 tune_allocator)
-from pipeline.dsp.augment import draw_params
+from pipeline.config import AUGMENTATIONS, ORIGINAL, PipelineConfig
+from pipeline.datasets.base import Manifest
+from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.extract import process_clip, warm_up
 from pipeline.isolation import PARTIAL_READ, ClipLimits, Job, Outcome, run_isolated
 from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, join_root, public_options,
@@ -158,7 +157,6 @@ def _extract_shard(task: ShardTask) -> list:
 
     The kernels are compiled here first so the sandbox child inherits them.
     """
-
     warm_up(task.config)
     outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
                               for clip_id, path, source, variants in task.clips],
@@ -222,7 +220,6 @@ def extract_for_store(audio: "str | bytes", clip_id: str, config: PipelineConfig
     back to the task (float16 instead of float32), and the writer takes
     float16 features as they are.
     """
-
     clip = process_clip(audio, clip_id, config, variants, name=name)
     for feats in clip.features.values():
         for feature, x in feats.items():
@@ -363,14 +360,12 @@ def augmented_splits(manifest: Manifest, config: PipelineConfig) -> tuple[str, .
 
 
 def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
-    """Variant -> the parameter names it draws (asked of the augmentation code itself)."""
-
-    return {v: sorted(draw_params(v, clip_id="", cfg=config.augment)) for v in config.augment.variants}
+    """Variant -> the parameter names it draws (from the augmentation registry)."""
+    return {v: sorted(AUGMENTATIONS[v].param_names) for v in config.augment.variants}
 
 
 def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
     labels = list(manifest.labels)
-
     cols: dict[str, list[Any]] = {k: [] for k in STATIC_COLUMNS}
     for clip in manifest.clips:
         if clip.label not in labels:
@@ -387,7 +382,6 @@ def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
 
 def _writable_uri(out_uri: str | Path) -> str:
     """A URI that other processes resolve to the same place (local paths made absolute)."""
-
     path = local_path(out_uri)
     return str(path.resolve()) if path is not None else str(out_uri)
 
