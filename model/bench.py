@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from model.checkpoint import feature_hash
@@ -130,8 +131,6 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
 
 def _synthetic_file(folder: Path, seconds: float, sr: int) -> Path:
     """A 30 s test signal: chords, clicks and noise, 16-bit WAV."""
-    import soundfile as sf
-
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * sr)) / sr
     y = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))

@@ -123,8 +123,8 @@ def train_svm(store: StoreSource, out_dir: str | Path, cfg: Any, *,
     ``cfg.model_kwargs`` may set ``C`` (default 10) and ``gamma`` (default
     "scale"). The validation split (or folds) is scored for the log.
     """
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
+    from sklearn.preprocessing import StandardScaler  # scikit-learn (~0.5 s): only the SVM baseline needs it
+    from sklearn.svm import SVC  # scikit-learn (~0.5 s): only the SVM baseline needs it
 
     out = Path(out_dir)
     if (out / "checkpoint.pt").exists():

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import multiprocessing
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -59,7 +60,6 @@ def make_loader(ds: WindowStream, cfg: TrainConfig, device: torch.device) -> Dat
     if cfg.loader_workers:
         # forkserver: workers never inherit an open store's fsspec/async clients
         # from this process; preloading model.data makes each worker start cheap.
-        import multiprocessing
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["model.data"])

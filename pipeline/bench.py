@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+from threadpoolctl import threadpool_limits
 
 from pipeline.config import ORIGINAL, AudioConfig, PipelineConfig
 from pipeline.dsp.augment import apply_augmentation, draw_params
@@ -98,7 +100,7 @@ def synth_music(seconds: float, sr: int, *, seed: int, channels: int = 1) -> np.
 
 def write_mp3(path: Path, audio: np.ndarray, sr: int, bit_rate: int = 192_000) -> None:
     """Encode [channels, n] float32 audio to MP3 with libmp3lame (PyAV)."""
-    import av
+    import av  # PyAV: writes the MP3 test clips; loaded by the benchmark only
 
     layout = "stereo" if audio.shape[0] == 2 else "mono"
     with av.open(str(path), "w", format="mp3") as container:
@@ -118,8 +120,6 @@ def write_mp3(path: Path, audio: np.ndarray, sr: int, bit_rate: int = 192_000) -
 
 def write_au(path: Path, audio: np.ndarray, sr: int) -> None:
     """Write mono audio as a Sun .au file, 16-bit big-endian PCM (GTZAN's format)."""
-    import soundfile as sf
-
     sf.write(str(path), audio.T, sr, format="AU", subtype="PCM_16", endian="BIG")
 
 
@@ -141,7 +141,7 @@ def make_bench_clips(folder: str | Path, clips_per_format: int, *, seconds: floa
 
 def reference_features(y: np.ndarray, sr: int, cfg: PipelineConfig) -> dict[str, np.ndarray]:
     """The five features as a user would compute them with librosa (no shortcuts)."""
-    import librosa
+    import librosa  # librosa (~1 s to import): the reference side of the benchmark only
 
     f = cfg.features
     fmax = f.fmax or sr / 2
@@ -172,7 +172,7 @@ def reference_features(y: np.ndarray, sr: int, cfg: PipelineConfig) -> dict[str,
 
 def reference_augment(variant: str, y: np.ndarray, sr: int, params: dict[str, float]) -> np.ndarray:
     """The augmentations as a user would write them with librosa and numpy."""
-    import librosa
+    import librosa  # librosa (~1 s to import): the reference side of the benchmark only
 
     if variant == "time_stretch":
         return librosa.effects.time_stretch(y, rate=params["rate"])
@@ -190,7 +190,7 @@ def reference_augment(variant: str, y: np.ndarray, sr: int, params: dict[str, fl
 def reference_process(path: Path, clip_id: str, cfg: PipelineConfig,
                       variants: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
     """Decode with ``librosa.load`` and compute every variant's features with librosa."""
-    import librosa
+    import librosa  # librosa (~1 s to import): the reference side of the benchmark only
 
 
     a = cfg.audio
@@ -282,7 +282,7 @@ def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
     if cfg is None:
         cfg = PipelineConfig().replace(audio=AudioConfig(clip_seconds=float(clip_seconds)))
     variants = cfg.augment.variant_names
-    import numba
+    import numba  # numba's threading layer: asked only while the benchmark reports it
 
     numba_threads = numba.get_num_threads()
     # One thread for BLAS/OpenMP (threadpoolctl) and for any numba parallel
@@ -297,8 +297,6 @@ def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
 def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineConfig, variants: tuple[str, ...],
                     folder: str | Path | None) -> dict[str, Any]:
     """The body of :func:`bench_features`, run with numba pinned to one thread."""
-    from threadpoolctl import threadpool_limits
-
 
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp, threadpool_limits(limits=1):
         root = Path(folder) if folder is not None else Path(tmp)

@@ -396,7 +396,7 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
     ignored for an existing cluster, whose workers have their own environment.
     """
     import dask  # only a cluster build needs Dask (about 1 s to import): serial builds and scans start without it
-    import distributed
+    import distributed  # distributed (about 1 s to import): only a cluster build needs it
 
     if isinstance(scheduler, distributed.Client):
         yield scheduler
@@ -761,7 +761,7 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
                      on_shard_error: str) -> list[tuple[int, BaseException]]:
     """Submit one task per shard; update the bar as shards finish; collect task errors
     (``"stop"``: cancel the rest at the first)."""
-    import distributed
+    import distributed  # distributed (about 1 s to import): only a cluster build needs it
 
     prefix = _task_key_prefix(config, uri)  # hashed once, not per shard
     futures = {}

@@ -39,6 +39,8 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 
 from pipeline.allocator import tune_allocator
 from pipeline.build import SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client
@@ -70,8 +72,6 @@ def demo_manifest(n_clips: int, root: Path, clip_seconds: float | None = None) -
 
 def serial_limit(manifest: Manifest, config: PipelineConfig) -> dict[str, Any]:
     """Decode and extract every clip of ``manifest`` in this process, one thread: the per-core limit."""
-    from threadpoolctl import threadpool_limits
-
 
     augmented = augmented_splits(manifest, config)
     root = Path(manifest.root)
@@ -89,7 +89,7 @@ def serial_limit(manifest: Manifest, config: PipelineConfig) -> dict[str, Any]:
 
 def _peak_rss_mib() -> float:
     """Peak RSS of this process and of the largest of its finished children, MiB (Linux: ru_maxrss in KiB)."""
-    import resource
+    import resource  # POSIX only (ru_maxrss)
 
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -134,7 +134,7 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
     uploaded under; the largest cluster then also builds them from there,
     between two local builds on the same workers (:func:`_bucket_builds`).
     """
-    import distributed
+    import distributed  # distributed: its version goes into the figures
 
 
     clip_seconds = float(seconds) if seconds is not None else DEMO_CLIP_SECONDS

@@ -44,6 +44,7 @@ import atexit
 import contextlib
 import ctypes
 import dataclasses
+import faulthandler
 import logging
 import math
 import os
@@ -406,8 +407,6 @@ def _child_main(read_fd: int, write_fd: int, memory: int | None) -> None:  # pra
     try:
         # A crash is reported by the parent as the clip's reason; a Python
         # stack dump of the dying child on stderr would only break the progress bar.
-        import faulthandler
-
         faulthandler.disable()
         _release_inherited_fds(keep=(0, 1, 2, read_fd, write_fd))
         _die_with_parent()
@@ -480,7 +479,7 @@ def _cap_memory(extra: int | None) -> None:  # pragma: no cover - child only
     if extra is None:
         return
     try:
-        import resource
+        import resource  # POSIX only: the sandbox child caps its address space where it can
 
         with open("/proc/self/statm") as fh:
             vm_bytes = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")

@@ -151,7 +151,7 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
                 results[i] = scan_clips(group, config, clip_limits, source_options)
                 bar.update(len(group))
         else:
-            import distributed
+            import distributed  # distributed (about 1 s to import): only a cluster scan needs it
 
             with dask_client(min(n_workers, len(groups)), scheduler) as client:
                 shared = public_options(source_options)  # workers take credentials from their environment

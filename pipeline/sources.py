@@ -63,6 +63,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec.core
+
 from pipeline.dsp.audio import excerpt_window
 from pipeline.dsp.partial import PartialObject, pcm_layout
 from pipeline.errors import AudioDecodeError, AudioError, BuildError, DatasetError
@@ -259,8 +261,6 @@ def scrub(text: str, storage_options: Mapping[str, Any] | None = None) -> str:
 
 def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):
     """(fsspec filesystem, its path of ``uri``); a DatasetError naming the package when one is missing."""
-    import fsspec.core
-
     try:
         return fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
     except ImportError as exc:
@@ -287,7 +287,7 @@ def _unreachable(exc: BaseException) -> bool:
     if is_connection_error(exc) or isinstance(exc, TimeoutError):
         return True
     try:
-        from aiohttp import ClientConnectionError
+        from aiohttp import ClientConnectionError  # optional: only the http(s):// backend has it
     except ImportError:
         return False
     return isinstance(exc, ClientConnectionError)

@@ -39,7 +39,7 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionError):
         return True
     try:  # optional dependency: botocore's connection errors do not derive from the builtin one
-        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import ConnectionError as BotoConnectionError  # optional: only the s3:// backend has it
     except ImportError:
         return False
     return isinstance(exc, BotoConnectionError)

@@ -26,6 +26,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import fsspec.core
+
 import zarr.storage
 
 from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
@@ -101,8 +103,6 @@ def make_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
 
 def filesystem(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None):
     """``(fsspec filesystem, path)`` of ``uri`` for whole-store file operations."""
-    import fsspec.core
-
     path = local_path(uri)
     if path is not None:
         return fsspec.filesystem("file"), str(path.resolve())

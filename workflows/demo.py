@@ -11,6 +11,7 @@ It is sized (clips, clip length, epochs) to finish in under 10 minutes on a
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -77,8 +78,6 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: Sequence[str] = (),
 def predict_command_line(result: RunResult, recipe) -> str:
     """The exact ``pipeline predict`` command for the run's DFN checkpoint (else its first model's)
     on one of its test clips; "" when no model was trained."""
-    import shlex
-
 
     models = list(recipe.train.models)
     if not models:

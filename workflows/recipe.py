@@ -24,9 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline import validate
 from model.config import TrainConfig
+from pipeline import validate
 from pipeline.config import PipelineConfig
+from pipeline.datasets import DATASETS
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ KINDS: tuple[str, ...] = ("comparison", "ablation", "cross-validation", "noise",
 
 def _adapters() -> Mapping[str, Any]:
     """The dataset registry of :mod:`pipeline.datasets` (name -> adapter)."""
-    from pipeline.datasets import DATASETS
-
     return DATASETS
 
 
@@ -49,7 +48,7 @@ def known_models() -> tuple[str, ...]:
     package is not importable (e.g. torch missing), so recipes still validate.
     """
     try:
-        from model.networks import model_names
+        from model.networks import model_names  # torch: recipes validate (and pipeline run --list works) without it
     except ImportError:
         logger.debug("model.networks not importable; validating against the paper's names")
         return PAPER_MODELS

@@ -460,7 +460,7 @@ def _latency(recipe: Recipe, out: Path, echo: Echo, stages: list[StageOutcome]) 
         result[name] = {}
         for device in recipe.latency.devices:
             if device == "cuda":
-                import torch
+                import torch  # torch: the latency stage asks whether CUDA is there
 
                 if not torch.cuda.is_available():
                     result[name][device] = {"absent": "no CUDA device on this machine"}

@@ -168,7 +168,7 @@ def grouped_folds(labels: Sequence[str], groups: Sequence[str], *, n_folds: int 
     -------
     list of int [shape=(n_clips,)]
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # scikit-learn: only the folds scheme needs it
 
     n_folds = check_n_folds(n_folds)
     seed = check_seed(seed)

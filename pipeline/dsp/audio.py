@@ -365,7 +365,7 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
     unsupported sample format in ``to_ndarray``); soundfile raises
     LibsndfileError (a RuntimeError), TypeError and ValueError.
     """
-    import av
+    import av  # PyAV (ffmpeg): the fallback decoder, loaded when libsndfile cannot read a file
 
     return (av.FFmpegError, soundfile.LibsndfileError, RuntimeError, OSError, EOFError,
             ValueError, TypeError, IndexError, OverflowError, NotImplementedError)
@@ -535,7 +535,7 @@ def _downmix(block: np.ndarray) -> np.ndarray:
 def _av_open(path: _Source, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
     """(container, first audio stream with a decoder) of ``path``, or a "not audio" error."""
     path = _Source.of(path, None) if not isinstance(path, _Source) else path
-    import av
+    import av  # PyAV (ffmpeg): the fallback decoder, loaded when libsndfile cannot read a file
 
     try:
         container = av.open(path.for_decoder())
@@ -641,7 +641,7 @@ class _FrameConverter:
 
     def _to_float(self, frame: Any) -> Any:
         """``frame`` as planar float (e.g. from s64), same rate and layout."""
-        import av
+        import av  # PyAV (ffmpeg): the fallback decoder, loaded when libsndfile cannot read a file
 
         if self._resampler is None:
             self._resampler = av.AudioResampler(format="fltp", layout=frame.layout,
@@ -679,8 +679,6 @@ def _decode_pyav(path: _Source, clip_seconds: float, excerpt: str, *, facts: Con
         after a seek).
     """
     path = _Source.of(path, None) if not isinstance(path, _Source) else path
-    import av
-
     errors = _backend_errors()
     seconds = length.seconds
     if seconds is None:

@@ -22,6 +22,8 @@ import logging
 import numpy as np
 import scipy.fft
 
+from pipeline.errors import FeatureError
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,8 +47,8 @@ def mel_basis_sparse(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float)
     all), so ``basis @ power[bins, frames]`` costs ~2% of the dense product
     and yields the frequency-major ``[n_mels, frames]`` layout directly.
     """
-    import librosa
-    import scipy.sparse
+    import librosa  # librosa (~1 s to import): builds a filterbank once per process, then cached
+    import scipy.sparse  # scipy: with librosa, only while a filterbank is built
 
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32)
     return scipy.sparse.csr_matrix(basis)
@@ -66,7 +68,7 @@ def dct_ortho(n_out: int, n_in: int) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def smoothing_window(win_len_smooth: int) -> np.ndarray:
     """CENS temporal smoothing: symmetric Hann of ``win_len_smooth + 2`` taps, summing to 1 (float64)."""
-    import scipy.signal
+    import scipy.signal  # scipy: only while a filterbank is built
 
     win = scipy.signal.get_window("hann", win_len_smooth + 2, fftbins=False)
     return _frozen(win / np.sum(win))
@@ -151,9 +153,8 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
     pipeline.errors.FeatureError
         The top filter would exceed the Nyquist frequency.
     """
-    import librosa
+    import librosa  # librosa (~1 s to import): builds a filterbank once per process, then cached
 
-    from pipeline.errors import FeatureError
 
     n_bins = n_octaves * bins_per_octave
     fmin_t = fmin * 2.0 ** (tuning / bins_per_octave)

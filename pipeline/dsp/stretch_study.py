@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -97,7 +98,7 @@ def wsola_stretch(y: np.ndarray, rate: float, *, frame: int = 1024, tolerance: i
 @functools.lru_cache(maxsize=1)
 def _wsola_kernel() -> Callable:
     """The numba-compiled WSOLA loop (compiled once per process, on first use)."""
-    import numba
+    import numba  # numba: the study's kernels, compiled only when the study runs
 
     @numba.njit(cache=False, fastmath=False)
     def kernel(x, rate, frame, hop, tol, corr_len, pad, length, window):  # pragma: no cover
@@ -162,9 +163,7 @@ def compare_stretch_methods(seconds: float = 30.0, sr: int = 22050, *, rate: flo
         music over the original's (1 = loudness kept); pitch errors are in
         cents for a 440 Hz tone.
     """
-    import time
-
-    import librosa
+    import librosa  # librosa: the study's reference only
 
     factor = 2.0 ** (semitones / 12.0)
 

@@ -106,7 +106,7 @@ def _loader(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import torch  # loaded on use: the other commands start without it
 
-    from model.bench import latency
+    from model.bench import latency  # torch: loaded on use
 
     devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
     results = {}
