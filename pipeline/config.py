@@ -22,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar, Union
 
+from pipeline import validate
 from pipeline.errors import ConfigError
 
 #: Name of the un-augmented variant; always stored first.
@@ -139,7 +140,7 @@ class Feature:
             if self.bands not in {f.name for f in dataclasses.fields(FeatureConfig)}:
                 raise ConfigError(f"feature {self.name!r}: bands={self.bands!r} is not a FeatureConfig field")
         else:
-            _positive_int(f"feature {self.name!r}", "bands", self.bands)
+            validate.integer(f"feature {self.name!r}.bands", self.bands, minimum=1)
 
     def n_bands(self, cfg: "FeatureConfig") -> int:
         return int(getattr(cfg, self.bands)) if isinstance(self.bands, str) else self.bands
@@ -171,7 +172,7 @@ class AugmentParam:
                 raise ConfigError(f"augmentation parameter {self.name!r}: range={self.range!r} is not an "
                                   "AugmentConfig field")
         elif self.range is not None:
-            _range("augmentation parameter", self.name, self.range, -math.inf, math.inf)
+            validate.number_range(f"augmentation parameter.{self.name}", self.range, -math.inf, math.inf)
             object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
 
     def bounds(self, cfg: "AugmentConfig") -> tuple[float, float]:
@@ -249,39 +250,6 @@ def canonical_hash(value: Any, default: Any = None) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=default)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
-def _positive_int(section: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{section}.{name}={value!r} must be a positive integer")
-
-
-def _positive_number(section: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{section}.{name}={value!r} must be a positive finite number")
-
-
-def _number(section: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{section}.{name}={value!r} must be a finite number")
-
-
-def _range(section: str, name: str, value: object, lo: float, hi: float) -> None:
-    """A (low, high) pair with lo <= low <= high <= hi."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigError(f"{section}.{name}={value!r} must be a pair [low, high]")
-    low, high = value
-    _number(section, name, low)
-    _number(section, name, high)
-    if not (lo <= low <= high <= hi):
-        raise ConfigError(
-            f"{section}.{name}={list(value)!r} must satisfy {lo} <= low <= high <= {hi}"
-        )
-
-
-def _choice(section: str, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{section}.{name}={value!r} is not one of {', '.join(map(repr, choices))}")
-
-
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
     """Decoding: what signal a clip becomes before any feature is computed.
@@ -305,10 +273,10 @@ class AudioConfig:
     resample_quality: str = "HQ"
 
     def __post_init__(self) -> None:
-        _positive_int("audio", "sample_rate", self.sample_rate)
-        _positive_number("audio", "clip_seconds", self.clip_seconds)
-        _choice("audio", "excerpt", self.excerpt, EXCERPTS)
-        _choice("audio", "resample_quality", self.resample_quality, ("VHQ", "HQ", "MQ"))
+        validate.integer("audio.sample_rate", self.sample_rate, minimum=1)
+        validate.number("audio.clip_seconds", self.clip_seconds, positive=True)
+        validate.one_of("audio.excerpt", self.excerpt, EXCERPTS)
+        validate.one_of("audio.resample_quality", self.resample_quality, ("VHQ", "HQ", "MQ"))
 
     @property
     def clip_samples(self) -> int:
@@ -374,7 +342,7 @@ class FeatureConfig:
         for name in ("n_fft", "hop_length", "n_mels", "hp_n_mels", "n_mfcc",
                      "hpss_kernel_harmonic", "hpss_kernel_percussive",
                      "cens_bins_per_octave", "cens_n_octaves", "cens_win_len_smooth"):
-            _positive_int("features", name, getattr(self, name))
+            validate.integer(f"features.{name}", getattr(self, name), minimum=1)
         if self.hop_length > self.n_fft:
             raise ConfigError(f"features.hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
         if self.n_mfcc > self.n_mels:
@@ -385,17 +353,17 @@ class FeatureConfig:
             )
         for name in ("fmin", "fmax", "top_db"):
             value = getattr(self, name)
-            _number("features", name, value)
+            validate.number(f"features.{name}", value)
             if value < 0:
                 raise ConfigError(f"features.{name}={value!r} must be >= 0")
         if self.fmax and self.fmax <= self.fmin:
             raise ConfigError(f"features.fmax={self.fmax} must exceed fmin={self.fmin} (or be 0 for sr/2)")
-        _positive_number("features", "hpss_power", self.hpss_power)
-        _number("features", "hpss_margin", self.hpss_margin)
+        validate.number("features.hpss_power", self.hpss_power, positive=True)
+        validate.number("features.hpss_margin", self.hpss_margin)
         if self.hpss_margin < 1.0:
             raise ConfigError(f"features.hpss_margin={self.hpss_margin} must be >= 1.0")
-        _positive_number("features", "cens_fmin", self.cens_fmin)
-        _number("features", "cens_tuning", self.cens_tuning)
+        validate.number("features.cens_fmin", self.cens_fmin, positive=True)
+        validate.number("features.cens_tuning", self.cens_tuning)
         if not -0.5 <= self.cens_tuning < 0.5:
             raise ConfigError(f"features.cens_tuning={self.cens_tuning} must be in [-0.5, 0.5)")
 
@@ -416,8 +384,8 @@ class WindowConfig:
     overlap: float = 0.5
 
     def __post_init__(self) -> None:
-        _positive_number("window", "window_seconds", self.window_seconds)
-        _number("window", "overlap", self.overlap)
+        validate.number("window.window_seconds", self.window_seconds, positive=True)
+        validate.number("window.overlap", self.overlap)
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"window.overlap={self.overlap} must be in [0, 1)")
 
@@ -472,16 +440,16 @@ class AugmentConfig:
         object.__setattr__(self, "variants", tuple(self.variants))
         object.__setattr__(self, "augment_splits", tuple(self.augment_splits))
         for name in self.variants:
-            _choice("augment", "variants", name, AUGMENTATIONS.names())
+            validate.one_of("augment.variants", name, AUGMENTATIONS.names())
         if len(set(self.variants)) != len(self.variants):
             raise ConfigError(f"augment.variants={list(self.variants)!r} lists a variant twice")
         for name, lo, hi in (("stretch_rate", 0.5, 2.0), ("pitch_semitones", -12.0, 12.0),
                              ("noise_snr_db", -20.0, 120.0), ("gain_db", -60.0, 60.0)):
             value = getattr(self, name)
-            _range("augment", name, value, lo, hi)
+            validate.number_range(f"augment.{name}", value, lo, hi)
             object.__setattr__(self, name, (float(value[0]), float(value[1])))
         for split in self.augment_splits:
-            _choice("augment", "augment_splits", split, ("train", "val", "test", "all"))
+            validate.one_of("augment.augment_splits", split, ("train", "val", "test", "all"))
 
     @property
     def variant_names(self) -> tuple[str, ...]:

@@ -18,7 +18,9 @@ from pipeline.errors import ConfigError
 def integer(where: str, value: Any, *, minimum: int | None = None) -> int:
     """An int (not a bool), at least ``minimum`` when given."""
     if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else (" > 0" if minimum == 1 else f" >= {minimum}")
+        if minimum == 1:
+            raise ConfigError(f"{where}={value!r} must be a positive integer")
+        bound = "" if minimum is None else f" >= {minimum}"
         raise ConfigError(f"{where}={value!r} must be an integer{bound}")
     return value
 
@@ -28,10 +30,20 @@ def number(where: str, value: Any, *, positive: bool = False, minimum: float | N
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{where}={value!r} must be a finite number")
     if positive and value <= 0:
-        raise ConfigError(f"{where}={value!r} must be a positive number")
+        raise ConfigError(f"{where}={value!r} must be a positive finite number")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{where}={value!r} must be >= {minimum}")
     return float(value)
+
+
+def number_range(where: str, value: Any, lo: float, hi: float) -> tuple[float, float]:
+    """A ``[low, high]`` pair with ``lo <= low <= high <= hi``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(f"{where}={value!r} must be a pair [low, high]")
+    low, high = number(where, value[0]), number(where, value[1])
+    if not (lo <= low <= high <= hi):
+        raise ConfigError(f"{where}={list(value)!r} must satisfy {lo} <= low <= high <= {hi}")
+    return low, high
 
 
 def one_of(where: str, value: Any, choices: Sequence[str]) -> str:

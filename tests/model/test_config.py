@@ -15,7 +15,7 @@ def test_bad_options():
         TrainConfig(loader="fibers")
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="step")
-    with pytest.raises(ConfigError, match=r"train\.batch_size=0 must be an integer > 0"):
+    with pytest.raises(ConfigError, match=r"train\.batch_size=0 must be a positive integer"):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="overlap"):
         TrainConfig(train_folds=(0, 1), val_folds=(1,))

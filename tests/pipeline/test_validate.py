@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError
 
 @pytest.mark.parametrize("value", [True, 1.5, "3", 0, -1])
 def test_integer_at_least_one_refuses(value):
-    with pytest.raises(ConfigError, match=r"^train\.epochs=.* must be an integer > 0$"):
+    with pytest.raises(ConfigError, match=r"^train\.epochs=.* must be a positive integer$"):
         validate.integer("train.epochs", value, minimum=1)
 
 
@@ -27,7 +27,7 @@ def test_number_refuses_non_finite_and_non_numbers(value):
 
 
 def test_number_positive_and_minimum():
-    with pytest.raises(ConfigError, match="must be a positive number"):
+    with pytest.raises(ConfigError, match="must be a positive finite number"):
         validate.number("train.lr", 0, positive=True)
     with pytest.raises(ConfigError, match=">= 0"):
         validate.number("build.max_failures", -0.1, minimum=0)
@@ -48,3 +48,11 @@ def test_lists_and_keys():
         validate.integer_list("train.folds", [0, True])
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['epoch'\] in \[train\]; valid keys: epochs, lr"):
         validate.keys("[train]", {"epoch": 1}, {"epochs", "lr"})
+
+
+def test_number_range():
+    assert validate.number_range("augment.gain_db", [-6, 6], -60, 60) == (-6.0, 6.0)
+    with pytest.raises(ConfigError, match=r"must satisfy 0.5 <= low <= high <= 2"):
+        validate.number_range("augment.stretch_rate", [1.2, 0.8], 0.5, 2)
+    with pytest.raises(ConfigError, match=r"must be a pair \[low, high\]"):
+        validate.number_range("augment.stretch_rate", 1.0, 0.5, 2)
