@@ -3,12 +3,8 @@ files, and dataset roots served over HTTP (folder indexes, or a file list)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,9 +12,9 @@ import pytest
 from pipeline.datasets import load_manifest
 from pipeline.dsp.audio import load_clip
 from pipeline.errors import AudioDecodeError, AudioError, DatasetError
-from pipeline.sources import (FILE_LIST, check_root, fetch_many, is_remote, join_root, public_options, scrub,
-                              source_path)
+from pipeline.sources import FILE_LIST, check_root, fetch_many, is_remote, join_root, public_options, scrub, source_path
 from tests.datasets_fixtures import make_fma_tree, make_folder_tree, make_gtzan_tree
+from tests.http_fixtures import RangeRequestHandler, serve_folder
 
 
 # --------------------------------------------------------------------------
@@ -99,29 +95,12 @@ def test_check_root_of_local_roots(tmp_path):
 # --------------------------------------------------------------------------
 # HTTP roots (python -m http.server: folder index pages)
 # --------------------------------------------------------------------------
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class _NoIndexHandler(_QuietHandler):
+class _NoIndexHandler(RangeRequestHandler):
     """Serves files only: a folder URL is 403, as on a server without autoindex."""
 
     def list_directory(self, path):
         self.send_error(403, "no index")
         return None
-
-
-@contextlib.contextmanager
-def _serve(folder: Path, handler=_QuietHandler):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _same_manifest(local, remote, root):
@@ -148,7 +127,7 @@ def trees(tmp_path_factory):
 ])
 def test_manifests_from_an_http_index_equal_the_local_ones(trees, dataset, sub, options):
     local = load_manifest(dataset, trees / sub.rstrip("/"), **options)
-    with _serve(trees) as url:
+    with serve_folder(trees) as url:
         remote = load_manifest(dataset, f"{url}/{sub}", **options)
         _same_manifest(local, remote, f"{url}/{sub.rstrip('/')}")
         clip = remote.clips[-1]
@@ -159,7 +138,7 @@ def test_manifests_from_an_http_index_equal_the_local_ones(trees, dataset, sub, 
 def test_an_http_root_without_indexes_is_listed_by_its_file_list(trees, tmp_path):
     root = tmp_path / "folder"
     shutil.copytree(trees / "folder", root)
-    with _serve(tmp_path, _NoIndexHandler) as url:
+    with serve_folder(tmp_path, _NoIndexHandler) as url:
         with pytest.raises(DatasetError, match=f"gives no folder index there .*put a file list {FILE_LIST}"):
             load_manifest("folder", f"{url}/folder")
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -173,7 +152,7 @@ def test_an_http_root_without_indexes_is_listed_by_its_file_list(trees, tmp_path
 
 
 def test_a_missing_http_object_is_unreadable_and_others_are_fetched(trees):
-    with _serve(trees) as url:
+    with serve_folder(trees) as url:
         got = fetch_many([f"{url}/folder/rock/a.wav", f"{url}/folder/rock/gone.wav"])
     assert got[0] == (trees / "folder/rock/a.wav").read_bytes()
     assert isinstance(got[1], AudioDecodeError) and got[1].category == "unreadable"
@@ -181,7 +160,7 @@ def test_a_missing_http_object_is_unreadable_and_others_are_fetched(trees):
 
 
 def test_http_root_errors_are_one_line_and_hide_passwords(trees):
-    with _serve(trees) as url:
+    with serve_folder(trees) as url:
         secret_url = url.replace("http://", "http://user:hunter22@") + "/nothing-here"
         with pytest.raises(DatasetError) as info:
             check_root(secret_url)
@@ -192,7 +171,7 @@ def test_http_root_errors_are_one_line_and_hide_passwords(trees):
 
 
 def test_remote_path_reprs_hide_passwords(trees):
-    with _serve(trees) as url:
+    with serve_folder(trees) as url:
         root = source_path(url.replace("http://", "http://user:hunter22@") + "/folder")
         assert "hunter22" not in repr(root) and "hunter22" not in str(root / "rock")
         assert [p.name for p in root.iterdir()] == ["jazz", "rock"]
