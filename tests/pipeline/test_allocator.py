@@ -85,4 +85,6 @@ def test_local_cluster_workers_run_without_the_malloc_trap_and_all_get_shards(tm
     per_worker = {}
     for record in tasks:
         per_worker[record["worker"]] = per_worker.get(record["worker"], 0) + 1
-    assert len(per_worker) == 2 and min(per_worker.values()) >= 5, per_worker
+    # Both workers build several shards (17 one-clip shards; before, a 16-clip and a 1-clip shard left one
+    # worker nearly idle). Not an even split: on a loaded machine one worker may take 14 of the 17.
+    assert len(per_worker) == 2 and min(per_worker.values()) >= 2, per_worker
