@@ -38,6 +38,7 @@ from stores.protocol import ReadableStore, StoreSource
 
 logger = logging.getLogger(__name__)
 
+
 def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int = 32,
                  features: tuple[str, ...] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:

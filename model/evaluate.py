@@ -87,7 +87,6 @@ def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | N
     truth = np.asarray(store_obj.clips["label_index"], dtype=np.int64)
     clip_ids = list(store_obj.clips["clip_id"])
 
-
     predictor = Predictor(state, device=device)
     if predictor.svm is not None:
         clip_ids_eval, clip_log_probs = svm_scores(predictor.svm, store_obj, clips)

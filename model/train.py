@@ -44,11 +44,6 @@ from stores.protocol import ReadableStore, StoreSource
 logger = logging.getLogger(__name__)
 
 
-
-
-
-
-
 # ---------------------------------------------------------------------------
 # setup helpers
 # ---------------------------------------------------------------------------

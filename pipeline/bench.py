@@ -192,7 +192,6 @@ def reference_process(path: Path, clip_id: str, cfg: PipelineConfig,
     """Decode with ``librosa.load`` and compute every variant's features with librosa."""
     import librosa  # librosa (~1 s to import): the reference side of the benchmark only
 
-
     a = cfg.audio
     duration = librosa.get_duration(path=str(path))
     offset = max(0.0, (duration - a.clip_seconds) / 2) if a.excerpt == "centre" else 0.0

@@ -395,8 +395,9 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
     start (the credentials of :func:`pipeline.sources.worker_credential_env`);
     ignored for an existing cluster, whose workers have their own environment.
     """
-    import dask  # only a cluster build needs Dask (about 1 s to import): serial builds and scans start without it
-    import distributed  # distributed (about 1 s to import): only a cluster build needs it
+    # Only a cluster build or scan needs Dask (about 1 s to import): serial ones start without it.
+    import dask
+    import distributed
 
     if isinstance(scheduler, distributed.Client):
         yield scheduler
@@ -460,7 +461,6 @@ def _register_allocator_plugin(client: "distributed.Client") -> None:
 
 
 def _quiet_scheduler(dask_scheduler) -> None:  # noqa: ANN001 - run by Dask on the scheduler
-
     quiet_server(dask_scheduler)
 
 
@@ -630,7 +630,7 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
     uri = _writable_uri(out_uri)
     options = dict(storage_options or {})
     source_options = dict(source_storage_options or {})
-    worker_env = worker_credential_env(options, source_options) if not serial and scheduler is None else {}
+    (task_options, task_source_options), worker_env = split_credentials(serial, scheduler, options, source_options)
     if is_remote(manifest.root):
         check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
@@ -642,14 +642,6 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
                  "n_folds": manifest.n_folds, "source": manifest.source},
         augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
-    # Tasks that go to workers carry no credential (payloads are pickled in the
-    # clear): workers take them from their environment, which for a
-    # LocalCluster we start is given them at spawn (worker_credential_env).
-    task_options = options if serial else public_options(options)
-    task_source_options = source_options if serial else public_options(source_options)
-    if not serial and scheduler is not None and (task_options != options or task_source_options != source_options):
-        logger.info("credentials given as storage options stay in this process: the workers of %s use their "
-                    "own environment's", scheduler)
     tasks = []
     for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
@@ -662,6 +654,27 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))
     return _BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config)
+
+
+def split_credentials(serial: bool, scheduler: "str | distributed.Client | None",
+                      *option_sets: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The storage options that tasks carry, and the environment of the workers we start.
+
+    Tasks that go to workers carry no credential (payloads are pickled in the
+    clear): workers take credentials from their own environment, which for a
+    LocalCluster we start is given them at spawn
+    (:func:`pipeline.sources.worker_credential_env`). In this process
+    (``serial``) the options are used as they are. Build and scan share this.
+    """
+    if serial:
+        return [dict(options) for options in option_sets], {}
+    public = [public_options(options) for options in option_sets]
+    if scheduler is None:
+        return public, worker_credential_env(*option_sets)
+    if public != [dict(options) for options in option_sets]:
+        logger.info("credentials given as storage options stay in this process: the workers of %s use their "
+                    "own environment's", scheduler)
+    return public, {}
 
 
 def _execute(plan: _BuildPlan, *, scheduler: "str | distributed.Client | None", progress: bool,
@@ -721,7 +734,6 @@ def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float)
 
 
 def progress_bar(total: int, enabled: bool):
-
     return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
 
 
@@ -733,14 +745,22 @@ def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport],
         try:
             report = build_shard(task)
         except Exception as exc:  # noqa: BLE001 - the shard's failure, handled by the policy
-            logger.error("shard %d failed: %r", task.shard_index, exc)
-            errors.append((task.shard_index, exc))
-            if on_shard_error == "stop":
+            if _shard_failed(task, exc, errors, bar, on_shard_error):
                 break
-            bar.update(len(task.clips))
             continue
         _record(report, reports, bar)
     return errors
+
+
+def _shard_failed(task: ShardTask, exc: BaseException, errors: list[tuple[int, BaseException]], bar,
+                  on_shard_error: str) -> bool:
+    """Keep a failed shard's error; True when the policy stops the build there."""
+    logger.error("shard %d failed: %r", task.shard_index, exc)
+    errors.append((task.shard_index, exc))
+    if on_shard_error == "stop":
+        return True
+    bar.update(len(task.clips))
+    return False
 
 
 def _record(report: ShardReport, reports: list[ShardReport], bar) -> None:
@@ -761,7 +781,7 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
                      on_shard_error: str) -> list[tuple[int, BaseException]]:
     """Submit one task per shard; update the bar as shards finish; collect task errors
     (``"stop"``: cancel the rest at the first)."""
-    import distributed  # distributed (about 1 s to import): only a cluster build needs it
+    import distributed  # only a cluster build needs it (about 1 s to import)
 
     prefix = _task_key_prefix(config, uri)  # hashed once, not per shard
     futures = {}
@@ -777,13 +797,9 @@ def _run_distributed(client: "distributed.Client", tasks: Sequence[ShardTask], b
         for future in distributed.as_completed(list(futures)):
             task = futures[future]
             if future.status == "error":
-                exc = future.exception()
-                logger.error("shard %d failed: %r", task.shard_index, exc)
-                errors.append((task.shard_index, exc))
-                if on_shard_error == "stop":
+                if _shard_failed(task, future.exception(), errors, bar, on_shard_error):
                     client.cancel(list(futures))
                     break
-                bar.update(len(task.clips))
                 continue
             _record(future.result(), reports, bar)
     except BaseException:

@@ -35,22 +35,22 @@ import math
 import os
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-
 from pipeline.allocator import tune_allocator
-from pipeline.build import SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client
+from pipeline.build import (SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client,
+                            split_credentials)
 from pipeline.config import PipelineConfig
 from pipeline.datasets import list_datasets, load_manifest
 from pipeline.datasets.base import Manifest
 from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import BuildError
 from pipeline.extract import process_clip, warm_up
-from pipeline.sources import check_root, is_remote, join_root, scrub, worker_credential_env
+from pipeline.sources import check_root, is_remote, join_root, scrub
 from stores import open_store
 from stores.checks import store_info
 from stores.uri import filesystem, redact_uri
@@ -136,7 +136,6 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
     """
     import distributed  # distributed: its version goes into the figures
 
-
     clip_seconds = float(seconds) if seconds is not None else DEMO_CLIP_SECONDS
     config = config or PipelineConfig()
     if clip_seconds != config.audio.clip_seconds:
@@ -157,7 +156,7 @@ def run_bench(n_clips: int = 200, *, seconds: float | None = None, scheduler: st
         t0 = time.perf_counter()
         remote = _upload_demo(manifest, source_root, source_options) if source_root else None
         upload_s = time.perf_counter() - t0
-        worker_env = worker_credential_env(source_options) if remote and not scheduler else {}
+        worker_env = split_credentials(False, scheduler, source_options or {})[1] if remote else {}
         results: dict[int, dict[str, Any]] = {}
         bucket: dict[str, Any] = {}
         for n_workers in worker_counts:
@@ -243,7 +242,6 @@ def _upload_demo(manifest: Manifest, source_root: str, source_options: Mapping[s
                          "the demo clips to; the local rate is measured from a local folder anyway")
     prefix = join_root(source_root, f"hfs-bench-{os.getpid()}-{int(time.time())}")
     fs, path = filesystem(prefix, storage_options=source_options)
-    t0 = time.perf_counter()
     try:
         fs.put([str(Path(manifest.root) / c.path) for c in manifest.clips],
                [f"{path}/{c.path}" for c in manifest.clips])
@@ -252,7 +250,7 @@ def _upload_demo(manifest: Manifest, source_root: str, source_options: Mapping[s
                          f"{scrub(str(exc) or type(exc).__name__, source_options)}; check the URI, the "
                          "credentials and that the bucket exists") from None
     check_root(prefix, source_options)
-    logger.info("uploaded %d clips to %s in %.1f s", len(manifest), redact_uri(prefix), time.perf_counter() - t0)
+    logger.info("uploaded %d clips to %s", len(manifest), redact_uri(prefix))
     return dataclasses.replace(manifest, root=prefix)
 
 

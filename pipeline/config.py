@@ -39,7 +39,6 @@ T = TypeVar("T")
 FunctionRef = Union[str, Callable[..., Any]]
 
 
-
 # --------------------------------------------------------------------------
 # Registries: features and augmentations by name
 # --------------------------------------------------------------------------
@@ -249,6 +248,7 @@ def canonical_hash(value: Any, default: Any = None) -> str:
     """
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=default)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:

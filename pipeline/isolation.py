@@ -266,11 +266,14 @@ class _Sandbox:
             self.reader.close()
         self.to_child = self.reader = None
 
-    def _discard(self) -> int:
-        """Forget a child that has ended (or is ending); return its wait status."""
-        pid, self.pid = self.pid, None
+    def _discard(self, grace: float | None = None) -> int:
+        """Forget the child (ended, ending, or told to end by its closed pipe); return its wait status.
+
+        ``grace``: seconds a live child may take to exit before it is killed.
+        """
+        pid, self.pid = self.pid, None  # forgotten first, so an interrupted stop leaves no half state
         self._close_pipes()
-        return _reap(pid) if pid is not None else 0
+        return _reap(pid, grace=grace) if pid is not None else 0
 
     def _kill(self) -> None:
         if self.pid is not None:
@@ -282,10 +285,7 @@ class _Sandbox:
 
     def _stop(self) -> None:
         """End the child: closing its job pipe makes it exit; one that does not is killed."""
-        pid, self.pid = self.pid, None  # forgotten first, so an interrupted stop leaves no half state
-        self._close_pipes()
-        if pid is not None:
-            _reap(pid, grace=STOP_GRACE_SECONDS)
+        self._discard(grace=STOP_GRACE_SECONDS)
 
     def __del__(self) -> None:
         # The sandbox of a thread that ended: its child would otherwise live until exit.

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pipeline.allocator import tune_allocator
-from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar
+from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar, split_credentials
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.extract import decode
 from pipeline.isolation import ClipLimits
-from pipeline.sources import check_root, is_remote, join_root, public_options
+from pipeline.sources import check_root, is_remote, join_root
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -153,8 +153,8 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
         else:
             import distributed  # distributed (about 1 s to import): only a cluster scan needs it
 
-            with dask_client(min(n_workers, len(groups)), scheduler) as client:
-                shared = public_options(source_options)  # workers take credentials from their environment
+            (shared,), worker_env = split_credentials(False, scheduler, source_options)
+            with dask_client(min(n_workers, len(groups)), scheduler, worker_env=worker_env) as client:
                 futures = {client.submit(scan_clips, group, config, clip_limits, shared, pure=False,
                                          key=f"scan-{config.config_hash()[:8]}-{i}-{time.time_ns()}"): i
                            for i, group in enumerate(groups)}

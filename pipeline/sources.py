@@ -719,23 +719,16 @@ def fetch_many(uris: Sequence[str], *, storage_options: Mapping[str, Any] | None
         raise ValueError(f"max_concurrency={max_concurrency!r} must be a positive integer")
     if not uris:
         return []
-    filesystems: dict[str, tuple[Any, str] | AudioError] = {}
 
-    def locate(uri: str) -> tuple[Any, str] | AudioError:
+    def locate(uri: str) -> tuple[Any, str] | AudioError | None:
+        if local_path(uri) is not None:
+            return None
         try:
-            return _filesystem(uri, storage_options)
+            return _filesystem(uri, storage_options)  # fsspec keeps one filesystem per options
         except DatasetError as exc:
             return AudioDecodeError(redact_uri(uri), f"cannot be fetched: {exc}", "unreadable")
 
-    targets = []
-    for uri in uris:
-        uri = str(uri)
-        if local_path(uri) is not None:
-            targets.append((uri, None))
-            continue
-        if uri not in filesystems:
-            filesystems[uri] = locate(uri)
-        targets.append((uri, filesystems[uri]))
+    targets = [(str(uri), locate(str(uri))) for uri in uris]
     workers = min(max_concurrency, len(targets))
     if workers == 1:
         return [_fetch_one(uri, target, storage_options, excerpt) for uri, target in targets]
@@ -776,14 +769,14 @@ def _fetch_excerpt(fs: Any, path: str, shown: str, excerpt: ExcerptPlan) -> byte
         return head  # the whole object, in one request as before
     size = int(fs.size(path))
     layout = pcm_layout(head, size)
-    if layout is None:
-        return head + fs.cat_file(path, start=len(head))  # compressed: the decoder needs its frames
-    first, count = excerpt_window(layout.frames, layout.rate, excerpt.clip_seconds, excerpt.excerpt)
-    start = layout.data_start + first * layout.frame_bytes
-    end = min(size, start + count * layout.frame_bytes)
-    if end - len(head) > size // 2 or start <= len(head):
-        return head + fs.cat_file(path, start=len(head))  # most of it anyway: one more request, whole
-    return PartialObject(shown, size, ((0, head), (start, fs.cat_file(path, start=start, end=end))))
+    if layout is not None:
+        first, count = excerpt_window(layout.frames, layout.rate, excerpt.clip_seconds, excerpt.excerpt)
+        start = layout.data_start + first * layout.frame_bytes
+        end = min(size, start + count * layout.frame_bytes)
+        if start > len(head) and end - len(head) <= size // 2:
+            return PartialObject(shown, size, ((0, head), (start, fs.cat_file(path, start=start, end=end))))
+    # Compressed (the decoder needs its frames), or most of it anyway: the rest in one more request.
+    return head + fs.cat_file(path, start=len(head))
 
 
 def _fetch_reason(why: str, detail: str, attempts: int) -> str:

@@ -42,6 +42,7 @@ from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remot
 
 logger = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass
 class ClipResult:
     """What the build produced for one clip, ready to be written.

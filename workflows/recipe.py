@@ -18,7 +18,6 @@ import copy
 import dataclasses
 import datetime
 import json
-import logging
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -30,45 +29,16 @@ from pipeline.config import PipelineConfig
 from pipeline.datasets import DATASETS
 from pipeline.errors import ConfigError
 
-logger = logging.getLogger(__name__)
-
 #: Experiment kinds the runner knows, one per table or figure of the paper.
 KINDS: tuple[str, ...] = ("comparison", "ablation", "cross-validation", "noise", "latency")
 
-def _adapters() -> Mapping[str, Any]:
-    """The dataset registry of :mod:`pipeline.datasets` (name -> adapter)."""
-    return DATASETS
-
 
 def known_models() -> tuple[str, ...]:
-    """Names of the model presets the trainer provides.
+    """Names of the model presets the trainer provides (:mod:`model.networks`' registry), so that
+    a recipe can never name a preset the trainer lacks."""
+    from model.networks import model_names  # torch: loaded when a recipe is validated, not on import
 
-    Asked from :mod:`model` so that a recipe can never name a preset the
-    trainer lacks; the paper's names are the fallback only while the trainer
-    package is not importable (e.g. torch missing), so recipes still validate.
-    """
-    try:
-        from model.networks import model_names  # torch: recipes validate (and pipeline run --list works) without it
-    except ImportError:
-        logger.debug("model.networks not importable; validating against the paper's names")
-        return PAPER_MODELS
     return tuple(model_names())
-
-#: The presets named in the paper's tables (comparison baselines, ablations, DFN).
-PAPER_MODELS: tuple[str, ...] = (
-    "dfn", "cnn-mel", "cnn-bigru-mel", "cnn-bigru-hpss-concat",
-    "svm-mfcc", "cnn", "crnn", "attention-cnn",
-)
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +77,14 @@ class DatasetSection:
     demo: DemoOptions = dataclasses.field(default_factory=DemoOptions)
 
     def __post_init__(self) -> None:
-        adapters = _adapters()
-        if self.name not in adapters:
+        if self.name not in DATASETS:
             raise ConfigError(
-                f"recipe dataset.name={self.name!r} is not a known dataset; valid: {', '.join(adapters)}"
+                f"recipe dataset.name={self.name!r} is not a known dataset; valid: {', '.join(DATASETS)}"
             )
         validate.text("recipe dataset.root", self.root)
         validate.text("recipe dataset.split", self.split)
         validate.integer("recipe dataset.limit", self.limit, minimum=0)
-        adapter = adapters[self.name]
+        adapter = DATASETS[self.name]
         if self.split and self.split not in adapter.split_schemes:
             raise ConfigError(
                 f"recipe dataset.split={self.split!r} is not a split scheme of {self.name!r}; "
@@ -130,7 +99,7 @@ class DatasetSection:
     def split_scheme(self) -> str:
         """The split scheme used: ``split``, or the adapter's default (GTZAN:
         fault-filtered; FMA: official; demo: random)."""
-        return self.split or _adapters()[self.name].default_split
+        return self.split or DATASETS[self.name].default_split
 
 
 @dataclasses.dataclass(frozen=True)

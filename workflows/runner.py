@@ -209,17 +209,13 @@ def _jsonable(obj: Any) -> Any:
 def train_settings(recipe: Recipe) -> dict[str, Any]:
     """The recipe's training settings, as the stage inputs record them."""
     # The seven settings every recorded stage has, and any other that differs
-    # from the trainer's default: stages recorded before recipes held every
-    # trainer option keep their inputs hash.
+    # from the trainer's default (a recipe cannot set the runner's own: model,
+    # folds, progress), so stages recorded before recipes held every trainer
+    # option keep their inputs hash. Threads change the speed, not the result.
     settings = recipe.train.settings.to_dict()
     defaults = TrainConfig().to_dict()
     recorded = ("epochs", "batch_size", "lr", "patience", "seed", "device", "loader_workers")
-    return {k: v for k, v in settings.items()
-            if k in recorded or (k not in _NOT_RECORDED and v != defaults[k])}
-
-
-#: Set by the runner per stage (model, folds, bar) or run-time only (threads): not a stage input.
-_NOT_RECORDED = frozenset({"model", "progress", "train_folds", "val_folds", "threads"})
+    return {k: v for k, v in settings.items() if k in recorded or (k != "threads" and v != defaults[k])}
 
 
 def train_stage(recipe: Recipe, model: str, store: Mapping[str, Any], folder: Path, echo: Echo,

@@ -258,11 +258,12 @@ def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: fl
 
     Parameters
     ----------
-    source : str, Path, bytes or binary file object
+    source : str, Path, bytes, PartialObject or binary file object
         Audio (any format libsndfile or ffmpeg reads): a file path, the whole
         file's bytes (e.g. fetched from object storage by
-        :func:`pipeline.sources.fetch_many`), or a seekable binary file
-        object (read from its start; never closed here).
+        :func:`pipeline.sources.fetch_many`), the header and excerpt of a
+        long PCM object (:class:`~pipeline.dsp.partial.PartialObject`), or a
+        seekable binary file object (read from its start; never closed here).
     sample_rate : int
         Output rate in Hz (soxr resampling from the decoder's rate).
     clip_seconds : float

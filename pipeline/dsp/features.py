@@ -64,6 +64,7 @@ def __getattr__(name: str) -> Any:
         return FEATURES.names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 _AMIN = 1e-10
 _TINY32 = float(np.finfo(np.float32).tiny)
 

@@ -155,7 +155,6 @@ def cqt_plan(sr: int, hop_length: int, fmin: float, bins_per_octave: int, n_octa
     """
     import librosa  # librosa (~1 s to import): builds a filterbank once per process, then cached
 
-
     n_bins = n_octaves * bins_per_octave
     fmin_t = fmin * 2.0 ** (tuning / bins_per_octave)
     freqs = librosa.interval_frequencies(n_bins=n_bins, fmin=fmin_t, intervals="equal",

@@ -185,3 +185,14 @@ def test_a_long_wav_in_the_bucket_travels_as_header_and_excerpt_and_builds_the_s
     remote = build_store(load_manifest("folder", audio_bucket["root"]), tmp_path / "remote.zarr", config=config,
                          workers=0, progress=False)
     assert remote.fingerprint == local.fingerprint and remote.n_ok == local.n_ok == N_CLIPS + 1
+
+
+def test_a_cluster_scan_reads_the_bucket_with_credentials_given_as_options(private_bucket, s3_server):
+    """pipeline scan shares the build's rule: LocalCluster workers get --storage-option credentials at start."""
+    from pipeline.preflight import scan_manifest
+
+    options = s3_server.storage_options()
+    manifest = load_manifest("folder", private_bucket["root"], storage_options=options)
+    report = scan_manifest(manifest, config=tiny_config(), workers=2, progress=False,
+                           source_storage_options=options)
+    assert report.n_failed == 0 and len(report.clips) == N_CLIPS

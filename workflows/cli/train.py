@@ -8,7 +8,6 @@ so that the defaults live in the dataclass; only the flags given are passed on.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -40,14 +39,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="dfn", help="model name: {models} (model.networks.PRESETS and NON_NEURAL)")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    add_config_options(p, TrainConfig, skip={"model", "model_kwargs"},
-                       choices={"schedule": SCHEDULES, "loader": LOADERS})
+    fields = add_config_options(p, TrainConfig, skip={"model", "model_kwargs"},
+                                choices={"schedule": SCHEDULES, "loader": LOADERS})
     p.add_argument("--model-arg", action="append", metavar="NAME=VALUE", default=[],
                    help="builder knob (repeatable), e.g. gru_hidden=64 cnn_channels=[16,32,64]")
     # One meaning of --workers in every command (processes of a build); the loader's are --loader-workers.
     p.add_argument("--workers", dest="old_workers", type=int, help=argparse.SUPPRESS)
     add_storage_option(p)
-    p.set_defaults(func=train_command)
+    p.set_defaults(func=train_command, config_fields=fields)
 
     p = commands.add_parser("evaluate", help="window- and clip-level metrics of a checkpoint on a split")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (best.pt is used)")
@@ -75,8 +74,7 @@ def train_command(args: argparse.Namespace) -> int:
     if args.old_workers is not None:
         raise ConfigError("pipeline train --workers is now --loader-workers (the loader's threads or processes); "
                           "--workers means the worker processes of a build")
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}
-    options: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    options: dict[str, Any] = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
     if args.model_arg:
         options["model_kwargs"] = parse_key_values(args.model_arg, flag="--model-arg")
     result = train(args.store, args.model, args.out, resume=args.resume,
