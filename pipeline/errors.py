@@ -178,3 +178,25 @@ class StoreAccessError(StoreError, PermissionError):
 
 class StoreConnectionError(StoreError, ConnectionError):
     """The server of a remote store URI cannot be reached (after the backend's own retries)."""
+
+
+class StoreDamageError(StoreError, ValueError):
+    """Bytes of a store differ from what its build wrote (a checksum fails, an object is cut short,
+    missing or unreadable); the message names the array, the shard and its clips, and the fix.
+
+    ``array`` and ``shard`` are the damaged array's name and shard index where known (else "" and -1);
+    ``problem`` what was found, without the store, the clips and the fix.
+    """
+
+    def __init__(self, message: str, *, array: str = "", shard: int = -1, problem: str = "") -> None:
+        super().__init__(message)
+        self.array = array
+        self.shard = shard
+        self.problem = problem or message
+
+    def __reduce__(self):
+        return (_rebuild_damage, (str(self), self.array, self.shard, self.problem))
+
+
+def _rebuild_damage(message: str, array: str, shard: int, problem: str) -> StoreDamageError:
+    return StoreDamageError(message, array=array, shard=shard, problem=problem)

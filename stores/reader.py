@@ -20,9 +20,11 @@ import zarr.errors
 from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import StoreError, StoreIncompleteError, StoreNotFoundError
+from pipeline.errors import StoreDamageError, StoreError, StoreIncompleteError, StoreNotFoundError
+from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
 from stores import schema
 from stores.metadata import StoreMetadata
+from stores.integrity import damage_error, root_metadata_missing
 from stores.shards import ShardDecoder, shard_decoder
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
                         redact_uri, remote_errors, scheme_of)
@@ -75,6 +77,34 @@ class FeatureStore:
                 raise StoreError(f"{self.uri} has no array {name!r}") from exc
             self._arrays[name] = arr
         return arr
+
+    def column(self, name: str) -> np.ndarray:
+        """The whole array ``name`` (a per-clip column, ``valid_frames``), every chunk checked.
+
+        Raises
+        ------
+        StoreDamageError
+            A chunk fails its checksum or does not decode: names the first
+            such chunk's shard, its clips and the fix.
+        """
+        array = self.array(name)
+        try:
+            with remote_errors(self._raw_uri):
+                return array[:]
+        except Exception as exc:
+            if not isinstance(exc, (StoreDamageError, ValueError, RuntimeError)) \
+                    or (isinstance(exc, StoreError) and not isinstance(exc, StoreDamageError)):
+                raise
+            problem = getattr(exc, "problem", str(exc)) if not is_checksum_mismatch(exc.__cause__ or exc) \
+                else "a chunk fails its CRC32C checksum (a byte of it changed)"
+            step = int(array.chunks[0])
+            for first in range(0, array.shape[0], step):
+                try:
+                    array[first:first + step]
+                except Exception:  # noqa: BLE001 - this is the damaged chunk: name it below
+                    shard = first // self.clips_per_shard if step <= self.clips_per_shard else -1
+                    raise damage_error(self, name, shard, problem) from exc
+            raise damage_error(self, name, -1, problem) from exc
 
     # -- description ---------------------------------------------------------
     @functools.cached_property
@@ -144,7 +174,7 @@ class FeatureStore:
         """One row per clip (row i = clip index i), columns of :data:`schema.CLIP_COLUMNS`."""
         data = {}
         for name, kind in {**schema.STATIC_COLUMNS, **schema.OUTCOME_COLUMNS}.items():  # CLIP_COLUMNS' order
-            values = self.group[name][:]
+            values = self.column(name)
             data[name] = values.astype(object).astype(str) if kind == "str" else values
         frame = pd.DataFrame(data)
         frame.index.name = "clip"
@@ -153,7 +183,7 @@ class FeatureStore:
     @functools.cached_property
     def valid_frames(self) -> np.ndarray:
         """int32 [shape=(n_clips, n_variants)]: frames computed; 0 = variant absent."""
-        return np.asarray(self.group[schema.VALID_FRAMES][:], dtype=np.int32)
+        return np.asarray(self.column(schema.VALID_FRAMES), dtype=np.int32)
 
     @functools.cached_property
     def aug_params(self) -> pd.DataFrame:
@@ -161,7 +191,7 @@ class FeatureStore:
         columns = {}
         for variant, params in self.metadata.aug_params.items():
             for param, array in params.items():
-                columns[f"{variant}.{param}"] = self.group[array][:]
+                columns[f"{variant}.{param}"] = self.column(array)
         frame = pd.DataFrame(columns, index=pd.RangeIndex(self.n_clips, name="clip"))
         return frame
 
@@ -284,12 +314,22 @@ class FeatureStore:
                 if target is None:
                     shape = (stop - start, len(self.variants), self.feature_bands[name], self.max_frames)
                     target = np.zeros(shape, dtype=schema.FEATURE_DTYPE)
-                if name in fetched:
-                    result[name] = decoders[name].decode(shard_index, fetched[name], target, columns)
-                else:
-                    selection = slice(None) if columns is None else columns
-                    target[:, selection] = self.array(name).oindex[start:stop, selection]
-                    result[name] = target
+                try:
+                    if name in fetched:
+                        if fetched[name] is None and self.valid_frames[start:stop].any():
+                            raise StoreDamageError("the object is missing (its shard holds computed frames)")
+                        result[name] = decoders[name].decode(shard_index, fetched[name], target, columns)
+                    else:
+                        selection = slice(None) if columns is None else columns
+                        target[:, selection] = self.array(name).oindex[start:stop, selection]
+                        result[name] = target
+                except StoreDamageError as exc:
+                    raise damage_error(self, name, shard_index, exc.problem) from exc
+                except ValueError as exc:  # zarr-python's crc32c codec
+                    if not is_checksum_mismatch(exc):
+                        raise
+                    raise damage_error(self, name, shard_index, "a chunk fails its CRC32C checksum "
+                                                                "(a byte of it changed)") from exc
         return result
 
     def _decoder(self, name: str) -> ShardDecoder | None:
@@ -339,24 +379,38 @@ def open_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         The build has not finished and ``allow_incomplete`` is False.
     """
     shown = redact_uri(uri)
-    store = make_store(uri, storage_options=storage_options, read_only=True)
-    try:
-        with quiet_consolidated_warning(), remote_errors(uri):
-            group = zarr.open_group(store, mode="r")
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
-        raise StoreNotFoundError(
-            f"no feature store at {shown}: nothing there (check the path/URI, its bucket, "
-            "and --storage-option credentials), or run `pipeline build --out` to create one"
-        ) from exc
-    metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=shown)
-    if metadata.complete:
-        return FeatureStore(group, uri, storage_options, metadata)
-    if not allow_incomplete:
-        raise StoreIncompleteError(
-            f"the build of {shown} has not finished; rerun the same `pipeline build` command to resume it "
-            "(`pipeline info`/`pipeline verify` show an unfinished store as it is)"
-        )
-    # An unfinished store may have grown since any consolidated view.
-    with quiet_consolidated_warning():
-        group = zarr.open_group(store, mode="r", use_consolidated=False)
-    return FeatureStore(group, uri, storage_options)
+    # credentials, endpoint, bucket, HTTP status, a bad zip, metadata that is not JSON: one line each
+    with remote_errors(uri):
+        store = make_store(uri, storage_options=storage_options, read_only=True)
+        try:
+            with quiet_consolidated_warning():
+                group = zarr.open_group(store, mode="r")
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise root_metadata_missing(store, shown) from exc
+        except (zarr.errors.MetadataValidationError, zarr.errors.NodeTypeValidationError, KeyError, TypeError,
+                ValueError) as exc:
+            raise StoreDamageError(
+                f"the root zarr.json of {shown} is not valid Zarr v3 group metadata ({type(exc).__name__}: {exc}); "
+                + ROOT_FIX) from exc
+        try:
+            metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=shown)
+        except StoreNotFoundError as exc:
+            arrays = sorted(group.array_keys())
+            if not arrays:
+                raise
+            raise StoreDamageError(f"{exc}, though it holds {len(arrays)} arrays ({', '.join(arrays[:6])}"
+                                   f"{', ...' if len(arrays) > 6 else ''}): its root metadata is damaged; "
+                                   + ROOT_FIX) from exc
+        if metadata.complete:
+            return FeatureStore(group, uri, storage_options, metadata)
+        if not allow_incomplete:
+            raise StoreIncompleteError(
+                f"the build of {shown} has not finished; rerun the same `pipeline build` command to resume it "
+                "(`pipeline info`/`pipeline verify` show an unfinished store as it is)"
+            )
+        # An unfinished store may have grown since any consolidated view.
+        with quiet_consolidated_warning():
+            group = zarr.open_group(store, mode="r", use_consolidated=False)
+        return FeatureStore(group, uri, storage_options)

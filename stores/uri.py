@@ -30,8 +30,9 @@ import fsspec.core
 
 import zarr.storage
 
-from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
-from pipeline.uris import is_connection_error, local_path, redact_uri, scheme_of
+from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.uris import local_path, redact_uri, scheme_of
+from stores.backend_errors import backend_errors
 
 logger = logging.getLogger(__name__)
 
@@ -120,41 +121,7 @@ def quiet_consolidated_warning() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def remote_errors(uri: str | Path, *, writing: bool = False) -> Iterator[None]:
-    """Turn a remote backend's access errors into StoreErrors that name the URI and the fix.
-
-    s3fs reports bad credentials as a bare ``PermissionError("Forbidden")``, a
-    missing bucket on write as ``FileNotFoundError(None)`` and an unreachable
-    endpoint as a botocore exception; the caller sees which store, what went
-    wrong and what to do. Local paths pass through unchanged.
-    """
-    if local_path(uri) is not None:
-        yield
-        return
-    shown = redact_uri(uri)
-    try:
-        yield
-    except StoreError:
-        raise
-    except PermissionError as exc:
-        raise StoreAccessError(
-            f"access to {shown} was denied ({exc}): check the credentials "
-            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the environment, or "
-            "--storage-option key=... --storage-option secret=...) and that they grant access to this bucket"
-        ) from exc
-    except FileNotFoundError as exc:
-        if not writing:
-            raise
-        raise StoreNotFoundError(
-            f"cannot write {shown}: its bucket does not exist (or the URI is misspelt); "
-            "create the bucket first (e.g. `aws s3 mb`, `mc mb`) or fix --out"
-        ) from exc
-    except Exception as exc:
-        if not is_connection_error(exc):
-            raise
-        raise StoreConnectionError(
-            f"cannot reach the server of {shown} ({exc}); check the endpoint "
-            "(AWS_ENDPOINT_URL or --storage-option client_kwargs.endpoint_url=...) and the network, "
-            "then rerun: a build resumes from its finished shards"
-        ) from exc
+def remote_errors(uri: str | Path, *, writing: bool = False):
+    """Turn a backend's access, transport and decoding errors into StoreErrors that name the URI
+    and the fix (:func:`stores.backend_errors.backend_errors`)."""
+    return backend_errors(uri, writing=writing)

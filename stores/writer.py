@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import zarr
 import zarr.errors
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
@@ -64,7 +64,7 @@ class ClipResult:
     params: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
-def _columns_hash(columns: Mapping[str, Sequence[Any]]) -> str:
+def columns_hash(columns: Mapping[str, Sequence[Any]]) -> str:
     """SHA-256 of the static per-clip columns: identifies the clip list of a store."""
     h = hashlib.sha256()
     for name in schema.STATIC_COLUMNS:
@@ -412,7 +412,7 @@ def create_store(
             raise StoreError(
                 f"source {source!r} is an absolute path; stores hold paths relative to the dataset root"
             )
-    clips_hash = _columns_hash(clips)
+    clips_hash = columns_hash(clips)
 
     if existing is not None:
         problems = _differences(existing, config, clips_hash, layout)
@@ -452,22 +452,26 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[st
     variants, max_frames = metadata.variants, metadata.max_frames
     n, nv, cps = layout.n_clips, len(variants), layout.clips_per_shard
     compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
+    # Every chunk ends with its CRC32C (Zarr's crc32c codec), so every reader checks every byte it
+    # decodes (schema.py, "Read checks"); the other arrays keep zarr's default Zstd before it.
+    checked = [compressor, Crc32cCodec()]
+    columns = {"compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()]}
 
     for name, bands in metadata.features.items():
         group.create_array(
             name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
-            shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=[compressor],
+            shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=checked,
             fill_value=0.0, dimension_names=("clip", "variant", schema.feature_dim(name), "frame"),
             attributes={"units": "dB" if name.endswith("mel") else "", "description": _FEATURE_DOC.get(name, name)},
         )
     group.create_array(schema.VALID_FRAMES, shape=(n, nv), chunks=(cps, nv), dtype="int32", fill_value=0,
-                       dimension_names=("clip", "variant"))
+                       dimension_names=("clip", "variant"), **columns)
     variant_array = group.create_array(schema.VARIANT, shape=(nv,), chunks=(nv,), dtype=str, fill_value="",
-                                       dimension_names=("variant",))
+                                       dimension_names=("variant",), **columns)
     variant_array[:] = np.array(variants)
     for name, kind in schema.STATIC_COLUMNS.items():
         arr = group.create_array(name, shape=(n,), chunks=(n,), dtype=str if kind == "str" else kind,
-                                 fill_value="" if kind == "str" else 0, dimension_names=("clip",))
+                                 fill_value="" if kind == "str" else 0, dimension_names=("clip",), **columns)
         values = np.array([str(v) for v in clips[name]]) if kind == "str" else np.asarray(clips[name], dtype=kind)
         arr[:] = values
     for name, kind in schema.OUTCOME_COLUMNS.items():
@@ -475,13 +479,14 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[st
         if name == "status":
             fill = schema.STATUS_PENDING
         group.create_array(name, shape=(n,), chunks=(cps,), dtype=str if kind == "str" else kind,
-                           fill_value=fill, dimension_names=("clip",))
+                           fill_value=fill, dimension_names=("clip",), **columns)
     for variant, params in metadata.aug_params.items():
         for param, array in params.items():
             group.create_array(array, shape=(n,), chunks=(cps,), dtype="float64", fill_value=np.nan,
-                               dimension_names=("clip",), attributes={"variant": variant, "parameter": param})
+                               dimension_names=("clip",), attributes={"variant": variant, "parameter": param},
+                               **columns)
     group.create_array(schema.SHARD_DIGEST, shape=(layout.n_shards,), chunks=(1,), dtype=str, fill_value="",
-                       dimension_names=("shard",))
+                       dimension_names=("shard",), **columns)
 
 
 def _differences(existing: StoreMetadata, config: PipelineConfig, clips_hash: str, layout: Layout) -> list[str]:

@@ -1,0 +1,312 @@
+"""Damage: finding every object of a store that differs from what its build wrote, and naming it.
+
+What is checked, and against what (README, "Read checks"):
+
+- a feature shard object: its chunk index against the index's CRC32C, the
+  chunks it lists against the bytes before it (nothing cut off or added),
+  each chunk against its own CRC32C (stores built since the read checks:
+  Zarr's ``crc32c`` codec after Blosc), and the object's presence where its
+  shard holds computed frames (:meth:`stores.shards.ShardDecoder.check`);
+- a chunk of any other array: its CRC32C (new stores; zarr-python checks it
+  when it decodes), else only that it decodes;
+- a built shard as a whole: the SHA-256 digest its task recorded, recomputed
+  from everything read back (catches what per-object checks cannot: a missing
+  chunk of a per-clip column, and every change in a store built before the
+  per-chunk checksums);
+- the static per-clip columns against the root's ``clips_hash``; every
+  array's ``zarr.json`` against the copy in the root's consolidated metadata;
+  every object against the arrays' grids (a stray object belongs to none).
+
+:func:`find_damage` is what ``pipeline verify`` reports and what a rerun of
+the build repairs (:func:`stores.writer.create_store` marks the damaged shards
+"not built", so the resume logic rebuilds exactly those).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from pipeline.errors import StoreDamageError, StoreError, StoreNotFoundError
+from stores import schema
+from stores.backend_errors import REPAIR_FIX, ROOT_FIX, translate
+from stores.writer import columns_hash, shard_digest
+
+logger = logging.getLogger(__name__)
+
+ROOT_METADATA = "zarr.json"
+
+
+def root_metadata_missing(store: zarr.abc.store.Store, shown: str) -> StoreError:
+    """Why nothing opens at ``shown``: a folder of arrays whose root ``zarr.json`` is gone
+    (damage: a StoreDamageError), or nothing there at all (StoreNotFoundError)."""
+    arrays = [name for name in _top_level(store) if _exists(store, f"{name}/{ROOT_METADATA}")]
+    if arrays:
+        listed = ", ".join(arrays[:6]) + (", ..." if len(arrays) > 6 else "")
+        return StoreDamageError(
+            f"{shown} holds {len(arrays)} arrays ({listed}) but no root zarr.json: the store's root metadata "
+            "(its configuration and fingerprint, recorded nowhere else) is lost; " + ROOT_FIX,
+            problem="root zarr.json missing")
+    return StoreNotFoundError(
+        f"no feature store at {shown}: nothing there (check the path/URI, its bucket, "
+        "and --storage-option credentials), or run `pipeline build --out` to create one")
+
+
+def _top_level(store: zarr.abc.store.Store) -> list[str]:
+    async def names() -> list[str]:
+        return sorted([name async for name in store.list_dir("")])
+
+    try:
+        return sync(names())
+    except Exception:  # noqa: BLE001 - a location that cannot be listed (HTTP) has nothing more to say
+        return []
+
+
+def _exists(store: zarr.abc.store.Store, key: str) -> bool:
+    try:
+        return bool(sync(store.exists(key)))
+    except Exception:  # noqa: BLE001 - as unlistable: unknown counts as absent
+        return False
+
+
+def clips_of_shard(store: Any, shard: int) -> str:
+    """``"clips 12-15 (c12, c13, c14, c15)"``: the clips shard ``shard`` holds, by index and id."""
+    start, stop = store.shards[shard]
+    try:
+        ids = [str(x) for x in store.group["clip_id"][start:stop]]
+        names = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+        return f"clips {start}-{stop - 1} ({names})"
+    except Exception:  # noqa: BLE001 - the id column itself may be what is damaged
+        return f"clips {start}-{stop - 1}"
+
+
+def damage_error(store: Any, array: str, shard: int, problem: str) -> StoreDamageError:
+    """The one-line error of a reader that met damage: the store, the array, the shard, its clips, the fix."""
+    where = f"shard {shard} of array {array!r} ({clips_of_shard(store, shard)})" if shard >= 0 \
+        else f"array {array!r}"
+    return StoreDamageError(f"{store.uri}: {where} is damaged: {problem}; {REPAIR_FIX.format(uri=store.uri)}",
+                            array=array, shard=shard, problem=problem)
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """One damaged object (or shard) of a store.
+
+    array : the array's name ("" for the store or a shard as a whole).
+    shard : the shard index (-1: the array as a whole, e.g. its metadata or a one-chunk column).
+    key : the object's key in the store ("" where the damage is not one object's).
+    problem : what was found.
+    """
+
+    array: str
+    shard: int
+    key: str
+    problem: str
+
+    def describe(self) -> str:
+        where = [f"shard {self.shard}" if self.shard >= 0 else "", f"array {self.array!r}" if self.array else "",
+                 f"object {self.key!r}" if self.key else ""]
+        return " ".join(w for w in where if w) + f": {self.problem}"
+
+
+def _message(exc: BaseException, uri: str) -> str:
+    """What an exception says about one object, without the store's own fix text."""
+    if isinstance(exc, StoreDamageError):
+        return exc.problem
+    error = translate(exc, uri)
+    if error is not None and not isinstance(error, StoreDamageError):
+        raise error from exc  # the store cannot be reached at all: not damage, stop
+    if "checksum do not match" in str(exc):
+        return "fails its CRC32C checksum (a byte of it changed)"
+    return f"does not decode ({type(exc).__name__}: {exc})"
+
+
+def _chunk_key(array: zarr.Array, index: tuple[int, ...]) -> str:
+    key = array.metadata.encode_chunk_key(index)
+    path = array.store_path.path
+    return f"{path}/{key}" if path else key
+
+
+def _grid(array: zarr.Array) -> tuple[int, ...]:
+    """Objects per dimension of ``array`` (shards for a sharded array)."""
+    shape = array.metadata.to_dict()["chunk_grid"]["configuration"]["chunk_shape"]
+    return tuple(-(-int(n) // int(c)) for n, c in zip(array.shape, shape))
+
+
+def array_names(store: Any) -> list[str]:
+    """Every array a store of this format has, by its metadata."""
+    return [*store.feature_bands, schema.VALID_FRAMES, schema.VARIANT, *schema.CLIP_COLUMNS,
+            *store.metadata.aug_arrays(), schema.SHARD_DIGEST]
+
+
+def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> list[Damage]:
+    """Every damaged object of ``store`` (a :class:`stores.reader.FeatureStore`), in one pass.
+
+    Parameters
+    ----------
+    on_shard : called with ``(shard, blocks)`` for every built shard whose
+        objects pass their checks, after its digest is compared
+        (``blocks``: feature name -> float16 ``(clips, variants, bands, frames)``),
+        so ``verify`` checks values without reading twice.
+
+    Returns
+    -------
+    list of Damage, array metadata first, then strays, then by shard.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be reached at all (credentials, network): that is
+        not damage, and is not reported as such.
+    """
+    raw = store.group.store
+    damage: list[Damage] = []
+    arrays: dict[str, zarr.Array] = {}
+    for name in array_names(store):
+        problem = _array_metadata_problem(store, raw, name)
+        if problem:
+            damage.append(Damage(name, -1, f"{name}/{ROOT_METADATA}", problem))
+            continue
+        try:
+            arrays[name] = store.array(name)
+        except Exception as exc:  # noqa: BLE001 - damaged metadata of one array must not hide the others
+            damage.append(Damage(name, -1, f"{name}/{ROOT_METADATA}", _message(exc, store.uri)))
+    damage += _strays(store, raw, arrays)
+
+    for name in (*schema.STATIC_COLUMNS, schema.VARIANT):
+        if name in arrays:
+            try:
+                arrays[name][:]
+            except Exception as exc:  # noqa: BLE001
+                damage.append(Damage(name, -1, _chunk_key(arrays[name], (0,)), _message(exc, store.uri)))
+    if not any(d.array in schema.STATIC_COLUMNS for d in damage) and all(n in arrays for n in schema.STATIC_COLUMNS):
+        if columns_hash({n: [str(v) for v in arrays[n][:]] for n in schema.STATIC_COLUMNS}) \
+                != store.metadata.clips_hash:
+            damage.append(Damage("", -1, "", "the per-clip columns (clip_id, label, split, ...) differ from the "
+                                             "clip list the root's clips_hash records"))
+
+    features = [n for n in store.feature_bands if n in arrays]
+    per_shard = [n for n in (schema.VALID_FRAMES, *schema.OUTCOME_COLUMNS, *store.metadata.aug_arrays())
+                 if n in arrays]
+    digests_array = arrays.get(schema.SHARD_DIGEST)
+    for i, (start, stop) in enumerate(store.shards):
+        found: list[Damage] = []
+        digest = ""
+        if digests_array is not None:
+            try:
+                digest = str(digests_array[i])
+            except Exception as exc:  # noqa: BLE001
+                found.append(Damage(schema.SHARD_DIGEST, i, _chunk_key(digests_array, (i,)), _message(exc, store.uri)))
+        columns: dict[str, np.ndarray] = {}
+        for name in per_shard:
+            try:
+                columns[name] = arrays[name][start:stop]
+            except Exception as exc:  # noqa: BLE001
+                key = _chunk_key(arrays[name], (i,) + (0,) * (arrays[name].ndim - 1))
+                found.append(Damage(name, i, key, _message(exc, store.uri)))
+        valid = columns.get(schema.VALID_FRAMES)
+        for name in features:
+            problem = _feature_object_problem(store, name, i, valid)
+            if problem:
+                found.append(Damage(name, i, store._decoder(name).key(i) if store._decoder(name) else "", problem))
+        if found or not digest:
+            damage += found
+            continue
+        try:
+            blocks = store.read_shard(i, features=features, engine="zarr")
+        except Exception as exc:  # noqa: BLE001 - what the object checks could not name
+            damage.append(Damage("", i, "", _message(exc, store.uri)))
+            continue
+        outcome = {n: columns[n] for n in schema.OUTCOME_COLUMNS}
+        aug = {n: columns[n] for n in store.metadata.aug_arrays()}
+        if len(features) == len(store.feature_bands) and shard_digest(blocks, valid, outcome, aug) != digest:
+            damage.append(Damage("", i, "", "its content differs from the digest its build recorded "
+                                            "(an object is missing, or changed where no checksum covers it)"))
+            continue
+        if on_shard is not None:
+            on_shard(i, blocks)
+    return damage
+
+
+def _array_metadata_problem(store: Any, raw: zarr.abc.store.Store, name: str) -> str:
+    """What is wrong with array ``name``'s own zarr.json ("" if nothing): missing, not JSON,
+    or differing from the copy in the root's consolidated metadata."""
+    buffer = sync(raw.get(f"{name}/{ROOT_METADATA}", prototype=default_buffer_prototype()))
+    if buffer is None:
+        return "its zarr.json is missing"
+    try:
+        document = json.loads(buffer.to_bytes())
+    except ValueError as exc:
+        return f"its zarr.json is not JSON ({exc})"
+    copy = consolidated_entry(raw, name)
+    if copy is not None and document != copy:
+        return "its zarr.json differs from the copy in the root's consolidated metadata"
+    if not isinstance(document, dict) or document.get("node_type") != "array" or "shape" not in document:
+        return "its zarr.json is not the metadata of a Zarr v3 array"
+    return ""
+
+
+def consolidated_entry(raw: zarr.abc.store.Store, name: str) -> dict[str, Any] | None:
+    """Array ``name``'s metadata as the root's consolidated metadata records it (None: no copy)."""
+    buffer = sync(raw.get(ROOT_METADATA, prototype=default_buffer_prototype()))
+    if buffer is None:
+        return None
+    try:
+        root = json.loads(buffer.to_bytes())
+        return (root.get("consolidated_metadata") or {}).get("metadata", {}).get(name)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _feature_object_problem(store: Any, name: str, shard: int, valid: np.ndarray | None) -> str:
+    """What is wrong with feature ``name``'s object of ``shard`` ("" if nothing)."""
+    decoder = store._decoder(name)
+    if decoder is None:  # not our layout: zarr-python's reference read (and the digest) check it
+        return ""
+    data = sync(decoder.fetch(shard))
+    if data is None:
+        if valid is None or (np.asarray(valid) > 0).any():
+            return "the object is missing (its shard holds computed frames)"
+        return ""
+    try:
+        decoder.check(shard, data)
+    except StoreDamageError as exc:
+        return exc.problem
+    return ""
+
+
+def _strays(store: Any, raw: zarr.abc.store.Store, arrays: dict[str, zarr.Array]) -> list[Damage]:
+    """Objects that belong to no array of the store (nothing where listing is impossible: HTTP)."""
+    async def keys() -> list[str]:
+        return [key async for key in raw.list()]
+
+    try:
+        listed = sync(keys())
+    except Exception:  # noqa: BLE001 - HTTP cannot list: strays are unknowable there
+        return []
+    grids = {name: _grid(array) for name, array in arrays.items()}
+    known = set(array_names(store))
+    strays = []
+    for key in listed:
+        if key == ROOT_METADATA:
+            continue
+        name, _, rest = key.partition("/")
+        if name in known and rest == ROOT_METADATA:
+            continue
+        parts = rest.split("/")
+        if name in grids and len(parts) == len(grids[name]) + 1 and parts[0] == "c" \
+                and all(p.isdigit() for p in parts[1:]) \
+                and all(int(p) < g for p, g in zip(parts[1:], grids[name])):
+            continue
+        if name not in grids and name in known:
+            continue  # inside an array whose metadata is damaged: reported with it
+        strays.append(Damage(name if name in known else "", -1, key,
+                             "stray object: no array of the store has such a chunk (delete it)"))
+    return strays
