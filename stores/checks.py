@@ -20,7 +20,9 @@ from pipeline.errors import PipelineError, StoreError, count_failures, describe_
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
-from stores.writer import shard_digest, store_fingerprint
+from stores.backend_errors import REPAIR_FIX
+from stores.integrity import find_damage
+from stores.writer import store_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +128,10 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     Checks: format and schema version; completeness (flag and every shard's
     digest); array shapes, dtypes and dimension names against the root
     attributes; consistent statuses and valid frame counts; no NaN/Inf in any
-    valid frame; every shard's digest recomputed from the data read back; the
-    fingerprint recomputed from the digests.
+    valid frame; every object against its checksums, every shard's digest
+    recomputed from the data read back, stray and missing objects, every
+    array's metadata (:func:`stores.integrity.find_damage`: all damage in one
+    run, by array and shard); the fingerprint recomputed from the digests.
 
     Returns
     -------
@@ -140,32 +144,50 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     except PipelineError as exc:
         return _report(shown, [_check("open", False, str(exc))])
     checks = [_check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")]
-    digests = [str(d) for d in store.group[schema.SHARD_DIGEST][:]]
+    nonfinite: list[str] = []
+
+    def finite(shard: int, blocks: dict[str, np.ndarray]) -> None:
+        start, stop = store.shards[shard]
+        valid = store.array(schema.VALID_FRAMES)[start:stop]  # checked: find_damage read it before
+        frames = np.arange(store.max_frames)[None, None, :] < valid[:, :, None]
+        for name, block in blocks.items():
+            if not np.isfinite(block.transpose(0, 1, 3, 2)[frames]).all():  # (valid clip-variant-frames, bands)
+                nonfinite.append(f"{name} in shard {shard}")
+
+    # every object checked first: damaged metadata or columns must not stop the checks below
+    try:
+        damage = find_damage(store, on_shard=finite)
+    except PipelineError as exc:  # the store cannot be reached any more (network, credentials): not damage
+        return _report(shown, [*checks, _check("read", False, str(exc))])
+    try:
+        digests = [str(d) for d in store.column(schema.SHARD_DIGEST)]
+    except StoreError:
+        digests = [""] * len(store.shards)
     built = sum(bool(d) for d in digests)
     finished = store.complete and built == len(digests)
     checks.append(_check("complete", finished, "complete" if finished else
                          f"complete flag {store.complete}; {len(digests) - built} of {len(digests)} shards not built "
                          "(rerun the build to resume)"))
-
-    shape_problems = _shape_problems(store)
-    checks.append(_check("shapes", not shape_problems, "; ".join(shape_problems)
-                         or f"{len(store.feature_bands)} features, {store.n_clips} clips"))
-    if shape_problems:  # the checks below index the arrays by these shapes
-        return _report(shown, checks)
-
-    column_problems = _column_problems(store)
-    status = store.clips["status"].to_numpy()
-    checks.append(_check("columns", not column_problems, "; ".join(column_problems) or
-                         f"{int((status == schema.STATUS_OK).sum())} ok, "
-                         f"{int((status == schema.STATUS_FAILED).sum())} failed"))
-
-    nonfinite, digest_mismatch = _shard_problems(store, digests)
+    damaged_arrays = {d.array for d in damage if d.shard < 0}
+    if not damaged_arrays:
+        shape_problems = _shape_problems(store)
+        checks.append(_check("shapes", not shape_problems, "; ".join(shape_problems)
+                             or f"{len(store.feature_bands)} features, {store.n_clips} clips"))
+        if not damage and not shape_problems:
+            column_problems = _column_problems(store)
+            status = store.clips["status"].to_numpy()
+            checks.append(_check("columns", not column_problems, "; ".join(column_problems) or
+                                 f"{int((status == schema.STATUS_OK).sum())} ok, "
+                                 f"{int((status == schema.STATUS_FAILED).sum())} failed"))
     checks.append(_check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames"))
-    checks.append(_check("digests", not digest_mismatch,
-                         f"shards {digest_mismatch[:10]} differ from what their task wrote (damaged or half-written; "
-                         "rebuild with --overwrite)" if digest_mismatch else f"{built} shards match"))
-
-    if finished:
+    shards = sorted({d.shard for d in damage if d.shard >= 0})
+    checks.append(_check(
+        "damage", not damage,
+        f"{len(damage)} damaged: shards {shards}, {len(damage) - sum(d.shard >= 0 for d in damage)} other; "
+        + REPAIR_FIX.format(uri=shown) if damage else
+        f"every object matches its checksum; {built} shards match their digests",
+        items=[d.describe() for d in damage]))
+    if finished and not damage:
         matches = store_fingerprint(store.config_hash, store.metadata.clips_hash, digests) \
             == store.metadata.fingerprint
         checks.append(_check("fingerprint", matches, "matches the shard digests" if matches else
@@ -173,9 +195,12 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     return _report(shown, checks)
 
 
-def _check(name: str, ok: bool, detail: str = "") -> dict[str, Any]:
-    """One entry of :func:`verify_store`'s ``checks``."""
-    return {"name": name, "ok": bool(ok), "detail": detail}
+def _check(name: str, ok: bool, detail: str = "", items: list[str] | None = None) -> dict[str, Any]:
+    """One entry of :func:`verify_store`'s ``checks`` (``items``: one line per finding, e.g. per damaged object)."""
+    entry: dict[str, Any] = {"name": name, "ok": bool(ok), "detail": detail}
+    if items:
+        entry["items"] = list(items)
+    return entry
 
 
 def _report(shown_uri: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -223,42 +248,11 @@ def _column_problems(store: FeatureStore) -> list[str]:
     return problems
 
 
-def _shard_problems(store: FeatureStore, digests: list[str]) -> tuple[list[str], list[int]]:
-    """Read every built shard back: features with NaN/Inf in valid frames, and shards whose digest differs.
-
-    Returns
-    -------
-    nonfinite : list of str
-        ``"<feature> in shard <i>"``.
-    digest_mismatch : list of int
-        Shard indices.
-    """
-    g, clips, valid, mf = store.group, store.clips, store.valid_frames, store.max_frames
-    nonfinite = []
-    digest_mismatch = []
-    # per-clip columns read once (store.clips already holds the outcome), sliced per shard
-    outcome_columns = {name: clips[name].to_numpy() for name in schema.OUTCOME_COLUMNS}
-    aug_columns = {name: g[name][:] for name in store.metadata.aug_arrays()}
-    for i, (start, stop) in enumerate(store.shards):
-        if not digests[i]:
-            continue
-        blocks = store.read_shard(i, engine="zarr")  # the reference reader, not the fast path
-        frames = np.arange(mf)[None, None, :] < valid[start:stop, :, None]
-        for name, block in blocks.items():
-            values = block.transpose(0, 1, 3, 2)[frames]  # (valid clip-variant-frames, bands)
-            if not np.isfinite(values).all():
-                nonfinite.append(f"{name} in shard {i}")
-        outcome = {name: column[start:stop] for name, column in outcome_columns.items()}
-        aug = {name: column[start:stop] for name, column in aug_columns.items()}
-        if shard_digest(blocks, valid[start:stop], outcome, aug) != digests[i]:
-            digest_mismatch.append(i)
-    return nonfinite, digest_mismatch
-
-
 def format_verify(report: Mapping[str, Any]) -> str:
     lines = [f"verify {report['uri']}"]
     for c in report["checks"]:
         lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']:12s} {c['detail']}")
+        lines += [f"      {item}" for item in c.get("items", ())]
     lines.append("OK" if report["ok"] else "FAILED")
     return "\n".join(lines)
 

@@ -216,9 +216,9 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
             problem = _feature_object_problem(store, name, i, valid)
             if problem:
                 found.append(Damage(name, i, store._decoder(name).key(i) if store._decoder(name) else "", problem))
-        if found or not digest:
-            damage += found
-            continue
+        damage += found
+        if found or not digest or len(per_shard) < len(schema.OUTCOME_COLUMNS) + 1 + len(store.metadata.aug_arrays()):
+            continue  # damage already named, not built, or an array unreadable: its digest cannot be recomputed
         try:
             blocks = store.read_shard(i, features=features, engine="zarr")
         except Exception as exc:  # noqa: BLE001 - what the object checks could not name
