@@ -422,7 +422,11 @@ def create_store(
                 + ". Pass --overwrite (overwrite=True) to replace it, or choose another --out"
             )
         logger.info("resuming the existing store %s", shown)
-        return open_writer(uri, storage_options=storage_options)
+        writer = open_writer(uri, storage_options=storage_options)
+        # repair instead of rebuild: damaged shards become "not built" for the resume logic
+        from stores.repair import mark_damage  # it reads through stores.reader, which imports this module's helpers
+        mark_damage(writer, str(uri), clips=clips, storage_options=storage_options)
+        return writer
 
     metadata = StoreMetadata.for_new_store(
         config=config, clips_hash=clips_hash, labels=labels, layout=layout, augmented_splits=augmented_splits,
