@@ -87,9 +87,11 @@ def clips_of_shard(store: Any, shard: int) -> str:
         return f"clips {start}-{stop - 1}"
 
 
-def damage_error(store: Any, array: str, shard: int, problem: str) -> StoreDamageError:
-    """The one-line error of a reader that met damage: the store, the array, the shard, its clips, the fix."""
-    where = f"shard {shard} of array {array!r} ({clips_of_shard(store, shard)})" if shard >= 0 \
+def damage_error(store: Any, array: str, shard: int, problem: str, key: str = "") -> StoreDamageError:
+    """The one-line error of a reader that met damage: the store, the array, the shard (its object
+    ``key`` where known) and its clips, what was found, the fix."""
+    obj = f"object {key!r}, " if key else ""
+    where = f"shard {shard} of array {array!r} ({obj}{clips_of_shard(store, shard)})" if shard >= 0 \
         else f"array {array!r}"
     return StoreDamageError(f"{store.uri}: {where} is damaged: {problem}; {REPAIR_FIX.format(uri=store.uri)}",
                             array=array, shard=shard, problem=problem)

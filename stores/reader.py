@@ -324,7 +324,8 @@ class FeatureStore:
                         target[:, selection] = self.array(name).oindex[start:stop, selection]
                         result[name] = target
                 except StoreDamageError as exc:
-                    raise damage_error(self, name, shard_index, exc.problem) from exc
+                    key = decoders[name].key(shard_index) if decoders.get(name) else ""
+                    raise damage_error(self, name, shard_index, exc.problem, key) from exc
                 except ValueError as exc:  # zarr-python's crc32c codec
                     if not is_checksum_mismatch(exc):
                         raise

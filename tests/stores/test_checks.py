@@ -97,8 +97,9 @@ def test_inconsistent_columns_and_their_digest(damaged):
                                            "frames; failed clips without a reason")
     assert checks["finite"]["ok"]
     assert not checks["digests"]["ok"]
-    assert checks["digests"]["detail"].startswith("shards [1] differ from what their task wrote")
-    assert checks["digests"]["detail"].endswith("(damaged or half-written; rebuild with --overwrite)")
+    assert checks["digests"]["detail"].startswith("1 damaged: shards [1], 0 other; rerun the `pipeline build` command")
+    assert checks["digests"]["items"] == ["shard 1: its content differs from the digest its build recorded "
+                                          "(an object is missing, or changed where no checksum covers it)"]
 
 
 def test_valid_frames_out_of_range(damaged):

@@ -74,7 +74,8 @@ def test_damaged_index_is_reported_with_the_object(built, tmp_path):
     data[-10] ^= 0xFF  # inside the index, before its CRC32C
     shard.write_bytes(bytes(data))
     store = open_store(copy)
-    with pytest.raises(StoreError, match=r"'mel/c/1/0/0/0'.*damaged chunk index.*pipeline verify"):
+    with pytest.raises(StoreError, match=r"shard 1 of array 'mel' \(object 'mel/c/1/0/0/0', clips 3-5 "
+                       r"\(c03, c04, c05\)\) is damaged: its chunk index fails its CRC32C.*pipeline verify"):
         store.read_shard(1, features=["mel"])
     assert store.read_shard(0, features=["mel"])["mel"].any()  # other shards still read
 
@@ -84,7 +85,7 @@ def test_damaged_chunk_is_reported(built, tmp_path):
     data = bytearray(shard.read_bytes())
     data[4:8] = (123).to_bytes(4, "little")  # first chunk (clip 3 failed: clip 4) Blosc header: wrong size
     shard.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match=r"chunk \(clip 4, variant 0\) is damaged"):
+    with pytest.raises(StoreError, match=r"chunk \(clip 4, variant 0\) fails its CRC32C checksum"):
         open_store(copy).read_shard(1, features=["mel"])
 
 
