@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StoreError, count_failures, describe_failure_counts
+from pipeline.errors import PipelineError, StoreDamageError, StoreError, count_failures, describe_failure_counts
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
@@ -283,6 +283,11 @@ def export_store(uri: str | Path, out: str | Path, *, storage_options: Mapping[s
     if out.exists() and not overwrite:
         raise StoreError(f"export target {out} exists; remove it or choose another name")
     source = open_store(uri, storage_options=storage_options)  # refuses unfinished stores
+    damage = find_damage(source)  # every object checked: an export never ships damaged bytes
+    if damage:
+        raise StoreDamageError(f"cannot export {source.uri}: {len(damage)} damaged object(s), first "
+                               f"{damage[0].describe()}; " + REPAIR_FIX.format(uri=source.uri),
+                               array=damage[0].array, shard=damage[0].shard, problem=damage[0].problem)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     if is_zip(uri):

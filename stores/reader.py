@@ -178,12 +178,22 @@ class FeatureStore:
             data[name] = values.astype(object).astype(str) if kind == "str" else values
         frame = pd.DataFrame(data)
         frame.index.name = "clip"
+        pending = np.flatnonzero(frame["status"].to_numpy() == schema.STATUS_PENDING)
+        if self.complete and len(pending):  # a finished build left no clip pending: the object is gone
+            raise damage_error(self, "status", int(pending[0]) // self.clips_per_shard,
+                               f"{len(pending)} clips read as 'pending' in a finished store (an object of the "
+                               "per-clip columns is missing)")
         return frame
 
     @functools.cached_property
     def valid_frames(self) -> np.ndarray:
         """int32 [shape=(n_clips, n_variants)]: frames computed; 0 = variant absent."""
-        return np.asarray(self.column(schema.VALID_FRAMES), dtype=np.int32)
+        valid = np.asarray(self.column(schema.VALID_FRAMES), dtype=np.int32)
+        lost = np.flatnonzero((valid[:, 0] == 0) & (self.clips["status"].to_numpy() == schema.STATUS_OK))
+        if self.complete and len(lost):  # every ok clip has original frames: the object is gone
+            raise damage_error(self, schema.VALID_FRAMES, int(lost[0]) // self.clips_per_shard,
+                               f"{len(lost)} ok clips read without frames (a valid_frames object is missing)")
+        return valid
 
     @functools.cached_property
     def aug_params(self) -> pd.DataFrame:

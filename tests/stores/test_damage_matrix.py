@@ -1,0 +1,237 @@
+"""The damage matrix: every kind of damage, on a folder, a zip and S3, through info, verify, train and a rerun build.
+
+A tiny real demo store (10 genres x 2 clips of 4 s, original + gain, shards
+of 4 clips) is built once per module; each case damages a copy and runs the
+commands a user would. No case may print a traceback: each command gives
+one line naming the store and the fix and a non-zero exit, or succeeds
+where the damage does not concern it (``info`` reads no shard object).
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from pipeline.build import build_store
+from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
+from pipeline.datasets import load_manifest
+from pipeline.errors import StoreDamageError
+from stores import open_store
+from stores.checks import export_store, verify_store
+from tests.stores.damage import (Objects, add_stray, cut_short, flip_byte, folder_objects, overwrite, remove,
+                                 s3_objects, zip_objects)
+from workflows.cli import main
+
+MEL_1 = "mel/c/1/0/0/0"  # the mel object of shard 1 (clips 4-7)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``(manifest, config, pristine folder store, its fingerprint)``."""
+    base = tmp_path_factory.mktemp("damage")
+    manifest = load_manifest("demo", base / "audio", clips_per_genre=2, clip_seconds=4.0)
+    cfg = PipelineConfig(audio=AudioConfig(clip_seconds=4.0), augment=AugmentConfig(variants=("gain",)))
+    uri = base / "pristine.zarr"
+    build_store(manifest, str(uri), config=cfg, workers=0, clips_per_shard=4, progress=False)
+    return manifest, cfg, uri, open_store(uri).fingerprint
+
+
+def rebuild(demo, uri, **options):
+    manifest, cfg, _, _ = demo
+    return build_store(manifest, uri, config=cfg, workers=0, progress=False, storage_options=options or None)
+
+
+def run(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text
+    return code, text
+
+
+def one_error_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def read_every_window(uri: str, **options) -> None:
+    """What training reads: the loader over the train split, every variant."""
+    from model.data import WindowStream  # torch: only where a case trains
+
+    for _ in WindowStream(uri, split="train", features=("mel", "mfcc", "harmonic_mel", "percussive_mel", "cens"),
+                          batch_size=16, storage_options=options or None):
+        pass
+
+
+# name -> (damage, damaged shard or None, what verify names)
+SHARD_CASES: dict[str, tuple[Callable[[Objects], None], int, str]] = {
+    "flipped byte in chunk data": (lambda o: flip_byte(o, MEL_1, 200), 1, "fails its CRC32C checksum"),
+    "flipped byte in the shard index": (lambda o: flip_byte(o, MEL_1, -12), 1, "chunk index fails its CRC32C"),
+    "object cut short": (lambda o: cut_short(o, "cens/c/2/0/0/0"), 2, "chunk index fails its CRC32C"),
+    "object missing": (lambda o: remove(o, "mfcc/c/0/0/0/0"), 0, "the object is missing"),
+    "flipped byte in valid_frames": (lambda o: flip_byte(o, "valid_frames/c/3/0", 10), 3, "fails its CRC32C"),
+    "per-clip column object missing": (lambda o: remove(o, "status/c/1"), 1, "differs from the digest"),
+}
+OTHER_CASES: dict[str, tuple[Callable[[Objects], None], str]] = {
+    "stray object": (lambda o: add_stray(o, "mel/c/99/0/0/0"), "stray object"),
+    "array metadata not JSON": (lambda o: overwrite(o, "mel/zarr.json", b"{not json"), "is not JSON"),
+    "array metadata missing": (lambda o: remove(o, "reason/zarr.json"), "zarr.json is missing"),
+    "static column damaged": (lambda o: flip_byte(o, "clip_id/c/0", 20), "fails its CRC32C"),
+}
+
+
+def folder_copy(demo, tmp_path) -> tuple[str, Objects]:
+    uri = tmp_path / "copy.zarr"
+    shutil.copytree(demo[2], uri)
+    return str(uri), folder_objects(uri)
+
+
+@pytest.mark.parametrize("case", list(SHARD_CASES))
+def test_shard_damage_on_a_folder(demo, tmp_path, capsys, case):
+    damage, shard, named = SHARD_CASES[case]
+    uri, objects = folder_copy(demo, tmp_path)
+    damage(objects)
+    code, text = run(capsys, "verify", uri)
+    assert code == 1 and f"shard {shard}" in text and named in text and "rerun the `pipeline build`" in text
+    with pytest.raises(StoreDamageError, match=rf"{uri}: shard {shard} of array .* is damaged: .*rerun the"):
+        read_every_window(uri)
+    summary = rebuild(demo, uri)
+    assert summary.fingerprint == demo[3] and summary.shards_built == 1
+    assert verify_store(uri)["ok"]
+
+
+@pytest.mark.parametrize("case", list(OTHER_CASES))
+def test_other_damage_on_a_folder(demo, tmp_path, capsys, case):
+    damage, named = OTHER_CASES[case]
+    uri, objects = folder_copy(demo, tmp_path)
+    damage(objects)
+    code, text = run(capsys, "verify", uri)
+    assert code == 1 and named in text
+    code, text = run(capsys, "info", uri)
+    if case == "static column damaged":  # info reads the columns: one line naming the array and the fix
+        assert code == 2 and "array 'clip_id'" in one_error_line(text) and "rerun the `pipeline build`" in text
+    else:  # readers use the root's consolidated copy of the array metadata; a stray is no array's
+        assert code == 0
+    summary = rebuild(demo, uri)
+    assert summary.fingerprint == demo[3] and summary.shards_built == 0
+    assert verify_store(uri)["ok"]
+
+
+def test_all_damage_is_reported_in_one_run_and_repaired_together(demo, tmp_path, capsys):
+    uri, objects = folder_copy(demo, tmp_path)
+    for damage, _, _ in SHARD_CASES.values():
+        damage(objects)
+    add_stray(objects, "notes/c/0")
+    code, text = run(capsys, "verify", uri, "--json")
+    assert code == 1
+    for shard in (0, 1, 2, 3):
+        assert f"shard {shard}" in text
+    assert "notes/c/0" in text
+    summary = rebuild(demo, uri)
+    assert summary.fingerprint == demo[3] and summary.shards_built == 4
+
+
+def test_train_and_evaluate_stop_naming_the_shard(demo, tmp_path, capsys):
+    uri, objects = folder_copy(demo, tmp_path)
+    flip_byte(objects, MEL_1, 300)
+    out = tmp_path / "run"
+    code, text = run(capsys, "train", "--store", uri, "--model", "cnn-mel", "--out", str(out), "--epochs", "1",
+                     "--device", "cpu", "--no-progress")
+    assert code == 2
+    line = one_error_line(text)
+    assert f"shard 1 of array 'mel' (object '{MEL_1}', clips 4-7" in line and "rerun the `pipeline build`" in line
+
+
+@pytest.mark.parametrize("how", ["root zarr.json missing", "root zarr.json not JSON"])
+def test_root_metadata(demo, tmp_path, capsys, how):
+    uri, objects = folder_copy(demo, tmp_path)
+    if how == "root zarr.json missing":
+        remove(objects, "zarr.json")
+    else:
+        overwrite(objects, "zarr.json", b"{not json")
+    for command in ("info", "verify"):
+        code, text = run(capsys, command, uri)
+        assert code in (1, 2) and "restore its zarr.json from a copy" in text
+    code, text = run(capsys, "train", "--store", uri, "--out", str(tmp_path / "run"), "--epochs", "1")
+    assert code == 2 and uri in one_error_line(text)
+
+
+def test_zip(demo, tmp_path, capsys):
+    zipped = tmp_path / "s.zip"
+    export_store(demo[2], zipped)
+    damaged = tmp_path / "damaged.zip"
+    shutil.copyfile(zipped, damaged)
+    flip_byte(zip_objects(damaged), MEL_1, 200)
+    code, text = run(capsys, "verify", str(damaged))
+    assert code == 1 and "shard 1 array 'mel'" in text
+    with pytest.raises(StoreDamageError, match="shard 1 of array 'mel'"):
+        read_every_window(str(damaged))
+    code, text = run(capsys, "export", str(damaged), str(tmp_path / "again.zip"))
+    assert code == 2 and "shard 1" in one_error_line(text)
+    # a zip is read-only: the repair is in the folder it came from, exported again
+    not_a_zip = tmp_path / "not.zip"
+    not_a_zip.write_bytes(b"hello")
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(zipped.read_bytes()[: zipped.stat().st_size // 2])
+    for path in (not_a_zip, cut):
+        for command in ("info", "verify"):
+            code, text = run(capsys, command, str(path))
+            assert code in (1, 2) and "is not a readable zip file" in text and "export it again" in text
+    with zipfile.ZipFile(zipped) as zf:
+        assert MEL_1 in zf.namelist()
+
+
+@pytest.mark.s3
+def test_s3(demo, s3_server, capsys):
+    fs = s3_server.filesystem()
+    bucket = "hfs-damage"
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    prefix = f"{bucket}/copy.zarr"
+    fs.put(str(demo[2]), prefix, recursive=True)
+    uri = f"s3://{prefix}"
+    options = s3_server.storage_options()
+    flags = [f"--storage-option=key={s3_server.key}", f"--storage-option=secret={s3_server.secret}",
+             f"--storage-option=client_kwargs.endpoint_url={s3_server.endpoint_url}",
+             f"--storage-option=client_kwargs.region_name={s3_server.region}"]
+    objects = s3_objects(fs, prefix)
+    flip_byte(objects, MEL_1, 200)
+    remove(objects, "mfcc/c/0/0/0/0")
+    code, text = run(capsys, "verify", uri, *flags)
+    assert code == 1 and "shard 1 array 'mel'" in text and "shard 0 array 'mfcc'" in text
+    with pytest.raises(StoreDamageError, match=f"{uri}: shard 0 of array 'mfcc'"):
+        read_every_window(uri, **options)
+    summary = rebuild(demo, uri, **options)
+    assert summary.fingerprint == demo[3] and summary.shards_built == 2
+    code, text = run(capsys, "info", "s3://hfs-no-such-bucket/x.zarr", *flags)
+    assert code == 2 and "no feature store at s3://hfs-no-such-bucket/x.zarr" in one_error_line(text)
+    wrong = [f for f in flags if "secret=" not in f] + ["--storage-option=secret=wrong"]
+    code, text = run(capsys, "info", uri, *wrong)
+    assert code == 2 and "denied" in one_error_line(text) and "credentials" in text
+    fs.rm(bucket, recursive=True)
+
+
+def test_unreachable_endpoints(capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, text = run(capsys, "info", "s3://bucket/x.zarr", "--storage-option=client_kwargs.endpoint_url=http://127.0.0.1:9")
+    assert code == 2 and "no credentials for s3://bucket/x.zarr" in one_error_line(text)
+    code, text = run(capsys, "info", "http://127.0.0.1:9/x.zarr")
+    assert code == 2 and "cannot reach the server of http://127.0.0.1:9/x.zarr" in one_error_line(text)
+
+
+def test_debug_still_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"hello")
+    with pytest.raises(Exception) as caught:
+        main(["--debug", "info", str(bad)])
+    assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
+
