@@ -52,6 +52,9 @@ def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int =
     ``windows_per_cpu_s`` and ``raw_windows_per_cpu_s`` (per second of this
     process's CPU time), ``zarr_raw_windows_per_s`` (the raw reads through
     zarr-python instead of :mod:`stores.shards`, for reference),
+    ``checked_windows_per_cpu_s`` / ``unchecked_windows_per_cpu_s`` (the float32 loader with and
+    without the per-chunk CRC32C read checks, in alternating pairs) and ``read_check_cost`` (1 - the median of
+    the pairs' ratios),
     ``float16_windows_per_s`` / ``float16_windows_per_cpu_s``
     (batches left in float16, as streamed to a GPU), ``threaded_windows_per_s``
     (float32 batches from ``loader_threads`` threads, the trainer's default), ``shards``, ``batch_size``,
@@ -72,6 +75,10 @@ def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int =
     # One loader process = one DataLoader worker, where torch runs one thread.
     with torch_threads(1):
         return _measure(store, stream, per_shard, features, seconds, batch_size)
+
+
+#: Alternating pairs (without, with) of the read-check comparison, each of half the measuring time.
+READ_CHECK_PAIRS = 4
 
 
 def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, int]], features: tuple[str, ...],
@@ -100,7 +107,7 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
     # loader: the training stream, epoch after epoch, in this process; float32
     # batches (CPU training) and float16 ones (what a CUDA run streams); then
     # the trainer's default: loader_threads threads of one process
-    def stream(dtype: str, threads: int = 0) -> tuple[float, float, int, int]:
+    def stream(dtype: str, threads: int = 0, seconds: float = seconds) -> tuple[float, float, int, int]:
         ds = make_stream(dtype=dtype)
         loader = ThreadedLoader(ds, threads=threads)
         windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
@@ -116,6 +123,15 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
                 windows, batches)
 
     rate, cpu_rate, windows, batches = stream("float32")
+    # what the per-chunk CRC32C read checks cost: the same float32 stream without them, then with
+    # them again, alternately in this run (a shared machine's load drifts between runs)
+    # (per CPU second of this process: wall-clock rates on a shared machine move with the other processes)
+    checked, unchecked = [], []
+    for _ in range(READ_CHECK_PAIRS):
+        for enabled in (False, True):
+            store.set_chunk_checks(enabled)
+            (checked if enabled else unchecked).append(stream("float32", seconds=seconds / 2)[1])
+    store.set_chunk_checks(True)
     rate16, cpu_rate16, _, _ = stream("float16")
     loader_threads = TrainConfig().loader_workers
     threaded_rate, _, _, _ = stream("float32", threads=loader_threads)
@@ -124,6 +140,8 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
     return {"windows_per_s": rate, "raw_windows_per_s": raw_rate, "ratio": rate / raw_rate,
             "windows_per_cpu_s": cpu_rate, "raw_windows_per_cpu_s": raw_cpu_rate,
             "zarr_raw_windows_per_s": zarr_rate,
+            "checked_windows_per_cpu_s": checked, "unchecked_windows_per_cpu_s": unchecked,
+            "read_check_cost": 1 - float(np.median(np.divide(checked, unchecked))),
             "float16_windows_per_s": rate16, "float16_windows_per_cpu_s": cpu_rate16,
             "threaded_windows_per_s": threaded_rate, "loader_threads": loader_threads, "batches": batches,
             "windows": windows, "shards": len(per_shard), "batch_size": batch_size, "features": list(features),

@@ -206,6 +206,9 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
                 digest = str(digests_array[i])
             except Exception as exc:  # noqa: BLE001
                 found.append(Damage(schema.SHARD_DIGEST, i, _chunk_key(digests_array, (i,)), _message(exc, store.uri)))
+            else:
+                if not digest:
+                    continue  # not built (yet): the build writes it whole, whatever is there now
         columns: dict[str, np.ndarray] = {}
         for name in per_shard:
             try:

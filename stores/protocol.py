@@ -93,7 +93,12 @@ class ReadableStore(Protocol):
     def read_shard(self, shard_index: int, features: Sequence[str] | None = None, *,
                    variants: Sequence[int] | None = None, out: Mapping[str, np.ndarray] | None = None,
                    engine: str = "auto") -> dict[str, np.ndarray]:
-        """Whole shards: name -> float16 [shape=(clips_in_shard, n_variants, bands, max_frames)]."""
+        """Whole shards: name -> float16 [shape=(clips_in_shard, n_variants, bands, max_frames)];
+        every object read is checked against its checksums (StoreDamageError names the shard)."""
+        ...
+
+    def set_chunk_checks(self, enabled: bool) -> None:
+        """Check (the default) or skip the per-chunk checksums of shard reads (benchmarks only)."""
         ...
 
 

@@ -62,6 +62,7 @@ class FeatureStore:
         self.metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=self.uri) if metadata is None else metadata
         self._arrays: dict[str, zarr.Array] = {}
         self._decoders: dict[str, ShardDecoder | None] = {}
+        self._verify_chunks = True
 
     def __repr__(self) -> str:
         return (f"FeatureStore({self.uri!r}, clips={self.n_clips}, variants={list(self.variants)}, "
@@ -345,8 +346,21 @@ class FeatureStore:
 
     def _decoder(self, name: str) -> ShardDecoder | None:
         if name not in self._decoders:
-            self._decoders[name] = shard_decoder(self.array(name), self.uri)
+            decoder = self._decoders[name] = shard_decoder(self.array(name), self.uri)
+            if decoder is not None:
+                decoder.verify_chunks = self._verify_chunks
         return self._decoders[name]
+
+    def set_chunk_checks(self, enabled: bool) -> None:
+        """Check (the default) or skip the per-chunk CRC32C of the fast shard reads.
+
+        Only ``pipeline bench loader`` turns it off, to report what the
+        checks cost; the chunk index and chunk sizes are checked either way.
+        """
+        self._verify_chunks = bool(enabled)
+        for decoder in self._decoders.values():
+            if decoder is not None:
+                decoder.verify_chunks = self._verify_chunks
 
     # -- size ------------------------------------------------------------------
     @functools.cached_property

@@ -76,6 +76,29 @@ values up to 48 dB, 0.75 on MFCCs up to 385, 2e-3 on CENS in [0, 1], far
 below the 80 dB dynamic range and the estimation noise of any mel-band
 energy. The values are plain IEEE float16 on disk, so any Zarr v3 reader
 decodes them without a custom codec.
+
+Read checks
+-----------
+No reader may compute on bytes that differ from what the build wrote. Two
+ways were measured (``pipeline bench loader``, README "Read checks"):
+
+- the per-shard SHA-256 digests the store already records: they cover the
+  decoded content of every feature, variant and column of a shard at once,
+  so a reader would have to decode all of them (evaluation decodes only the
+  original variant, a fifth) and hash ~60 MB per shard of 16 clips of 30 s:
+  measured, that costs more than the decoding itself;
+- Zarr v3's ``crc32c`` codec after Blosc: 4 bytes per chunk, checked over
+  the compressed bytes (about a third of the raw size) at several GB/s, and
+  by every Zarr v3 reader (zarr-python checks it on decode).
+
+New stores use the ``crc32c`` codec on every array (:data:`CHUNK_CHECKSUMS`);
+the shard index already had its own. It changes the stored bytes (4 bytes
+per chunk) but not the fingerprint, which is derived from the decoded content
+(:func:`stores.writer.shard_digest`), so stores of the same inputs built
+before and after have equal fingerprints. Stores built before keep opening:
+their reads check the chunk index CRC32C, that the chunks tile the object
+and that each is a whole Blosc frame of the chunk size; ``pipeline verify``
+recomputes their digests, which catches the rest.
 """
 
 from __future__ import annotations
@@ -99,6 +122,9 @@ MANTISSA_BITS = 8
 BLOSC_CNAME = "lz4"
 BLOSC_CLEVEL = 9
 BLOSC_SHUFFLE = "bitshuffle"
+#: Every chunk of a new store ends with its CRC32C (Zarr v3's ``crc32c`` codec; see "Read checks" above).
+#: Stores built before have none and keep opening (their layout is read from each array's metadata).
+CHUNK_CHECKSUMS = True
 #: Default clips per shard: 16 clips x 5 variants of 30 s is ~7 MB stored,
 #: a good object size for both local disks and object stores.
 DEFAULT_CLIPS_PER_SHARD = 16

@@ -458,8 +458,9 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[st
     compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
     # Every chunk ends with its CRC32C (Zarr's crc32c codec), so every reader checks every byte it
     # decodes (schema.py, "Read checks"); the other arrays keep zarr's default Zstd before it.
-    checked = [compressor, Crc32cCodec()]
-    columns = {"compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()]}
+    crc = [Crc32cCodec()] if schema.CHUNK_CHECKSUMS else []
+    checked = [compressor, *crc]
+    columns = {"compressors": [ZstdCodec(level=0, checksum=False), *crc]}
 
     for name, bands in metadata.features.items():
         group.create_array(

@@ -97,6 +97,9 @@ class FakeStore:
         v = self.variants.index(variant)
         return {n: self._data[n][index, v].astype(np.float32) for n in (features or self.feature_bands)}
 
+    def set_chunk_checks(self, enabled):
+        self.chunk_checks = enabled
+
     def read_shard(self, shard_index, features=None, *, variants=None, out=None, engine="auto"):
         self.reads += 1
         start, stop = self.shards[shard_index]

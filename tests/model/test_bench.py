@@ -11,6 +11,8 @@ def test_bench_loader_reports_rates():
     for key in ("windows_per_s", "raw_windows_per_s", "ratio", "windows_per_cpu_s", "float16_windows_per_s",
                 "zarr_raw_windows_per_s", "threaded_windows_per_s"):
         assert result[key] > 0, key
+    assert len(result["checked_windows_per_cpu_s"]) == 4 and len(result["unchecked_windows_per_cpu_s"]) == 4
+    assert result["read_check_cost"] < 1
     assert result["windows"] > 0 and result["features"] == ["mel", "harmonic_mel", "percussive_mel", "mfcc", "cens"]
 
 

@@ -42,7 +42,8 @@ def demo(tmp_path_factory):
 
 def rebuild(demo, uri, **options):
     manifest, cfg, _, _ = demo
-    return build_store(manifest, uri, config=cfg, workers=0, progress=False, storage_options=options or None)
+    return build_store(manifest, uri, config=cfg, workers=0, clips_per_shard=4, progress=False,
+                       storage_options=options or None)
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
@@ -235,3 +236,42 @@ def test_debug_still_shows_the_traceback(tmp_path):
         main(["--debug", "info", str(bad)])
     assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
 
+
+
+def test_a_store_built_before_the_checksums(demo, tmp_path, monkeypatch, capsys):
+    """A store without per-chunk checksums (built before them) opens, trains and verifies; its fingerprint is
+    that of a store with them (the fingerprint hashes decoded content); its reads check the chunk index and the
+    chunk frames, verify recomputes its digests, and a rerun repairs it in its own layout."""
+    from stores import schema
+
+    monkeypatch.setattr(schema, "CHUNK_CHECKSUMS", False)
+    uri = str(tmp_path / "before.zarr")
+    rebuild(demo, uri)
+    store = open_store(uri)
+    assert store.fingerprint == demo[3]
+    assert "crc32c" not in str(store.array("mel").metadata.to_dict()["codecs"][0]["configuration"]["codecs"])
+    read_every_window(uri)
+    objects = folder_objects(Path(uri))
+    flip_byte(objects, MEL_1, -12)  # its index still has a CRC32C
+    with pytest.raises(StoreDamageError, match="shard 1 of array 'mel'.*chunk index fails its CRC32C"):
+        read_every_window(uri)
+    code, text = run(capsys, "verify", uri)
+    assert code == 1 and "shard 1 array 'mel'" in text
+    monkeypatch.setattr(schema, "CHUNK_CHECKSUMS", True)  # the code of now: a repair keeps the store's layout
+    summary = rebuild(demo, uri)
+    assert summary.fingerprint == demo[3] and summary.shards_built == 1 and verify_store(uri)["ok"]
+    assert "crc32c" not in str(open_store(uri).array("mel").metadata.to_dict()["codecs"][0]["configuration"]["codecs"])
+
+
+def test_evaluate_stops_naming_the_shard(demo, tmp_path):
+    """Evaluation's reads (the original variant, clip by clip) stop at a flipped byte, naming the shard."""
+    from model.data import iter_clip_windows  # torch: only here
+
+    uri, objects = folder_copy(demo, tmp_path)
+    store = open_store(uri)
+    test_clips = store.select(split=[s for s in ("test", "val", "train") if len(store.select(split=s))][0])
+    shard = int(test_clips[0]) // store.clips_per_shard
+    key = f"mel/c/{shard}/0/0/0"
+    flip_byte(objects, key, 200)
+    with pytest.raises(StoreDamageError, match=rf"shard {shard} of array 'mel' \(object '{key}'"):
+        list(iter_clip_windows(open_store(uri), test_clips, ("mel",)))

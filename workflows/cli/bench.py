@@ -97,7 +97,11 @@ def _loader(args: argparse.Namespace) -> int:
           f"{result['loader_threads']} loader threads {result['threaded_windows_per_s']:,.0f} windows/s; "
           f"raw read through zarr-python {result['zarr_raw_windows_per_s']:,.0f} windows/s; "
           f"per CPU second: loader {result['windows_per_cpu_s']:,.0f}, raw {result['raw_windows_per_cpu_s']:,.0f}, "
-          f"float16 batches {result['float16_windows_per_cpu_s']:,.0f}")
+          f"float16 batches {result['float16_windows_per_cpu_s']:,.0f}; "
+          f"read checks (per-chunk CRC32C) cost {result['read_check_cost']:.1%} (target < 5%): loader with them "
+          + ", ".join(f"{r:,.0f}" for r in result["checked_windows_per_cpu_s"]) + ", without "
+          + ", ".join(f"{r:,.0f}" for r in result["unchecked_windows_per_cpu_s"]) + " windows per CPU second, "
+          "alternately")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
