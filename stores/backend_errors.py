@@ -42,6 +42,9 @@ _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialR
 _REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403", "401",
                   "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem"}
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
+#: aiohttp's and botocore's transport failures (neither derives from the builtin ConnectionError throughout)
+_TRANSPORT = {"ClientConnectionError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
+              "ClientPayloadError", "ServerTimeoutError", "TimeoutError", "ReadTimeoutError", "ConnectTimeoutError"}
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -96,9 +99,7 @@ def translate(exc: BaseException, uri: str | Path, *, writing: bool = False) -> 
                                     "check the URL and any credentials the server needs")
         return StoreConnectionError(f"the server of {shown} answered HTTP {status} "
                                     f"({getattr(exc, 'message', '')}); retry later or check the server")
-    if is_connection_error(exc) or names & {"ClientConnectorError", "ServerDisconnectedError",
-                                            "ClientOSError", "ServerTimeoutError", "TimeoutError",
-                                            "ReadTimeoutError", "ConnectTimeoutError"}:
+    if is_connection_error(exc) or names & _TRANSPORT:
         return StoreConnectionError(
             f"cannot reach the server of {shown} ({type(exc).__name__}: {exc}); check the endpoint "
             "(the URL, AWS_ENDPOINT_URL or --storage-option client_kwargs.endpoint_url=...) and the network, "

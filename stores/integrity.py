@@ -148,7 +148,8 @@ def array_names(store: Any) -> list[str]:
             *store.metadata.aug_arrays(), schema.SHARD_DIGEST]
 
 
-def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> list[Damage]:
+def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+                engine: str = "zarr") -> list[Damage]:
     """Every damaged object of ``store`` (a :class:`stores.reader.FeatureStore`), in one pass.
 
     Parameters
@@ -157,6 +158,9 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
         objects pass their checks, after its digest is compared
         (``blocks``: feature name -> float16 ``(clips, variants, bands, frames)``),
         so ``verify`` checks values without reading twice.
+    engine : how a shard whose objects pass is decoded for its digest: "zarr"
+        (zarr-python, the reference reader ``verify`` uses) or "auto" (the
+        fast decoder, bit-identical: a repair pass over a large store).
 
     Returns
     -------
@@ -225,7 +229,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
         if found or not digest or len(per_shard) < len(schema.OUTCOME_COLUMNS) + 1 + len(store.metadata.aug_arrays()):
             continue  # damage already named, not built, or an array unreadable: its digest cannot be recomputed
         try:
-            blocks = store.read_shard(i, features=features, engine="zarr")
+            blocks = store.read_shard(i, features=features, engine=engine)
         except Exception as exc:  # noqa: BLE001 - what the object checks could not name
             damage.append(Damage("", i, "", _message(exc, store.uri)))
             continue

@@ -52,7 +52,7 @@ def mark_damage(writer: Any, uri: str, *, clips: Mapping[str, Sequence[Any]],
     raw = writer.group.store
     found: list[Damage] = []
     for _ in range(2):  # metadata first: the shards of an array are checked once its metadata is back
-        damage = find_damage(open_store(uri, storage_options=storage_options, allow_incomplete=True))
+        damage = find_damage(open_store(uri, storage_options=storage_options, allow_incomplete=True), engine="auto")
         found += damage
         rewritten = _rewrite_in_place(writer, raw, damage, clips)
         if not rewritten:
