@@ -235,7 +235,8 @@ def _shape_problems(store: FeatureStore) -> list[str]:
 
 def _column_problems(store: FeatureStore) -> list[str]:
     """Statuses, reasons and valid frame counts that do not agree with each other."""
-    clips, valid, mf = store.clips, store.valid_frames, store.max_frames
+    # the raw column: the reader's own check of ok clips without frames would stop here, not report
+    clips, valid, mf = store.clips, np.asarray(store.column(schema.VALID_FRAMES)), store.max_frames
     status = clips["status"].to_numpy()
     problems = []
     bad_status = sorted(set(status) - {schema.STATUS_OK, schema.STATUS_FAILED, schema.STATUS_PENDING})

@@ -264,8 +264,16 @@ class FeatureStore:
             why = (f"the clip's status is {status!r}" if status != schema.STATUS_OK else
                    f"augmented variants exist only for splits {list(self.metadata.augmented_splits)}")
             raise StoreError(f"variant {variant!r} of clip {index} was not computed in {self.uri}: {why}")
-        with remote_errors(self._raw_uri):
-            return {name: np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32) for name in names}
+        result = {}
+        for name in names:
+            try:
+                with remote_errors(self._raw_uri):
+                    result[name] = np.asarray(self.array(name)[index, j, :, :frames], dtype=np.float32)
+            except StoreDamageError as exc:  # zarr-python's crc32c codec: name the shard, its clips, the fix
+                raise damage_error(self, name, index // self.clips_per_shard,
+                                   f"the chunk of clip {index}, variant {variant!r} fails its checksum "
+                                   "(a byte of it changed)") from exc
+        return result
 
     @functools.cached_property
     def layout(self) -> schema.Layout:
