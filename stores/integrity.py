@@ -67,6 +67,21 @@ def _top_level(store: zarr.abc.store.Store) -> list[str]:
         return sync(names())
     except Exception:  # noqa: BLE001 - a location that cannot be listed (HTTP) has nothing more to say
         return []
+    finally:
+        forget_listings(store)
+
+
+def forget_listings(store: zarr.abc.store.Store) -> None:
+    """Drop the directory listings an fsspec filesystem cached while we listed ``store``.
+
+    s3fs answers size queries from them (a whole-object read asks for the
+    size first), so an object written after a listing would read as absent
+    through the same cached filesystem: a resumed build's new shard digests
+    read back as "not built".
+    """
+    invalidate = getattr(getattr(store, "fs", None), "invalidate_cache", None)
+    if invalidate is not None:
+        invalidate()
 
 
 def _exists(store: zarr.abc.store.Store, key: str) -> bool:
@@ -202,6 +217,9 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
     per_shard = [n for n in (schema.VALID_FRAMES, *schema.OUTCOME_COLUMNS, *store.metadata.aug_arrays())
                  if n in arrays]
     digests_array = arrays.get(schema.SHARD_DIGEST)
+    # a digest is recomputed from every feature and column: not when one array's metadata is damaged
+    digestible = len(features) == len(store.feature_bands) \
+        and len(per_shard) == 1 + len(schema.OUTCOME_COLUMNS) + len(store.metadata.aug_arrays())
     for i, (start, stop) in enumerate(store.shards):
         found: list[Damage] = []
         digest = ""
@@ -222,11 +240,12 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
                 found.append(Damage(name, i, key, _message(exc, store.uri)))
         valid = columns.get(schema.VALID_FRAMES)
         for name in features:
-            problem = _feature_object_problem(store, name, i, valid)
+            decoder = store._decoder(name)  # None: not our layout, checked by zarr-python's read and the digest
+            problem = "" if decoder is None else _feature_object_problem(decoder, i, valid)
             if problem:
-                found.append(Damage(name, i, store._decoder(name).key(i) if store._decoder(name) else "", problem))
+                found.append(Damage(name, i, decoder.key(i), problem))
         damage += found
-        if found or not digest or len(per_shard) < len(schema.OUTCOME_COLUMNS) + 1 + len(store.metadata.aug_arrays()):
+        if found or not digest or not digestible:
             continue  # damage already named, not built, or an array unreadable: its digest cannot be recomputed
         try:
             blocks = store.read_shard(i, features=features, engine=engine)
@@ -235,7 +254,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
             continue
         outcome = {n: columns[n] for n in schema.OUTCOME_COLUMNS}
         aug = {n: columns[n] for n in store.metadata.aug_arrays()}
-        if len(features) == len(store.feature_bands) and shard_digest(blocks, valid, outcome, aug) != digest:
+        if shard_digest(blocks, valid, outcome, aug) != digest:
             damage.append(Damage("", i, "", "its content differs from the digest its build recorded "
                                             "(an object is missing, or changed where no checksum covers it)"))
             continue
@@ -274,11 +293,9 @@ def consolidated_entry(raw: zarr.abc.store.Store, name: str) -> dict[str, Any] |
         return None
 
 
-def _feature_object_problem(store: Any, name: str, shard: int, valid: np.ndarray | None) -> str:
-    """What is wrong with feature ``name``'s object of ``shard`` ("" if nothing)."""
-    decoder = store._decoder(name)
-    if decoder is None:  # not our layout: zarr-python's reference read (and the digest) check it
-        return ""
+def _feature_object_problem(decoder: Any, shard: int, valid: np.ndarray | None) -> str:
+    """What is wrong with the object of ``shard`` that ``decoder`` (a :class:`stores.shards.ShardDecoder`)
+    reads ("" if nothing); ``valid``: the shard's valid frame counts (None: unreadable)."""
     data = sync(decoder.fetch(shard))
     if data is None:
         if valid is None or (np.asarray(valid) > 0).any():
@@ -300,6 +317,8 @@ def _strays(store: Any, raw: zarr.abc.store.Store, arrays: dict[str, zarr.Array]
         listed = sync(keys())
     except Exception:  # noqa: BLE001 - HTTP cannot list: strays are unknowable there
         return []
+    finally:
+        forget_listings(raw)
     grids = {name: _grid(array) for name, array in arrays.items()}
     known = set(array_names(store))
     strays = []

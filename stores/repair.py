@@ -57,7 +57,7 @@ def mark_damage(writer: Any, uri: str, *, clips: Mapping[str, Sequence[Any]],
         rewritten = _rewrite_in_place(writer, raw, damage, clips)
         if not rewritten:
             break
-    shards = sorted({d.shard for d in found if d.shard >= 0} | _shards_of_content(found, writer))
+    shards = sorted({d.shard for d in found if d.shard >= 0})
     if found:
         logger.warning("%s: %d damaged object(s) found%s; rebuilding shard(s) %s", writer.uri, len(found),
                        "".join(f"\n  {d.describe()}" for d in found), shards or "none")
@@ -70,12 +70,6 @@ def mark_damage(writer: Any, uri: str, *, clips: Mapping[str, Sequence[Any]],
         writer.group.attrs.put(unfinished.to_attrs())
         writer.metadata = unfinished
     return found
-
-
-def _shards_of_content(found: list[Damage], writer: Any) -> set[int]:
-    """Every shard, when the damage is of the clip list as a whole (the per-clip columns rewritten)."""
-    whole = any(d.array == "" and d.shard < 0 and not d.key for d in found)
-    return set(range(writer.layout.n_shards)) if whole else set()
 
 
 def _rewrite_in_place(writer: Any, raw: Any, damage: list[Damage], clips: Mapping[str, Sequence[Any]]) -> bool:

@@ -167,13 +167,17 @@ def test_zip(demo, tmp_path, capsys):
     export_store(demo[2], zipped)
     damaged = tmp_path / "damaged.zip"
     shutil.copyfile(zipped, damaged)
-    flip_byte(zip_objects(damaged), MEL_1, 200)
+    objects = zip_objects(damaged)
+    for damage, _, _ in SHARD_CASES.values():
+        damage(objects)
     code, text = run(capsys, "verify", str(damaged))
-    assert code == 1 and "shard 1 array 'mel'" in text
-    with pytest.raises(StoreDamageError, match="shard 1 of array 'mel'"):
+    assert code == 1
+    for _, shard, named in SHARD_CASES.values():
+        assert f"shard {shard}" in text and named in text
+    with pytest.raises(StoreDamageError, match=f"{damaged}: .*is damaged: .*rerun the `pipeline build`"):
         read_every_window(str(damaged))
     code, text = run(capsys, "export", str(damaged), str(tmp_path / "again.zip"))
-    assert code == 2 and "shard 1" in one_error_line(text)
+    assert code == 2 and "cannot export" in one_error_line(text) and "damaged object(s)" in text
     # a zip is read-only: the repair is in the folder it came from, exported again
     not_a_zip = tmp_path / "not.zip"
     not_a_zip.write_bytes(b"hello")
@@ -201,14 +205,21 @@ def test_s3(demo, s3_server, capsys):
              f"--storage-option=client_kwargs.endpoint_url={s3_server.endpoint_url}",
              f"--storage-option=client_kwargs.region_name={s3_server.region}"]
     objects = s3_objects(fs, prefix)
-    flip_byte(objects, MEL_1, 200)
-    remove(objects, "mfcc/c/0/0/0/0")
+    for damage, _, _ in SHARD_CASES.values():  # every kind at once: one upload, one repair
+        damage(objects)
+    for damage, _ in OTHER_CASES.values():
+        damage(objects)
     code, text = run(capsys, "verify", uri, *flags)
-    assert code == 1 and "shard 1 array 'mel'" in text and "shard 0 array 'mfcc'" in text
-    with pytest.raises(StoreDamageError, match=f"{uri}: shard 0 of array 'mfcc'"):
+    assert code == 1
+    for _, shard, named in SHARD_CASES.values():
+        assert f"shard {shard}" in text and named in text
+    for _, named in OTHER_CASES.values():
+        assert named in text
+    with pytest.raises(StoreDamageError, match=f"{uri}: .*is damaged: .*rerun the `pipeline build`"):
         read_every_window(uri, **options)
     summary = rebuild(demo, uri, **options)
-    assert summary.fingerprint == demo[3] and summary.shards_built == 2
+    assert summary.fingerprint == demo[3] and summary.shards_built == 4
+    assert verify_store(uri, storage_options=options)["ok"]
     code, text = run(capsys, "info", "s3://hfs-no-such-bucket/x.zarr", *flags)
     assert code == 2 and "no feature store at s3://hfs-no-such-bucket/x.zarr" in one_error_line(text)
     wrong = [f for f in flags if "secret=" not in f] + ["--storage-option=secret=wrong"]

@@ -20,7 +20,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_storage_option(p)
     p.set_defaults(func=info)
 
-    p = commands.add_parser("verify", help="check a store: completeness, shapes, finite values, schema")
+    p = commands.add_parser("verify", help="check a store: completeness, shapes, finite values, schema, every "
+                                          "object against its checksums (all damage by array and shard; exit 1)")
     p.add_argument("uri")
     p.add_argument("--json", action="store_true")
     add_storage_option(p)
