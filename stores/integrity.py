@@ -239,6 +239,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
                 key = _chunk_key(arrays[name], (i,) + (0,) * (arrays[name].ndim - 1))
                 found.append(Damage(name, i, key, _message(exc, store.uri)))
         valid = columns.get(schema.VALID_FRAMES)
+        found += _missing_columns(arrays, columns, i)
         for name in features:
             decoder = store._decoder(name)  # None: not our layout, checked by zarr-python's read and the digest
             problem = "" if decoder is None else _feature_object_problem(decoder, i, valid)
@@ -260,6 +261,21 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
             continue
         if on_shard is not None:
             on_shard(i, blocks)
+    return damage
+
+
+def _missing_columns(arrays: dict[str, zarr.Array], columns: dict[str, np.ndarray], shard: int) -> list[Damage]:
+    """Per-clip column objects of a built shard that read as their fill value where a build never
+    leaves it: a status "pending", an ok clip without original frames (the object is gone)."""
+    damage = []
+    status = columns.get("status")
+    if status is not None and (status == schema.STATUS_PENDING).any():
+        damage.append(Damage("status", shard, _chunk_key(arrays["status"], (shard,)),
+                             "the object is missing (its clips read as 'pending' in a built shard)"))
+    valid = columns.get(schema.VALID_FRAMES)
+    if status is not None and valid is not None and ((status == schema.STATUS_OK) & (valid[:, 0] == 0)).any():
+        damage.append(Damage(schema.VALID_FRAMES, shard, _chunk_key(arrays[schema.VALID_FRAMES], (shard, 0)),
+                             "the object is missing (ok clips of a built shard read without frames)"))
     return damage
 
 

@@ -76,10 +76,12 @@ SHARD_CASES: dict[str, tuple[Callable[[Objects], None], int, str]] = {
     "object cut short": (lambda o: cut_short(o, "cens/c/2/0/0/0"), 2, "chunk index fails its CRC32C"),
     "object missing": (lambda o: remove(o, "mfcc/c/0/0/0/0"), 0, "the object is missing"),
     "flipped byte in valid_frames": (lambda o: flip_byte(o, "valid_frames/c/3/0", 10), 3, "fails its CRC32C"),
-    "per-clip column object missing": (lambda o: remove(o, "status/c/1"), 1, "differs from the digest"),
+    "per-clip column object missing": (lambda o: remove(o, "status/c/1"), 1, "'status/c/1': the object is missing"),
+    "valid_frames object missing": (lambda o: remove(o, "valid_frames/c/2/0"), 2,
+                                    "'valid_frames/c/2/0': the object is missing"),
 }
 OTHER_CASES: dict[str, tuple[Callable[[Objects], None], str]] = {
-    "stray object": (lambda o: add_stray(o, "mel/c/99/0/0/0"), "stray object"),
+    "stray object": (lambda o: add_stray(o, "cens/c/99/0/0/0"), "stray object"),
     "array metadata not JSON": (lambda o: overwrite(o, "mel/zarr.json", b"{not json"), "is not JSON"),
     "array metadata missing": (lambda o: remove(o, "reason/zarr.json"), "zarr.json is missing"),
     "static column damaged": (lambda o: flip_byte(o, "clip_id/c/0", 20), "fails its CRC32C"),
