@@ -109,7 +109,7 @@ def translate(exc: BaseException, uri: str | Path, *, writing: bool = False) -> 
                                 "in transfer; copy it again, or export it again with `pipeline export`")
     if isinstance(exc, json.JSONDecodeError):
         return StoreDamageError(f"a zarr.json of {shown} is not JSON ({exc}): the store's metadata is damaged; "
-                                + REPAIR_FIX.format(uri=shown))
+                                f"`pipeline verify {shown}` names it and the fix")
     if is_checksum_mismatch(exc):
         return StoreDamageError(f"a chunk of {shown} fails its CRC32C checksum: its bytes changed since the "
                                 "build wrote them; " + REPAIR_FIX.format(uri=shown))

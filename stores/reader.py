@@ -24,7 +24,8 @@ from pipeline.errors import StoreDamageError, StoreError, StoreIncompleteError, 
 from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
 from stores import schema
 from stores.metadata import StoreMetadata
-from stores.integrity import damage_error, root_metadata_missing
+from stores.integrity import damage_error
+from stores.listing import root_metadata_missing
 from stores.shards import ShardDecoder, shard_decoder
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
                         redact_uri, remote_errors, scheme_of)

@@ -29,7 +29,8 @@ from zarr.core.sync import sync
 
 from pipeline.errors import StoreDamageError
 from stores import schema
-from stores.integrity import ROOT_METADATA, Damage, consolidated_entry, find_damage
+from stores.integrity import Damage, consolidated_entry, find_damage
+from stores.listing import ROOT_METADATA
 from stores.reader import open_store
 
 logger = logging.getLogger(__name__)

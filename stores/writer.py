@@ -33,10 +33,12 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import ConfigMismatchError, StoreError
+from pipeline.errors import ConfigMismatchError, StoreDamageError, StoreError
 from stores import schema
 from stores.metadata import BuildSummary, DatasetInfo, StoreMetadata
 from stores.schema import Layout
+from stores.backend_errors import ROOT_FIX
+from stores.listing import root_metadata_missing
 from stores.shards import shard_encoder
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 
@@ -531,7 +533,13 @@ def _existing_metadata(uri: str | Path, storage_options: Mapping[str, Any] | Non
     """
     try:
         group = _open_group(uri, storage_options, "r")
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+    except StoreDamageError as exc:  # the root zarr.json is not JSON: what made the shards is unknown
+        raise ConfigMismatchError(f"refusing to write into the existing store {shown}: {exc.problem}; "
+                                  f"{ROOT_FIX}") from exc
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
+        lost = root_metadata_missing(make_store(uri, storage_options=storage_options), shown)
+        if isinstance(lost, StoreDamageError):  # arrays without a root: never wiped without --overwrite
+            raise ConfigMismatchError(f"refusing to write into the existing store {shown}: {lost}") from exc
         return None
     try:
         return StoreMetadata.from_attrs(dict(group.attrs), uri=shown)

@@ -19,7 +19,7 @@ import pytest
 from pipeline.build import build_store
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.datasets import load_manifest
-from pipeline.errors import StoreDamageError
+from pipeline.errors import ConfigMismatchError, StoreDamageError
 from stores import open_store
 from stores.checks import export_store, verify_store
 from tests.stores.damage import (Objects, add_stray, cut_short, flip_byte, folder_objects, overwrite, remove,
@@ -162,6 +162,10 @@ def test_root_metadata(demo, tmp_path, capsys, how):
         assert code in (1, 2) and "restore its zarr.json from a copy" in text
     code, text = run(capsys, "train", "--store", uri, "--out", str(tmp_path / "run"), "--epochs", "1")
     assert code == 2 and uri in one_error_line(text)
+    # the root alone records what made the shards: a rerun refuses rather than wipe or trust them
+    with pytest.raises(ConfigMismatchError, match="refusing to write into the existing store .*restore its zarr.json"):
+        rebuild(demo, uri)
+    assert (Path(uri) / MEL_1).is_file()
 
 
 def test_zip(demo, tmp_path, capsys):
