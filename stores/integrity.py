@@ -9,10 +9,11 @@ What is checked, and against what (README, "Read checks"):
   shard holds computed frames (:meth:`stores.shards.ShardDecoder.check`);
 - a chunk of any other array: its CRC32C (new stores; zarr-python checks it
   when it decodes), else only that it decodes;
+- a built shard's per-clip column objects: present (a "pending" status or an
+  ok clip without frames in a built shard means the object is gone);
 - a built shard as a whole: the SHA-256 digest its task recorded, recomputed
-  from everything read back (catches what per-object checks cannot: a missing
-  chunk of a per-clip column, and every change in a store built before the
-  per-chunk checksums);
+  from everything read back (catches what per-object checks cannot: every
+  change in a store built before the per-chunk checksums);
 - the static per-clip columns against the root's ``clips_hash``; every
   array's ``zarr.json`` against the copy in the root's consolidated metadata;
   every object against the arrays' grids (a stray object belongs to none).
@@ -41,7 +42,6 @@ from stores.listing import ROOT_METADATA, forget_listings
 from stores.writer import columns_hash, shard_digest
 
 logger = logging.getLogger(__name__)
-
 
 
 def clips_of_shard(store: Any, shard: int) -> str:

@@ -94,11 +94,21 @@ def folder_copy(demo, tmp_path) -> tuple[str, Objects]:
     return str(uri), folder_objects(uri)
 
 
+#: Damage that `pipeline info` meets (it reads the per-clip columns, never a feature object).
+INFO_READS = {"flipped byte in valid_frames", "per-clip column object missing", "valid_frames object missing"}
+
+
 @pytest.mark.parametrize("case", list(SHARD_CASES))
 def test_shard_damage_on_a_folder(demo, tmp_path, capsys, case):
     damage, shard, named = SHARD_CASES[case]
     uri, objects = folder_copy(demo, tmp_path)
     damage(objects)
+    code, text = run(capsys, "info", uri)
+    if case in INFO_READS:
+        line = one_error_line(text)
+        assert code == 2 and f"shard {shard} of array" in line and "rerun the `pipeline build`" in line
+    else:
+        assert code == 0
     code, text = run(capsys, "verify", uri)
     assert code == 1 and f"shard {shard}" in text and named in text and "rerun the `pipeline build`" in text
     with pytest.raises(StoreDamageError, match=rf"{uri}: shard {shard} of array .* is damaged: .*rerun the"):
