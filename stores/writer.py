@@ -537,7 +537,10 @@ def _existing_metadata(uri: str | Path, storage_options: Mapping[str, Any] | Non
         raise ConfigMismatchError(f"refusing to write into the existing store {shown}: {exc.problem}; "
                                   f"{ROOT_FIX}") from exc
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
-        lost = root_metadata_missing(make_store(uri, storage_options=storage_options), shown)
+        try:
+            lost = root_metadata_missing(make_store(uri, storage_options=storage_options), shown)
+        except StoreError:  # nothing to list there (a zip that does not exist): nothing to keep
+            return None
         if isinstance(lost, StoreDamageError):  # arrays without a root: never wiped without --overwrite
             raise ConfigMismatchError(f"refusing to write into the existing store {shown}: {lost}") from exc
         return None
