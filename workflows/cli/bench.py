@@ -65,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from pipeline.bench import bench_features, format_report  # librosa, for the reference: loaded on use
+    from bench.features import bench_features, format_report  # librosa, for the reference: loaded on use
 
     result = bench_features(int(args.clips))
     print(format_report(result))
@@ -76,7 +76,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pipeline.build_bench import format_figures, run_bench  # dask: loaded on use
+    from bench.build import format_figures, run_bench  # dask: loaded on use
 
     figures = run_bench(args.clips, seconds=args.seconds, scheduler=args.scheduler, out=args.out,
                         clips_per_shard=args.clips_per_shard, serial=not args.workers_only,
@@ -89,7 +89,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _loader(args: argparse.Namespace) -> int:
-    from model.bench import bench_loader  # torch: loaded on use
+    from bench.model import bench_loader  # torch: loaded on use
 
     result = bench_loader(args.store, seconds=args.seconds, storage_options=parse_storage_options(args.storage_option))
     print(f"loader {result['windows_per_s']:,.0f} windows/s (target >= 5,000); raw read "
@@ -106,7 +106,7 @@ def _loader(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import torch  # loaded on use: the other commands start without it
 
-    from model.bench import latency  # torch: loaded on use
+    from bench.model import latency  # torch: loaded on use
 
     devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
     results = {}
@@ -130,7 +130,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _gpu(args: argparse.Namespace) -> int:
     """``pipeline bench gpu``: run the check, print the figures, write the JSON."""
-    from model.gpu_check import CPU_PARAMS, GpuCheckParams, run_gpu_check  # torch: loaded on use
+    from bench.gpu_check import CPU_PARAMS, GpuCheckParams, run_gpu_check  # torch: loaded on use
 
     base = CPU_PARAMS if args.device == "cpu" else GpuCheckParams()
     overrides = {name: getattr(args, name) for name in ("train_steps", "clips_per_genre", "clip_seconds",

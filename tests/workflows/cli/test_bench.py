@@ -18,7 +18,7 @@ FIGURES = {
 
 def test_bench_features_prints_and_writes_the_figures(monkeypatch, tmp_path, capsys):
     asked = []
-    monkeypatch.setattr("pipeline.bench.bench_features", lambda clips: asked.append(clips) or FIGURES)
+    monkeypatch.setattr("bench.features.bench_features", lambda clips: asked.append(clips) or FIGURES)
     out = tmp_path / "bench.json"
     assert main(["bench", "features", "--clips", "2", "--json", str(out)]) == 0
     assert asked == [2]
