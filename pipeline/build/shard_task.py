@@ -42,7 +42,7 @@ class ShardTask:
     storage_options: Mapping[str, Any]
     limits: ClipLimits = ClipLimits()
     #: fsspec options for remote audio (``--root s3://...``): without credentials when the
-    #: task goes to workers (they use their own environment), see pipeline.sources.public_options.
+    #: task goes to workers (they use their own environment), see stores.remote.public_options.
     source_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -63,7 +63,7 @@ def build_shard(task: ShardTask) -> ShardReport:
 
     Raises
     ------
-    pipeline.errors.StoreError
+    stores.errors.StoreError
         The store cannot be written (the task is retried by Dask).
     """
     t0 = time.perf_counter()
