@@ -1,9 +1,10 @@
 """One exception hierarchy for the whole project.
 
-Every error the project raises on bad input derives from :class:`PipelineError`,
+Every error the project raises on bad input derives from :class:`PipelineError`
 or, for the store library below (:mod:`stores.errors`), from
-:class:`~stores.errors.StoreError`, re-exported here; each derives, where one fits, from the matching builtin too (as zarr-python does), so a
-caller can catch either ``PipelineError`` or e.g. ``FileNotFoundError``.
+:class:`~stores.errors.StoreError`, re-exported here (:data:`PROJECT_ERRORS`
+holds both roots). Each derives, where one fits, from the matching builtin
+too (as zarr-python does), so a caller can catch e.g. ``FileNotFoundError``.
 Messages name the file, URI or value at fault and say what to do about it.
 """
 
