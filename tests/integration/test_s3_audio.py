@@ -142,9 +142,9 @@ def test_the_cli_at_debug_level_prints_no_credential(private_bucket, s3_server, 
 
 
 def test_credentials_that_cannot_reach_workers_stop_the_build_before_it_writes(private_bucket, tmp_path):
-    from pipeline.errors import BuildError
+    from stores.errors import CredentialError
 
-    with pytest.raises(BuildError, match="--workers 0"):
+    with pytest.raises(CredentialError, match="--workers 0"):
         build_store(load_manifest("folder", private_bucket["audio"]), tmp_path / "s.zarr", config=tiny_config(),
                     workers=2, progress=False, source_storage_options={"headers": {"Authorization": "x"}})
     assert not (tmp_path / "s.zarr").exists()
