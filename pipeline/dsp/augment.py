@@ -24,7 +24,7 @@ all frames are assigned at once with ``np.repeat``. Pitch-shift is a stretch by
 ``1 / 2**(semitones/12)`` followed by a soxr resampling by the same factor,
 so the duration is kept (as ``librosa.effects.pitch_shift`` does).
 
-Measured with :func:`bench.stretch_study.compare_stretch_methods` on 30 s of 22,050 Hz
+Measured with :func:`bench.stretch_study.compare_stretch_methods` (``pipeline bench stretch``) on 30 s of 22,050 Hz
 synthetic music whose exact stretched and shifted versions are rendered from
 the same score: harmonic notes (3-6 partials, 5 Hz vibrato, attack/decay),
 one voice (``voices=1``) or four mixed voices (``voices=4``, dense chords),

@@ -1,4 +1,5 @@
-"""``pipeline bench features|build|loader|predict|gpu``: the performance targets and the GPU check."""
+"""``pipeline bench features|build|loader|predict|gpu|stretch``: the performance targets, the GPU check
+and the time-stretch study (the benchmarks themselves live in :mod:`bench`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from workflows.cli.options import add_storage_option, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu)")
+    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu, stretch)")
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
     b = benches.add_parser("features", help="our extraction of all variants vs a plain librosa reference")
@@ -62,6 +63,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--repeats", type=int, help="timed repeats of each prediction latency (default 10)")
     add_storage_option(b)
     b.set_defaults(func=_gpu)
+
+    b = benches.add_parser("stretch", help="the time-stretch study: phase vocoders and WSOLA, speed and quality "
+                                           "against exact re-synthesis")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the synthetic music (default 30 s)")
+    b.add_argument("--voices", type=int, default=1, help="independent scores mixed (4: dense polyphony)")
+    b.add_argument("--repeats", type=int, default=3, help="timings: the minimum CPU time of this many runs")
+    b.add_argument("--json", metavar="FILE")
+    b.set_defaults(func=_stretch)
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -148,4 +157,14 @@ def _gpu(args: argparse.Namespace) -> int:
           f"{result['loader_to_training']:.2f}x that, peak GPU memory "
           f"{'n/a' if peak is None else f'{peak / 2**30:.2f} GiB'}; {result['phases']['total_s']:.0f} s in all; "
           f"written to {path}")
+    return 0
+
+
+def _stretch(args: argparse.Namespace) -> int:
+    from bench.stretch_study import compare_stretch_methods, format_table  # librosa, the reference: loaded on use
+
+    results = compare_stretch_methods(args.seconds, voices=args.voices, repeats=args.repeats)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
