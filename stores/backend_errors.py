@@ -7,7 +7,7 @@ types: botocore's ``NoCredentialsError`` and ``ClientError``, aiohttp's
 ``zipfile.BadZipFile``, ``json.JSONDecodeError`` for a ``zarr.json`` that is
 not JSON, and zarr's ``ValueError("Stored and computed checksum do not
 match")``. A user who opens a store sees instead which store, what was found
-and what to do, as a subclass of :class:`~pipeline.errors.StoreError`
+and what to do, as a subclass of :class:`~stores.errors.StoreError`
 (``pipeline --debug`` still shows the original traceback, chained).
 
 The backends are optional dependencies: each is recognised by its class name
@@ -22,14 +22,9 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.errors import (StoreAccessError, StoreConnectionError, StoreDamageError, StoreError,
-                             StoreNotFoundError)
-from pipeline.uris import is_connection_error, local_path, redact_uri
+from stores.errors import StoreAccessError, StoreConnectionError, StoreDamageError, StoreError, StoreNotFoundError
+from stores.remote import CREDENTIAL_HINT, ENDPOINT_HINT, is_connection_error, local_path, redact_uri
 
-#: Where credentials come from, said in every access error.
-CREDENTIALS_FIX = ("check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the "
-                   "environment, or --storage-option key=... --storage-option secret=...) and that they grant "
-                   "access to this bucket")
 #: What to do about a store whose bytes are damaged (every damage message ends with it).
 REPAIR_FIX = ("rerun the `pipeline build` command that made it (same --out): it rebuilds only the damaged "
               "shards; `pipeline verify {uri}` lists every damaged object")
@@ -74,10 +69,10 @@ def translate(exc: BaseException, uri: str | Path, *, writing: bool = False) -> 
     remote = local_path(uri) is None
     if names & _NO_CREDENTIALS:
         return StoreAccessError(f"no credentials for {shown} ({type(exc).__name__}: {exc}); "
-                                f"{CREDENTIALS_FIX}")
+                                f"{CREDENTIAL_HINT}")
     code = _client_error_code(exc)
     if code in _REFUSED_CODES or (remote and isinstance(exc, PermissionError)):
-        return StoreAccessError(f"access to {shown} was denied ({code or exc}): {CREDENTIALS_FIX}")
+        return StoreAccessError(f"access to {shown} was denied ({code or exc}): {CREDENTIAL_HINT}")
     if isinstance(exc, PermissionError):
         return StoreAccessError(f"permission denied reading {shown} ({exc}): give this user read access "
                                 "to the folder and its files (and write access to build into it)")
@@ -101,8 +96,7 @@ def translate(exc: BaseException, uri: str | Path, *, writing: bool = False) -> 
                                     f"({getattr(exc, 'message', '')}); retry later or check the server")
     if is_connection_error(exc) or names & _TRANSPORT:
         return StoreConnectionError(
-            f"cannot reach the server of {shown} ({type(exc).__name__}: {exc}); check the endpoint "
-            "(the URL, AWS_ENDPOINT_URL or --storage-option client_kwargs.endpoint_url=...) and the network, "
+            f"cannot reach the server of {shown} ({type(exc).__name__}: {exc}); {ENDPOINT_HINT} (or the URL), "
             "then rerun: a build resumes from its finished shards")
     if isinstance(exc, zipfile.BadZipFile):
         return StoreDamageError(f"{shown} is not a readable zip file ({exc}): it is not a zip or was cut short "

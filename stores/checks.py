@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StoreDamageError, StoreError, count_failures, describe_failure_counts
+from stores.errors import StoreDamageError, StoreError
+from stores.failures import count_failures, describe_failure_counts
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
@@ -141,7 +142,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     shown = redact_uri(uri)
     try:
         store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-    except PipelineError as exc:
+    except StoreError as exc:
         return _report(shown, [_check("open", False, str(exc))])
     checks = [_check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")]
     nonfinite: list[str] = []
@@ -156,7 +157,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
 
     try:
         digests = [str(d) for d in store.column(schema.SHARD_DIGEST)]
-    except PipelineError:  # a damaged digest object: find_damage names it below
+    except StoreError:  # a damaged digest object: find_damage names it below
         digests = [""] * len(store.shards)
     built = sum(bool(d) for d in digests)
     finished = store.complete and built == len(digests)
@@ -174,7 +175,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
         return _report(shown, checks)
     try:
         damage = find_damage(store, on_shard=finite)
-    except PipelineError as exc:  # the store cannot be reached any more (network, credentials): not damage
+    except StoreError as exc:  # the store cannot be reached any more (network, credentials): not damage
         return _report(shown, [*checks, _check("read", False, str(exc))])
     try:
         column_problems = _column_problems(store)
@@ -182,7 +183,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
         checks.append(_check("columns", not column_problems, "; ".join(column_problems) or
                              f"{int((status == schema.STATUS_OK).sum())} ok, "
                              f"{int((status == schema.STATUS_FAILED).sum())} failed"))
-    except PipelineError:  # a damaged column: named by find_damage
+    except StoreError:  # a damaged column: named by find_damage
         pass
     checks.append(_check("finite", not nonfinite, "; ".join(nonfinite[:10]) or "no NaN/Inf in valid frames"))
     shards = sorted({d.shard for d in damage if d.shard >= 0})

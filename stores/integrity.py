@@ -35,7 +35,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from pipeline.errors import StoreDamageError
+from stores.errors import StoreDamageError
 from stores import schema
 from stores.backend_errors import REPAIR_FIX, translate
 from stores.listing import ROOT_METADATA, forget_listings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zarr
 from zarr.core.sync import sync
 
-from pipeline.errors import StoreDamageError, StoreError, StoreNotFoundError
+from stores.errors import StoreDamageError, StoreError, StoreNotFoundError
 from stores.backend_errors import ROOT_FIX
 
 #: The metadata document of a Zarr v3 node (the root's holds the store's attributes).

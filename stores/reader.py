@@ -19,13 +19,13 @@ import zarr
 import zarr.errors
 from zarr.core.sync import sync
 
-from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import StoreDamageError, StoreError, StoreIncompleteError, StoreNotFoundError
-from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
 from stores import schema
-from stores.metadata import StoreMetadata
+from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
+from stores.errors import StoreDamageError, StoreError, StoreIncompleteError, StoreNotFoundError
 from stores.integrity import damage_error
 from stores.listing import root_metadata_missing
+from stores.metadata import StoreMetadata
+from stores.schema import ORIGINAL
 from stores.shards import ShardDecoder, shard_decoder
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
                         redact_uri, remote_errors, scheme_of)
@@ -114,9 +114,10 @@ class FeatureStore:
         """The root attributes as stored (JSON types): ``metadata.to_attrs()``."""
         return self.metadata.to_attrs()
 
-    @functools.cached_property
-    def config(self) -> PipelineConfig:
-        return self.metadata.pipeline_config()
+    @property
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The recorded config, as JSON-able sections (``PipelineConfig.from_dict`` parses it)."""
+        return self.metadata.config_dict()
 
     @property
     def config_hash(self) -> str:

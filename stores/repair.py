@@ -27,7 +27,7 @@ import numpy as np
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from pipeline.errors import StoreDamageError
+from stores.errors import StoreDamageError
 from stores import schema
 from stores.integrity import Damage, consolidated_entry, find_damage
 from stores.listing import ROOT_METADATA

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
-from pipeline.errors import StoreDamageError, StoreError
+from stores.errors import StoreDamageError, StoreError
 from stores import schema
 from stores.backend_errors import REPAIR_FIX
 

@@ -30,9 +30,9 @@ import fsspec.core
 
 import zarr.storage
 
-from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.uris import local_path, redact_uri, scheme_of
 from stores.backend_errors import backend_errors
+from stores.errors import StoreError, StoreNotFoundError
+from stores.remote import local_path, redact_uri, scheme_of
 
 logger = logging.getLogger(__name__)
 
