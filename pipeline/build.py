@@ -50,7 +50,8 @@ from pipeline.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_envir
                                 tune_allocator)
 from pipeline.config import AUGMENTATIONS, ORIGINAL, PipelineConfig
 from pipeline.datasets.base import Manifest
-from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.errors import (AudioError, BuildError, ConfigError, count_ends_early, count_failures,
+                             describe_failure_counts, describe_skipped)
 from pipeline.extract import process_clip, warm_up
 from pipeline.isolation import PARTIAL_READ, ClipLimits, Job, Outcome, run_isolated
 from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, join_root, public_options,
@@ -237,7 +238,7 @@ def _clip_result(outcome: Outcome, clip: tuple[str, str, str, tuple[str, ...]], 
     clip_id, path, source, _ = clip
     if outcome.ok:
         features = outcome.value
-        return result_type("ok", duration_s=float(features.duration_s),
+        return result_type("ok", reason=features.note.replace(path, source), duration_s=float(features.duration_s),
                            features=features.features, params=features.params)
     # Decoders quote the file's path; the store holds only the dataset-relative one.
     reason = outcome.failure_text.replace(path, source)
@@ -278,6 +279,8 @@ class BuildSummary:
     write_seconds: float = 0.0
     dashboard: str | None = None
     failure_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    ends_early: int = 0
 
     @property
     def failures_exceeded(self) -> bool:
@@ -294,6 +297,9 @@ class BuildSummary:
             f"store       {self.uri}",
             f"clips       {self.n_ok} ok, {self.n_failed} failed, {self.n_clips} in all",
             *([f"failures    {describe_failure_counts(self.failure_counts)}"] if self.failure_counts else []),
+            *([f"ends early  {self.ends_early} clips kept with the length that decodes (cut in their last "
+               "page/frame)"] if self.ends_early else []),
+            *[f"skipped     {describe_skipped(why, paths)[len('skipped '):]}" for why, paths in self.skipped.items()],
             f"variants    {', '.join(self.variants)}",
             f"shards      {self.shards_built} built, {self.shards_skipped} already done, {self.n_shards} in all",
             f"size        {_human_bytes(self.nbytes_stored)}",
@@ -639,7 +645,8 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
         uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
         aug_params=_aug_param_names(config),
         dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
-                 "n_folds": manifest.n_folds, "source": manifest.source},
+                 "n_folds": manifest.n_folds, "source": manifest.source,
+                 "skipped": {group.why: group.paths for group in manifest.skipped}},
         augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
     )
     tasks = []
@@ -730,6 +737,8 @@ def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float)
         nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=plan.allowed_failures,
         task_seconds=sum(r.seconds for r in run.reports), write_seconds=sum(r.write_seconds for r in run.reports),
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
+        skipped={why: list(paths) for why, paths in store.metadata.dataset.skipped.items()},
+        ends_early=count_ends_early(clips.loc[clips["status"] == schema.STATUS_OK, "reason"].tolist()),
     )
 
 

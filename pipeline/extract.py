@@ -26,11 +26,14 @@ class ClipFeatures:
     params : variant -> the augmentation parameters actually drawn
         (empty for the original).
     duration_s : duration of the source file in seconds.
+    note : "" or what the store's reason column says of an ok clip
+        (``"ends early: ..."``, :data:`pipeline.errors.ENDS_EARLY`).
     """
 
     features: dict[str, dict[str, np.ndarray]]
     params: dict[str, dict[str, float]]
     duration_s: float
+    note: str = ""
 
 
 def decode(path_or_bytes: AudioSource, cfg: PipelineConfig, *, name: str | None = None) -> DecodedClip:
@@ -66,8 +69,9 @@ def process_clip(source: AudioSource, clip_id: str, cfg: PipelineConfig,
         the message); callers quarantine the clip.
     """
     clip = decode(source, cfg, name=name)
-    return process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
-                          duration_s=clip.source_seconds)
+    features = process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
+                              duration_s=clip.source_seconds)
+    return dataclasses.replace(features, note=clip.note)
 
 
 def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,

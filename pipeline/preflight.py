@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from pipeline.allocator import tune_allocator
 from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar, split_credentials
 from pipeline.config import PipelineConfig
-from pipeline.datasets.base import Manifest
-from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.datasets.base import Manifest, SkippedFiles
+from pipeline.errors import (ENDS_EARLY, BuildError, ConfigError, count_failures, describe_failure_counts,
+                             describe_skipped)
 from pipeline.extract import decode
 from pipeline.isolation import ClipLimits
 from pipeline.sources import check_root, is_remote, join_root
@@ -47,6 +48,7 @@ class ScannedClip:
     seconds: float = 0.0
     source_seconds: float = 0.0
     decoder: str = ""
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,12 @@ class ScanReport:
     dataset: str
     clips: tuple[ScannedClip, ...]
     seconds: float
+    skipped: tuple[SkippedFiles, ...] = ()
+
+    @property
+    def ends_early(self) -> list[ScannedClip]:
+        """The ok clips whose file ends a little before its declared length (kept as they decode)."""
+        return [c for c in self.clips if c.ok and c.note.startswith(ENDS_EARLY + ":")]
 
     @property
     def n_failed(self) -> int:
@@ -75,6 +83,8 @@ class ScanReport:
             "n_failed": self.n_failed, "failures_per_category": self.failure_counts, "seconds": self.seconds,
             "failures": [{"clip_id": c.clip_id, "source": c.source, "category": c.category, "reason": c.reason}
                          for c in self.failures],
+            "ends_early": [{"clip_id": c.clip_id, "source": c.source, "note": c.note} for c in self.ends_early],
+            "skipped": {group.why: list(group.paths) for group in self.skipped},
         }
 
     def text(self) -> str:
@@ -83,6 +93,10 @@ class ScanReport:
                  f"failing     {self.n_failed}" + (f": {describe_failure_counts(self.failure_counts)}"
                                                    if self.n_failed else "")]
         lines += [f"  {c.source}: {c.category}: {c.reason}" for c in self.failures]
+        if self.ends_early:
+            lines.append(f"ends early  {len(self.ends_early)} (kept with the length that decodes)")
+            lines += [f"  {c.source}: {c.note}" for c in self.ends_early]
+        lines += [describe_skipped(group.why, group.paths) for group in self.skipped]
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
@@ -95,10 +109,10 @@ class ScanReport:
 
 
 def _decode_summary(audio: "str | bytes", config: PipelineConfig, name: str | None = None
-                    ) -> tuple[float, float, str]:
-    """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder)."""
+                    ) -> tuple[float, float, str, str]:
+    """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder, note)."""
     clip = decode(audio, config, name=name)
-    return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder
+    return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder, clip.note
 
 
 def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits,
@@ -110,9 +124,9 @@ def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, li
     out = []
     for (clip_id, location, source), outcome in zip(clips, outcomes):
         if outcome.ok:
-            seconds, source_seconds, decoder = outcome.value
+            seconds, source_seconds, decoder, note = outcome.value
             out.append(ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
-                                   decoder=decoder))
+                                   decoder=decoder, note=note.replace(location, source)))
         else:
             out.append(ScannedClip(clip_id, source, False, outcome.category,
                                    outcome.reason.replace(location, source)))
@@ -164,4 +178,4 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
     finally:
         bar.close()
     scanned = tuple(c for i in range(len(groups)) for c in results[i])
-    return ScanReport(manifest.dataset, scanned, time.perf_counter() - t0)
+    return ScanReport(manifest.dataset, scanned, time.perf_counter() - t0, manifest.skipped)

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StoreError, count_failures, describe_failure_counts
+from pipeline.errors import (PipelineError, StoreError, count_ends_early, count_failures, describe_failure_counts,
+                             describe_skipped)
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
@@ -60,6 +61,8 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         "n_clips": store.n_clips,
         "status": {k: int(v) for k, v in clips["status"].value_counts().items()},
         "failures": count_failures(clips.loc[clips["status"] == schema.STATUS_FAILED, "reason"].tolist()),
+        "ends_early": count_ends_early(ok["reason"].tolist()),
+        "skipped": {why: len(paths) for why, paths in meta.dataset.skipped.items()},
         "ok_per_split_and_label": per_split,
         "ok_per_label": {k: int(v) for k, v in ok["label"].value_counts().sort_index().items()},
         "labels": list(store.labels),
@@ -92,6 +95,11 @@ def format_info(info: Mapping[str, Any]) -> str:
     ]
     if info.get("failures"):
         lines.append(f"failures     {describe_failure_counts(info['failures'])}")
+    if info.get("ends_early"):
+        lines.append(f"ends early   {info['ends_early']} ok clips whose file ends a little before its declared "
+                     "length (kept with the length that decodes)")
+    skipped = (info.get("dataset") or {}).get("skipped") or {}
+    lines += [f"skipped      {describe_skipped(why, paths)[len('skipped '):]}" for why, paths in skipped.items()]
     lines.append("ok clips per split and label:")
     labels = info["labels"]
     width = max(len(x) for x in labels + ["split"]) + 2

@@ -50,7 +50,8 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
     p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", default=[],
                    help="adapter option (repeatable), e.g. clips_per_genre=10 clip_seconds=5 for demo, "
-                        "missing=skip for FMA; unknown options are rejected with the valid ones")
+                        "missing=skip for FMA, extensions=+.ape (add to the audio list) or extensions=.wav,.flac "
+                        "(only these) for folder and gtzan; unknown options are rejected with the valid ones")
     p.add_argument("--limit", type=int, help="only N clips of the manifest, taken from every label in turn (smoke tests)")
 
 
