@@ -143,7 +143,7 @@ def riff_wave(fmt_tag: int, channels: int, rate: int, bits: int, data: bytes, *,
               data_size: int | None = None, riff_size: int | None = None) -> bytes:
     """A hand-written RIFF/WAVE file: ``fmt `` chunk, then ``data`` (sizes may lie)."""
     block_align = block_align if block_align is not None else channels * ((bits + 7) // 8)
-    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block_align, block_align, bits)
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, (rate * block_align) & 0xFFFFFFFF, block_align, bits)
     if fmt_extra:
         fmt += struct.pack("<H", len(fmt_extra)) + fmt_extra
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
@@ -151,6 +151,25 @@ def riff_wave(fmt_tag: int, channels: int, rate: int, bits: int, data: bytes, *,
     if len(data) & 1:
         body += b"\x00"
     return b"RIFF" + struct.pack("<I", len(body) if riff_size is None else riff_size) + body
+
+
+def extended_float_bytes(value: float) -> bytes:
+    """``value`` as AIFF's 80-bit IEEE 754 extended float (big-endian)."""
+    if value == 0:
+        return bytes(10)
+    sign = 0x8000 if value < 0 else 0
+    mantissa, exponent = np.frexp(abs(value))  # value = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    return struct.pack(">HQ", sign | (int(exponent) - 1 + 16383), int(mantissa * 2.0**64))
+
+
+def aiff_bytes(channels: int, frames: int, bits: int, rate80: bytes, data: bytes) -> bytes:
+    """A hand-written AIFF file: COMM (``rate80``: the 10 bytes of the rate as written) and SSND."""
+    comm = struct.pack(">HIH", channels, frames, bits) + rate80
+    body = b"AIFF" + b"COMM" + struct.pack(">I", len(comm)) + comm
+    body += b"SSND" + struct.pack(">I", 8 + len(data)) + bytes(8) + data
+    if len(data) & 1:
+        body += b"\x00"
+    return b"FORM" + struct.pack(">I", len(body)) + body
 
 
 def _flac_blocks(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
@@ -337,6 +356,52 @@ def make_odd_files(directory: Path) -> list[OddFile]:
         _cut(p, 0.6)
 
     add("aiff_truncated.aiff", "AIFF cut at 60%", "truncated", write=aiff_truncated)
+
+    # ---- header fields out of any possible range (each "not audio", never an internal error) --
+    pcm16_be = np.asarray(_pcm_ints(tone4, 16), ">i2").tobytes()
+
+    def aiff_with_rate(rate80: bytes, channels: int = 1) -> Callable[[Path], None]:
+        return lambda p: p.write_bytes(aiff_bytes(channels, len(tone4), 16, rate80, pcm16_be))
+
+    add("aiff_rate_overflow.aiff", "AIFF whose 80-bit sample rate overflows a float64 (exponent 2**16000)",
+        "not audio", write=aiff_with_rate(struct.pack(">HQ", 16383 + 16000, 1 << 63)))
+    add("aiff_rate_infinite.aiff", "AIFF whose 80-bit sample rate is infinity (exponent all ones)",
+        "not audio", write=aiff_with_rate(struct.pack(">HQ", 0x7FFF, 1 << 63)))
+    add("aiff_rate_nan.aiff", "AIFF whose 80-bit sample rate is NaN", "not audio",
+        write=aiff_with_rate(struct.pack(">HQ", 0x7FFF, (1 << 63) | 1)))
+    add("aiff_rate_subnormal.aiff", "AIFF whose sample rate is 2**-16445 Hz (underflows to 0)", "not audio",
+        write=aiff_with_rate(struct.pack(">HQ", 1, 1)))
+    add("aiff_rate_negative.aiff", "AIFF whose sample rate is -22050 Hz (sign bit set)", "not audio",
+        write=aiff_with_rate(extended_float_bytes(-RATE)))
+    add("aiff_zero_channels.aiff", "AIFF whose COMM chunk gives 0 channels", "not audio",
+        write=aiff_with_rate(extended_float_bytes(RATE), channels=0))
+    add("aiff_ok_handmade.aiff", "AIFF written by hand (the odd ones' control)", "ok", 4.0,
+        write=aiff_with_rate(extended_float_bytes(RATE)))
+    add("wav_rate_zero.wav", "WAV whose fmt chunk gives 0 Hz", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 1, 0, 16, pcm16)))
+    add("wav_rate_huge.wav", "WAV whose fmt chunk gives 4,294,967,295 Hz", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 1, 0xFFFFFFFF, 16, pcm16)))
+    add("wav_zero_channels.wav", "WAV whose fmt chunk gives 0 channels", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 0, RATE, 16, pcm16, block_align=2)))
+    add("wav_block_align_zero.wav", "PCM WAV whose block align is 0 (a division by zero; derived instead)",
+        "ok", 4.0, write=lambda p: p.write_bytes(riff_wave(1, 1, RATE, 16, pcm16, block_align=0)))
+
+    def au_header(offset: int, rate: int, channels: int) -> Callable[[Path], None]:
+        return lambda p: p.write_bytes(struct.pack(">4sIIIII", b".snd", offset, len(pcm16_be), 3, rate, channels)
+                                       + bytes(max(0, offset - 24)) + pcm16_be)
+
+    add("au_rate_zero.au", "Sun .au whose header gives 0 Hz", "not audio", write=au_header(24, 0, 1))
+    add("au_zero_channels.au", "Sun .au whose header gives 0 channels", "not audio", write=au_header(24, RATE, 0))
+
+    def flac_bad_frame_number_at_end(p: Path) -> None:
+        soundfile.write(str(p), tone4, RATE, format="FLAC", subtype="PCM_16")
+        # Trailing junk that looks like a frame header whose coded number starts with 0xBF (a
+        # continuation byte, which starts no number): the tail scan must pass it by, not stop on it.
+        with p.open("ab") as fh:
+            fh.write(b"\xff\xf8\x69\x08\xbf\x80\x80\x80\x80\x80\x00")
+
+    add("flac_bad_frame_number_at_end.flac", "FLAC followed by a fake frame header with an impossible "
+        "coded frame number", "ok", 4.0, write=flac_bad_frame_number_at_end)
 
     # ---- MP3: cut short, cut out of a longer track ------------------------
     def mp3_xing_truncated(p: Path) -> None:

@@ -397,6 +397,9 @@ def _inspect(path: _Source) -> ContainerFacts:
     except (struct.error, ValueError, IndexError) as exc:  # a header cut inside a field
         logger.debug("%s: header parse stopped: %s", path, exc)
         facts = ContainerFacts(description="a damaged header")
+    if facts.impossible:
+        raise AudioDecodeError(path, f"{facts.description}: {facts.impossible}; its header is damaged, "
+                                     "re-export the file or exclude it", "not audio")
     if facts.no_audio_bytes:
         declares = (f" (it declares {facts.declared_seconds:.2f} s)"
                     if facts.declared_seconds else "")
@@ -485,6 +488,9 @@ def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, e
         except errors as exc:
             logger.debug("%s: libsndfile reports no stream facts: %s", path, exc)
             rate = 0
+        if rate > 0 and containers.rate_out_of_range(rate, "header"):
+            raise _not_audio(path, facts, "libsndfile reads a sample rate of "
+                                          f"{rate} Hz from it, which no audio has")
         if rate <= 0 or fmt == "RAW":
             # RAW: libsndfile guessed header-less audio from the extension
             # (any bytes named .au read as 8 kHz u-law): nothing to trust.
@@ -556,6 +562,9 @@ def _av_open(path: _Source, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
         for stream in audio:
             ctx = stream.codec_context
             if ctx is not None and ctx.sample_rate and _codec_name(stream) not in ("", "none"):
+                if containers.rate_out_of_range(ctx.sample_rate, "header"):
+                    raise _not_audio(path, facts, f"ffmpeg reads a sample rate of {ctx.sample_rate} Hz "
+                                                  "from it, which no audio has")
                 return container, stream
         raise _not_audio(path, facts, f"{why}, and ffmpeg has no decoder for its audio "
                                       f"(codec {_codec_name(audio[0]) or 'unknown'})")
