@@ -49,10 +49,14 @@ class OddFile:
     expect : str
         ``"ok"`` or a category of :data:`pipeline.errors.FAILURE_CATEGORIES`.
     seconds : float or None
-        True length of the audio in seconds (``"ok"`` files only).
+        True length of the audio in seconds (``"ok"`` files only; None: what
+        :func:`reference_seconds` measures).
     lossy : bool
         Encoded with a lossy codec (its length is exact only to a few ms of
         encoder delay and padding).
+    ends_early : bool
+        An "ok" file cut inside its last page or frame: decoded to its end, it
+        gives the note "ends early" (:data:`pipeline.errors.ENDS_EARLY`).
     """
 
     name: str
@@ -60,6 +64,7 @@ class OddFile:
     expect: str
     seconds: float | None = None
     lossy: bool = False
+    ends_early: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -192,6 +197,12 @@ def _flac_join(blocks: list[tuple[int, bytes]], frames: bytes) -> bytes:
     return out + frames
 
 
+def _cut_bytes(path: Path, n: int) -> None:
+    """Drop the last ``n`` bytes of ``path``."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - n])
+
+
 def _cut(path: Path, fraction: float) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
@@ -213,9 +224,9 @@ def make_odd_files(directory: Path) -> list[OddFile]:
     made: list[OddFile] = []
 
     def add(name: str, kind: str, expect: str, seconds: float | None = None, *,
-            lossy: bool = False, write: Callable[[Path], None]) -> None:
+            lossy: bool = False, ends_early: bool = False, write: Callable[[Path], None]) -> None:
         write(directory / name)
-        made.append(OddFile(name, kind, expect, seconds, lossy))
+        made.append(OddFile(name, kind, expect, seconds, lossy, ends_early))
 
     def sf_write(samples: np.ndarray, rate: int, **kw) -> Callable[[Path], None]:
         return lambda p: soundfile.write(str(p), samples, rate, **kw)
@@ -465,6 +476,46 @@ def make_odd_files(directory: Path) -> list[OddFile]:
         "truncated", write=ogg_truncated("VORBIS", 44100))
     add("opus_truncated.opus", "Ogg Opus cut at 60% (mid-page, no end-of-stream page)",
         "truncated", write=ogg_truncated("OPUS", 48000))
+
+    # ---- cut inside the last page or frame: kept, "ends early" --------------
+    def cut_inside_last_ogg_page(subtype: str, rate: int) -> Callable[[Path], None]:
+        def write(p: Path) -> None:
+            soundfile.write(str(p), _tone(8.0, rate), rate, format="OGG", subtype=subtype)
+            data = p.read_bytes()
+            last = data.rfind(b"OggS")
+            assert data[last + 5] & 0x04, "the last page is the end-of-stream page"
+            p.write_bytes(data[: last + (len(data) - last) // 2])  # half of the last page
+        return write
+
+    add("vorbis_last_page_cut.ogg", "Ogg Vorbis cut inside its end-of-stream page", "ok", lossy=True,
+        ends_early=True, write=cut_inside_last_ogg_page("VORBIS", 44100))
+    add("opus_last_page_cut.opus", "Ogg Opus cut inside its end-of-stream page", "ok", lossy=True,
+        ends_early=True, write=cut_inside_last_ogg_page("OPUS", 48000))
+
+    def flac_last_frame_cut(p: Path) -> None:
+        # 33 whole frames of 4096 samples, so that the frame lost is a whole one (0.19 s).
+        soundfile.write(str(p), _tone(33 * 4096 / RATE, RATE, channels=2), RATE, format="FLAC", subtype="PCM_16")
+        _cut_bytes(p, 600)  # a FLAC frame of this tone is several KiB
+
+    add("flac_last_frame_cut.flac", "FLAC cut inside its last frame", "ok", ends_early=True,
+        write=flac_last_frame_cut)
+
+    def mp3_last_frames_cut(p: Path) -> None:
+        _encode_av(p, _tone(30.0, 44100, channels=2), 44100, "libmp3lame", "mp3", bit_rate=128000)
+        _cut_bytes(p, 6 * 418)  # six 128 kbit/s frames (157 ms: more than the 80 ms tolerance, under 1%)
+
+    add("mp3_last_frames_cut.mp3", "MP3 with an Info header (30 s) cut by six frames (0.5%)", "ok",
+        lossy=True, ends_early=True, write=mp3_last_frames_cut)
+
+    def wav_cut_by(fraction: float) -> Callable[[Path], None]:
+        def write(p: Path) -> None:
+            soundfile.write(str(p), _tone(30.0, RATE), RATE, subtype="PCM_16")
+            _cut_bytes(p, int(30.0 * RATE * 2 * fraction))
+        return write
+
+    add("wav_cut_by_0.8pct.wav", "WAV of 30 s missing its last 0.8% (under 1%)", "ok", 30.0 * 0.992,
+        ends_early=True, write=wav_cut_by(0.008))
+    add("wav_cut_by_2pct.wav", "WAV of 30 s missing its last 2% (over 1%)", "truncated", write=wav_cut_by(0.02))
 
     # ---- not audio, empty, unreadable -------------------------------------
     add("empty.wav", "0 bytes", "empty", write=lambda p: p.write_bytes(b""))

@@ -55,6 +55,14 @@ class ContainerFacts:
     problem : str
         Something in the header that no decoder will get past ("" if none),
         e.g. "its PCM samples are 36 bits wide".
+    end_unit_seconds : float
+        Seconds of the container's unit of audio at the end of the file (one
+        MP3 frame, one FLAC frame, the Ogg page the file ends in; 0 where
+        samples are the unit): a file that ends less than one unit before
+        its declared length was cut inside its last unit, and is kept.
+    declares_whole : bool
+        ``declared_seconds`` is the length of the whole stream (False: only
+        a lower bound, e.g. the end of an Ogg page that is not the last one).
     impossible : str
         A header field out of any possible range ("" if none), e.g. "its
         AIFF COMM chunk gives a sample rate of 1.2e+4931 Hz": the file is not
@@ -70,6 +78,8 @@ class ContainerFacts:
     no_audio_bytes: bool = False
     length_trusted: bool = False
     problem: str = ""
+    end_unit_seconds: float = 0.0
+    declares_whole: bool = True
     impossible: str = ""
 
 
@@ -377,7 +387,7 @@ def _flac(fh: BinaryIO, size: int, start: int) -> ContainerFacts:
                                min_block if min_block == max_block else 0)
     return ContainerFacts("FLAC", description, total / rate if total else None, "FLAC STREAMINFO",
                           None if end is None else end / rate,
-                          length_trusted=end is not None and total > 0)
+                          length_trusted=end is not None and total > 0, end_unit_seconds=max_block / rate)
 
 
 def crc8(data: bytes) -> int:
@@ -518,8 +528,18 @@ def _ogg(fh: BinaryIO, head: bytes, size: int) -> ContainerFacts:
         # would have ended (if the header itself survived).
         page_granule = cut[-1][2]
         declared = max(0, page_granule - skip) / rate if page_granule >= 0 else None
+        if cut[-1][1] & 0x04:
+            # The end-of-stream page: the file was cut inside its last page, which declares the
+            # stream's length, and at most that one page is missing.
+            return ContainerFacts("Ogg", description, declared, "the granule position of the Ogg page "
+                                  "the file ends in (its end-of-stream page)", present,
+                                  length_trusted=declared is not None,
+                                  end_unit_seconds=max(0.0, (declared or 0.0) - present))
+        # Any other page only says where it would have ended: the stream was cut somewhere before
+        # its end, by how much nothing says.
         return ContainerFacts("Ogg", description, declared, "the granule position of the Ogg page "
-                              "the file ends in", present, length_trusted=declared is not None)
+                              "the file ends in", present, length_trusted=declared is not None,
+                              declares_whole=False)
     if last[1] & 0x04:  # end-of-stream page: the stream ended as its writer meant
         return ContainerFacts("Ogg", description, present, "the final Ogg granule position",
                               present, length_trusted=True)
@@ -642,8 +662,9 @@ def _mp3(fh: BinaryIO, buf: bytes, start: int, size: int) -> ContainerFacts:
                               0.0, declared_by=f"the {tag} header", no_audio_bytes=True)
     declared = max(0, frames * frame.samples - trim) / frame.rate
     declared_by = f"the {tag} header ({frames} frames)"
+    unit = frame.samples / frame.rate
     if nbytes is None:
-        return ContainerFacts("MP3", description, declared, declared_by)
+        return ContainerFacts("MP3", description, declared, declared_by, end_unit_seconds=unit)
     fh.seek(max(0, size - 128))
     trailer = fh.read(128)
     audio_bytes = size - start - at - (128 if trailer[:3] == b"TAG" else 0)
@@ -655,4 +676,4 @@ def _mp3(fh: BinaryIO, buf: bytes, start: int, size: int) -> ContainerFacts:
                               f"the {audio_bytes} present")
     return ContainerFacts("MP3", description, declared, declared_by,
                           present_seconds=None if audio_bytes < nbytes - slack else declared,
-                          length_trusted=audio_bytes >= nbytes - slack)
+                          length_trusted=audio_bytes >= nbytes - slack, end_unit_seconds=unit)
