@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables, quiet_server,
                                 tune_allocator)
@@ -692,8 +693,7 @@ def _execute(plan: _BuildPlan, *, scheduler: "str | distributed.Client | None", 
     t_build = time.perf_counter()
     if not plan.tasks:
         return _BuildRun(reports, 0.0, None)
-    bar = progress_bar(sum(len(t.clips) for t in plan.tasks), progress)
-    try:
+    with progress_bar(sum(len(t.clips) for t in plan.tasks), progress) as bar:
         if plan.n_workers == 0:
             errors = _run_serial(plan.tasks, bar, reports, on_shard_error)
         else:
@@ -706,8 +706,6 @@ def _execute(plan: _BuildPlan, *, scheduler: "str | distributed.Client | None", 
                 t_build = time.perf_counter()
                 errors = _run_distributed(client, plan.tasks, bar, plan.config, plan.uri, worker_addresses,
                                           reports, on_shard_error)
-    finally:
-        bar.close()
     if errors:
         shard, first = errors[0]
         if on_shard_error == "stop":
@@ -742,8 +740,19 @@ def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float)
     )
 
 
-def progress_bar(total: int, enabled: bool):
-    return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool, desc: str = "build") -> Iterator[Any]:
+    """A progress bar of ``total`` clips on stderr; while it shows, this process's log lines go
+    through ``tqdm.write`` (above the bar) instead of tearing it."""
+    bar = tqdm(total=total, unit="clip", desc=desc, disable=not enabled, file=sys.stderr, smoothing=0.1)
+    try:
+        if enabled:
+            with logging_redirect_tqdm(tqdm_class=type(bar)):
+                yield bar
+        else:
+            yield bar
+    finally:
+        bar.close()
 
 
 def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport],

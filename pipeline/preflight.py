@@ -157,9 +157,8 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
     # Enough tasks for every worker to stay busy, none so small that scheduling dominates.
     size = max(1, min(CLIPS_PER_TASK, -(-len(clips) // (4 * n_workers))))
     groups = [clips[i:i + size] for i in range(0, len(clips), size)]
-    bar = progress_bar(len(clips), progress)
     results: dict[int, list[ScannedClip]] = {}
-    try:
+    with progress_bar(len(clips), progress, desc="scan") as bar:
         if scheduler is None and workers == 0:
             for i, group in enumerate(groups):
                 results[i] = scan_clips(group, config, clip_limits, source_options)
@@ -175,7 +174,5 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
                 for future in distributed.as_completed(list(futures)):
                     results[futures[future]] = future.result()
                     bar.update(len(groups[futures[future]]))
-    finally:
-        bar.close()
     scanned = tuple(c for i in range(len(groups)) for c in results[i])
     return ScanReport(manifest.dataset, scanned, time.perf_counter() - t0, manifest.skipped)
