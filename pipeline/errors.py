@@ -97,6 +97,8 @@ def describe_skipped(why: str, paths: Sequence[str], *, examples: int = 1) -> st
     n = len(paths)
     listed = ", ".join(f"{len(v)} {k}" for k, v in ranked)
     shown = ", ".join(ranked[0][1][:examples]) if ranked else ""
+    if n == 1 and why.startswith("that are "):
+        why = "that is " + why[len("that are "):]
     return f"skipped {n} {'file' if n == 1 else 'files'} {why}: {listed} (e.g. {shown})"
 
 
