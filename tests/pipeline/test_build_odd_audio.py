@@ -14,6 +14,7 @@ from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.errors import failure_category
 from stores import open_store
+from stores.checks import format_info, store_info
 from tests.odd_audio import make_odd_files, reference_seconds
 
 SR = 22050
@@ -78,6 +79,9 @@ def test_build_over_odd_files_completes_and_stores_each_correctly(mixed, serial_
     assert sum(counts.values()) == summary.n_failed
     assert summary.ends_early == sum(f.ends_early for f in expected.values()) > 0
     assert f"ends early  {summary.ends_early} clips" in summary.report()
+    info = store_info(uri)
+    assert info["ends_early"] == summary.ends_early
+    assert f"ends early   {summary.ends_early} ok clips" in format_info(info)
     assert "internal error" not in counts and "decoder crash" not in counts, counts
 
 
