@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.datasets.base import SkippedFiles
 from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension
 from pipeline.errors import DatasetError, describe_skipped
-from pipeline.sources import RemotePath, is_remote, source_path
+from pipeline.sources import FILE_LIST, RemotePath, is_remote, source_path
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def visible_dirs(folder: Path | RemotePath) -> list[Path | RemotePath]:
 def walk_tree(root: Path | RemotePath) -> tuple[list[str], list[str]]:
     """``(files, hidden folders)`` under ``root``, as root-relative POSIX paths.
 
-    Every regular file is listed (hidden ones too, so they can be counted);
+    Every regular file is listed (hidden ones too, so they can be counted)
+    but an HTTP root's file list (:data:`pipeline.sources.FILE_LIST`);
     hidden folders (``.git``, ``.Trash``) are listed, with a trailing "/",
     but not walked. Sorting happens per directory level on the names, so the
     order is the same on every file system (and in object storage).
@@ -63,6 +64,8 @@ def walk_tree(root: Path | RemotePath) -> tuple[list[str], list[str]]:
     def visit(folder: Path | RemotePath, prefix: str) -> None:
         for name, is_dir, child in _entries(folder):
             rel = prefix + name
+            if rel == FILE_LIST:
+                continue  # the listing of an HTTP root (pipeline.sources): the root's own index, not data
             if is_dir:
                 if is_hidden(name):
                     hidden_dirs.append(rel + "/")
@@ -105,8 +108,9 @@ class SkipLog:
         self._by_why.setdefault(why, []).append(path)
 
     def record(self) -> tuple[SkippedFiles, ...]:
-        """What the manifest carries (and the store keeps); each group sorted by path."""
-        return tuple(SkippedFiles(why, tuple(sorted(paths))) for why, paths in self._by_why.items() if paths)
+        """What the manifest carries (and the store keeps); groups by why, each sorted by path (the same
+        on every file system and in object storage)."""
+        return tuple(SkippedFiles(why, tuple(sorted(paths))) for why, paths in sorted(self._by_why.items()) if paths)
 
     def log(self, root: object) -> None:
         for group in self.record():
