@@ -474,7 +474,7 @@ def _child_main(read_fd: int, write_fd: int, memory: int | None,
             outcome = _run_one(name, args, work, fault)
             sys.stdout.flush()
             sys.stderr.flush()
-            _send(write_fd, (_DONE, outcome, records[:MAX_RECORDS_PER_JOB]))
+            _send(write_fd, (_DONE, outcome, records))
     except BaseException:  # noqa: BLE001 - the parent sees the exit code and blames the current job
         code = 70
     finally:
@@ -494,7 +494,7 @@ class _RecordList(logging.Handler):
         if record.exc_info:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
-        if len(self.records) <= MAX_RECORDS_PER_JOB:
+        if len(self.records) < MAX_RECORDS_PER_JOB:
             self.records.append(record)
 
 
