@@ -99,13 +99,16 @@ def test_the_tree_builds_every_audio_file_and_reports_every_other_file(tree, tmp
     assert "skipped 3 files that are not audio: 1 .jpg, 1 .m3u, 1 .txt (e.g. rock/cover.jpg)" in scan.stdout
 
 
-def test_an_added_extension_that_no_decoder_handles_is_quarantined_not_skipped(tree, tmp_path):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_an_added_extension_that_no_decoder_handles_is_quarantined_not_skipped(tree, tmp_path, workers):
+    """With worker processes too: their warnings (the quarantined clips) come through our log format."""
     root, config = tree
     out = tmp_path / "store.zarr"
-    build = _pipeline("build", "--dataset", "folder", "--root", str(root), "--out", str(out), "--workers", "0",
+    build = _pipeline("build", "--dataset", "folder", "--root", str(root), "--out", str(out), "--workers", workers,
                       "--config", str(config), "--max-failures", "1.0", "--dataset-option", "extensions=+.txt,.jpg")
     assert build.returncode == 0, build.stderr[-3000:]
     assert _foreign_lines(build.stderr) == [], build.stderr[-3000:]
+    assert build.stderr.count("WARNING pipeline.build: clip ") == 2, build.stderr[-3000:]
     clips = open_store(out).clips.set_index("source")
     for source in ("rock/cover.jpg", "jazz/notes.txt"):
         assert clips.loc[source, "status"] == "failed"
