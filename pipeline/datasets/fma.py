@@ -64,7 +64,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.scan import HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, walk_tree
+from pipeline.datasets.walk import HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, walk_tree
 from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension
 from pipeline.datasets.splits import DEFAULT_N_FOLDS, grouped_folds
 from pipeline.errors import ConfigError, DatasetError

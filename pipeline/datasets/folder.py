@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.scan import (HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, visible_dirs,
+from pipeline.datasets.walk import (HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, visible_dirs,
                                     walk_tree)
 from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension, parse_extensions
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
