@@ -7,7 +7,7 @@ first-order sigma-delta modulator. No network, no external binaries.
 
 :func:`make_format_files` is shared by the format test
 (``tests/pipeline/test_formats.py``), the end-to-end build of a mixed tree
-(``tests/pipeline/test_build_formats.py``) and anyone measuring a build over
+(``tests/pipeline/build/test_build_formats.py``) and anyone measuring a build over
 every format.
 """
 
