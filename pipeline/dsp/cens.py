@@ -113,11 +113,27 @@ def chroma_cens(y: np.ndarray, *, sr: int, hop_length: int, fmin: float, bins_pe
     np.ndarray [shape=(12, 1 + n // hop_length)], float32
         Unit-L2 chroma vectors (all-zero frames stay zero).
     """
+    return chroma_cens_parts(y, sr=sr, hop_length=hop_length, fmin=fmin, bins_per_octave=bins_per_octave,
+                             n_octaves=n_octaves, tuning=tuning, win_len_smooth=win_len_smooth)[0]
+
+
+def chroma_cens_parts(y: np.ndarray, *, sr: int, hop_length: int, fmin: float, bins_per_octave: int,
+                      n_octaves: int, tuning: float, win_len_smooth: int) -> tuple[np.ndarray, float]:
+    """:func:`chroma_cens` and the smallest positive L1 norm of a chroma frame (inf if none).
+
+    The norm says whether CENS of ``g * y`` is CENS of ``y``: it is, unless
+    the gain ``g`` moves a positive norm across float32 tiny, below which a
+    frame is not normalised (see :meth:`pipeline.dsp.features.Spectra.scaled`).
+    """
     plan = cqt_plan(int(sr), int(hop_length), float(fmin), int(bins_per_octave), int(n_octaves), float(tuning))
     C = cqt_magnitude(y, plan)
-    chroma = _normalize_frames(C @ plan.chroma.T, 1)
+    chroma = C @ plan.chroma.T
+    norms = np.sum(np.abs(chroma), axis=1)
+    positive = norms[norms > 0]
+    min_norm = float(positive.min()) if positive.size else float("inf")
+    chroma = _normalize_frames(chroma, 1)
     quant = np.zeros_like(chroma)
     for step in _QUANT_STEPS:
         quant += (chroma > step) * np.float32(0.25)
     smooth = scipy.ndimage.convolve1d(quant, smoothing_window(int(win_len_smooth)), axis=0, mode="constant")
-    return np.ascontiguousarray(_normalize_frames(smooth, 2).T, dtype=np.float32)
+    return np.ascontiguousarray(_normalize_frames(smooth, 2).T, dtype=np.float32), min_norm

@@ -49,7 +49,7 @@ import scipy.fft
 from numba import njit
 
 from pipeline.config import FEATURES, FeatureConfig
-from pipeline.dsp.cens import chroma_cens
+from pipeline.dsp.cens import chroma_cens_parts
 from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse
 from pipeline.dsp.median import median_filter_axis
 from pipeline.dsp.registered import resolve
@@ -300,12 +300,16 @@ def _check_samples(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return y
 
 
+#: The power spectra a :class:`Spectra` holds, by the name :meth:`Spectra.log_mel` takes.
+PARTS: dict[str, str] = {"signal": "power", "harmonic": "harmonic_power", "percussive": "percussive_power"}
+
+
 class Spectra:
     """The spectra that the features of one signal share, each computed once.
 
-    Built by :func:`extract_features`; every registered feature function
-    reads what it needs from it. Frequency-major arrays are ``[F, T]``
-    float32 with ``F = 1 + n_fft // 2`` and ``T = 1 + n // hop_length``.
+    Built by :func:`spectra_of`; every registered feature function reads what
+    it needs from it. Frequency-major arrays are ``[F, T]`` float32 with
+    ``F = 1 + n_fft // 2`` and ``T = 1 + n // hop_length``.
 
     Attributes
     ----------
@@ -330,6 +334,7 @@ class Spectra:
         self.samples, self.sr, self.cfg = samples, sr, cfg
         self._fmax = float(cfg.fmax or sr / 2.0)
         self._top_db = cfg.top_db or None
+        self._mel_powers: dict[tuple[str, int], np.ndarray] = {}
         # The FFT yields frames x bins; everything after it runs frequency-major
         # [F, T], the layout of the outputs, so the sparse mel banks produce
         # [bands, T] without a transpose.
@@ -344,8 +349,22 @@ class Spectra:
 
     def mel_db(self, power: np.ndarray, n_mels: int) -> np.ndarray:
         """Log-mel (dB, ``cfg.top_db`` floor) of a power spectrum [F, T]: [n_mels, T] float32."""
-        basis = mel_basis_sparse(self.sr, self.cfg.n_fft, n_mels, float(self.cfg.fmin), self._fmax)
-        return power_to_db(basis @ power, top_db=self._top_db)
+        return power_to_db(self._mel_basis(n_mels) @ power, top_db=self._top_db)
+
+    def _mel_basis(self, n_mels: int):
+        return mel_basis_sparse(self.sr, self.cfg.n_fft, n_mels, float(self.cfg.fmin), self._fmax)
+
+    def mel_power(self, part: str, n_mels: int) -> np.ndarray:
+        """Mel power spectrum [n_mels, T] of one of :data:`PARTS` ("signal", "harmonic", "percussive"), cached."""
+        key = (part, n_mels)
+        if key not in self._mel_powers:
+            self._mel_powers[key] = self._mel_basis(n_mels) @ getattr(self, PARTS[part])
+        return self._mel_powers[key]
+
+    def log_mel(self, part: str, n_mels: int) -> np.ndarray:
+        """Log-mel (dB, ``cfg.top_db`` floor) [n_mels, T] of one of :data:`PARTS`; equal to
+        ``mel_db(<its power>, n_mels)``, with the mel product shared between calls."""
+        return power_to_db(self.mel_power(part, n_mels), top_db=self._top_db)
 
     @functools.cached_property
     def harmonic_signal(self) -> np.ndarray:
@@ -354,36 +373,140 @@ class Spectra:
         _masked_transposed(self.stft, self.harmonic_mask, harmonic)
         return istft(harmonic, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length, length=len(self.samples))
 
+    @functools.cached_property
+    def _harmonic_cens(self) -> tuple[np.ndarray, float]:
+        cfg = self.cfg
+        cens, min_norm = chroma_cens_parts(
+            self.harmonic_signal, sr=self.sr, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
+            bins_per_octave=cfg.cens_bins_per_octave, n_octaves=cfg.cens_n_octaves, tuning=cfg.cens_tuning,
+            win_len_smooth=cfg.cens_win_len_smooth)
+        return cens[:, : self.n_frames], min_norm
+
+    def harmonic_cens(self) -> np.ndarray:
+        """CENS [12, T] of :attr:`harmonic_signal` (``librosa.feature.chroma_cens``), computed once (a copy)."""
+        return self._harmonic_cens[0].copy()
+
+    def scaled(self, factor: float, samples: np.ndarray) -> "Spectra | None":
+        """The spectra of ``factor * self.samples`` (``samples``, the scaled signal itself), derived.
+
+        Every quantity follows from this one by an exact identity: the STFT,
+        the HPSS medians and the harmonic waveform scale by ``factor``, the
+        powers and mel powers by ``factor**2``, the soft masks and CENS
+        (normalised) do not change. Features computed from the result
+        therefore differ from those of ``samples`` computed afresh only by
+        float32 rounding, the dB floors (``amin``, ``top_db``) included,
+        since the log-mels are taken of the scaled mel powers.
+
+        Returns ``None`` where an identity would not hold exactly: a magnitude
+        (or a CENS chroma norm) that the scaling would move across float32
+        ``tiny``, the threshold below which the soft mask and the
+        normalisation treat a value as zero. The caller then computes the
+        spectra of ``samples`` afresh.
+        """
+        factor = float(factor)
+        if not (np.isfinite(factor) and factor > 0) or len(samples) != len(self.samples):
+            return None
+        # Positive values must stay >= tiny on both sides of the scaling (the
+        # 4x leaves room for the margin and rounding of the mask's products).
+        bound = 4.0 * _TINY32 * max(1.0, 1.0 / factor)
+        if not _positive_at_least(self.power, bound * bound):
+            return None
+        return ScaledSpectra(self, factor, samples)
+
+
+@njit(cache=True, nogil=True)
+def _positive_at_least(a, bound):
+    """Whether every positive value of ``a`` is >= ``bound`` (zeros allowed)."""
+    flat = a.reshape(-1)
+    for i in range(flat.size):
+        v = flat[i]
+        if v > 0 and v < bound:
+            return False
+    return True
+
+
+class ScaledSpectra(Spectra):
+    """The :class:`Spectra` of ``factor * parent.samples``, derived from the parent's (see :meth:`Spectra.scaled`).
+
+    The log-mels come from the parent's mel powers times ``factor**2`` (a
+    few hundred thousand multiplications and logarithms instead of an STFT,
+    two medians, four mel products and a CQT), CENS is the parent's; the
+    other attributes, which only a feature registered at run time reads,
+    are scaled on first use.
+    """
+
+    def __init__(self, parent: Spectra, factor: float, samples: np.ndarray) -> None:  # noqa: D107 (no super: nothing is computed)
+        self.samples, self.sr, self.cfg = samples, parent.sr, parent.cfg
+        self._fmax, self._top_db = parent._fmax, parent._top_db
+        self._mel_powers = {}
+        self.n_frames = parent.n_frames
+        self.harmonic_mask = parent.harmonic_mask
+        self._parent, self._factor = parent, factor
+        self._power_factor = np.float32(factor * factor)
+
+    def mel_power(self, part: str, n_mels: int) -> np.ndarray:
+        key = (part, n_mels)
+        if key not in self._mel_powers:
+            self._mel_powers[key] = self._parent.mel_power(part, n_mels) * self._power_factor
+        return self._mel_powers[key]
+
+    @functools.cached_property
+    def stft(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.stft * np.complex64(self._factor)
+
+    @functools.cached_property
+    def power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.power * self._power_factor
+
+    @functools.cached_property
+    def harmonic_power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.harmonic_power * self._power_factor
+
+    @functools.cached_property
+    def percussive_power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.percussive_power * self._power_factor
+
+    @functools.cached_property
+    def harmonic_signal(self) -> np.ndarray:
+        return self._parent.harmonic_signal * np.float32(self._factor)
+
+    @functools.cached_property
+    def _harmonic_cens(self) -> tuple[np.ndarray, float]:
+        cens, min_norm = self._parent._harmonic_cens
+        # Chroma frames are L1-normalised unless their norm is below tiny (all
+        # zero in practice): the parent's CENS holds if the scaling moves no
+        # positive norm (min_norm: the smallest, inf if none) across it.
+        if min(min_norm, min_norm * self._factor) >= 2.0 * _TINY32:
+            return cens, min_norm * self._factor
+        return Spectra._harmonic_cens.func(self)  # recompute from the scaled harmonic waveform
+
 
 # --------------------------------------------------------------------------
 # The built-in features (registered in pipeline.config.FEATURES)
 # --------------------------------------------------------------------------
 def log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``mel``: log-mel (dB) of the signal, [n_mels, T]."""
-    return spectra.mel_db(spectra.power, cfg.n_mels)
+    return spectra.log_mel("signal", cfg.n_mels)
 
 
 def harmonic_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``harmonic_mel``: log-mel (dB) of the HPSS harmonic part, [hp_n_mels, T]."""
-    return spectra.mel_db(spectra.harmonic_power, cfg.hp_n_mels)
+    return spectra.log_mel("harmonic", cfg.hp_n_mels)
 
 
 def percussive_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``percussive_mel``: log-mel (dB) of the HPSS percussive part, [hp_n_mels, T]."""
-    return spectra.mel_db(spectra.percussive_power, cfg.hp_n_mels)
+    return spectra.log_mel("percussive", cfg.hp_n_mels)
 
 
 def harmonic_mfcc(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``mfcc``: MFCCs (DCT-II, ortho) of the harmonic part's ``n_mels``-band log-mel, [n_mfcc, T]."""
-    return dct_ortho(cfg.n_mfcc, cfg.n_mels) @ spectra.mel_db(spectra.harmonic_power, cfg.n_mels)
+    return dct_ortho(cfg.n_mfcc, cfg.n_mels) @ spectra.log_mel("harmonic", cfg.n_mels)
 
 
 def harmonic_cens(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``cens``: 12-d CENS of the harmonic waveform, as ``librosa.feature.chroma_cens``, [12, T]."""
-    cens = chroma_cens(spectra.harmonic_signal, sr=spectra.sr, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
-                       bins_per_octave=cfg.cens_bins_per_octave, n_octaves=cfg.cens_n_octaves,
-                       tuning=cfg.cens_tuning, win_len_smooth=cfg.cens_win_len_smooth)
-    return cens[:, : spectra.n_frames]
+    return spectra.harmonic_cens()
 
 
 def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
@@ -412,6 +535,11 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
         holds NaN/Inf; or the CENS CQT does not fit ``sr``; or a registered
         feature function returns another shape than its bands x T.
     """
+    return features_of_spectra(spectra_of(samples, sr=sr, cfg=cfg))
+
+
+def spectra_of(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> Spectra:
+    """The checked signal's :class:`Spectra` (the arguments and errors of :func:`extract_features`)."""
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise FeatureError(f"sample rate sr={sr!r} must be a positive integer (Hz)")
     y = _check_samples(samples, cfg)
@@ -419,7 +547,12 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     fmax = cfg.fmax or sr / 2.0
     if fmax > sr / 2.0:
         raise FeatureError(f"features.fmax={cfg.fmax} exceeds Nyquist ({sr / 2.0} Hz at sr={sr}); lower fmax")
-    spectra = Spectra(y, sr=sr, cfg=cfg)
+    return Spectra(y, sr=sr, cfg=cfg)
+
+
+def features_of_spectra(spectra: Spectra) -> dict[str, np.ndarray]:
+    """Every registered feature of ``spectra`` (the result of :func:`extract_features`)."""
+    cfg = spectra.cfg
     out = {}
     for feature in FEATURES.values():
         compute = resolve(feature.compute, what=f"feature {feature.name!r}")
