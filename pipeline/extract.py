@@ -83,7 +83,7 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
     features: dict[str, dict[str, np.ndarray]] = {}
     params: dict[str, dict[str, float]] = {}
     original: Spectra | None = None
-    for variant in sorted(variants, key=lambda v: (v != ORIGINAL, _gain_db_param(v, cfg) is None)):
+    for variant in sorted(variants, key=lambda v: (v != ORIGINAL, not derives_from_original(v, cfg))):
         if variant == ORIGINAL:
             drawn: dict[str, float] = {}
             y = signal
@@ -96,6 +96,11 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
         features[variant] = features_of_spectra(spectra)
         params[variant] = drawn
     return ClipFeatures({v: features[v] for v in variants}, {v: params[v] for v in variants}, duration_s)
+
+
+def derives_from_original(variant: str, cfg: PipelineConfig) -> bool:
+    """Whether ``variant``'s features are derived from the original's (see :func:`variant_spectra`)."""
+    return _gain_db_param(variant, cfg) is not None
 
 
 def _gain_db_param(variant: str, cfg: PipelineConfig) -> str | None:

@@ -166,16 +166,27 @@ def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: flo
     return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
-def _hpss_power(S: np.ndarray, *, kernel_harmonic: int, kernel_percussive: int, power: float,
-                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """HPSS of a frequency-major magnitude ``S`` [F, T]: (mask_H, |H|^2, |P|^2), each [F, T] float32.
+def magnitude_frequency_major(X: np.ndarray) -> np.ndarray:
+    """``|X|.T``: the frequency-major magnitude [F, T] float32 of a time-major STFT [T, F] complex64."""
+    S = np.empty((X.shape[1], X.shape[0]), np.float32)
+    _magnitude_transposed(X, S)
+    return S
+
+
+def hpss_medians(S: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The two HPSS medians of a frequency-major magnitude ``S`` [F, T]: (harmonic, percussive), [F, T] float32.
 
     The harmonic median runs along time (axis 1), the percussive one along
     frequency (axis 0), both as ``scipy.ndimage.median_filter(mode="reflect")``.
     """
-    harm = median_filter_axis(S, kernel_harmonic, axis=1)
-    perc = median_filter_axis(S, kernel_percussive, axis=0)
-    return _hpss_parts(S, harm, perc, power=power, margin=margin)
+    return (median_filter_axis(S, cfg.hpss_kernel_harmonic, axis=1),
+            median_filter_axis(S, cfg.hpss_kernel_percussive, axis=0))
+
+
+def hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray,
+               cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HPSS of ``S`` [F, T] from its medians: (mask_H, |H|^2, |P|^2), each [F, T] float32 (see :func:`_hpss_parts`)."""
+    return _hpss_parts(S, harm, perc, power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
 
 
 def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float = 2.0,
@@ -340,11 +351,9 @@ class Spectra:
         # [bands, T] without a transpose.
         self.stft = stft(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)   # [T, F] complex64
         self.n_frames = self.stft.shape[0]
-        S = np.empty((self.stft.shape[1], self.stft.shape[0]), np.float32)     # [F, T] magnitude
-        _magnitude_transposed(self.stft, S)
-        self.harmonic_mask, self.harmonic_power, self.percussive_power = _hpss_power(
-            S, kernel_harmonic=cfg.hpss_kernel_harmonic, kernel_percussive=cfg.hpss_kernel_percussive,
-            power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
+        S = magnitude_frequency_major(self.stft)                                # [F, T]
+        harm, perc = hpss_medians(S, cfg)
+        self.harmonic_mask, self.harmonic_power, self.percussive_power = hpss_parts(S, harm, perc, cfg)
         self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
 
     def mel_db(self, power: np.ndarray, n_mels: int) -> np.ndarray:
