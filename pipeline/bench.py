@@ -47,8 +47,8 @@ from pipeline.dsp.augment import apply_augmentation, draw_params
 from pipeline.errors import PipelineError
 from pipeline.dsp.cens import chroma_cens_parts, cqt_magnitude
 from pipeline.dsp.features import (Spectra, features_of_spectra, harmonic_log_mel, harmonic_mfcc, hpss_medians,
-                                   hpss_parts, log_mel, magnitude_frequency_major, percussive_log_mel, spectra_of,
-                                   stft)
+                                   hpss_parts, log_mel, magnitude, percussive_log_mel, spectra_of,
+                                   stft_frequency_major)
 from pipeline.dsp.filterbanks import cqt_plan
 from pipeline.extract import decode, derives_from_original, features_of_signal, process_clip, variant_spectra
 
@@ -288,8 +288,8 @@ def _kernel_breakdown(y: np.ndarray, cfg: PipelineConfig) -> dict[str, float]:
     f = cfg.features
     sr = cfg.audio.sample_rate
     k: dict[str, float] = {}
-    X = _timed(k, "stft", lambda: stft(y, n_fft=f.n_fft, hop_length=f.hop_length))
-    S = _timed(k, "masks", lambda: magnitude_frequency_major(X))
+    X = _timed(k, "stft", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
+    S = _timed(k, "masks", lambda: magnitude(X))
     harm, perc = _timed(k, "medians", lambda: hpss_medians(S, f))
     _timed(k, "masks", lambda: hpss_parts(S, harm, perc, f))
     spectra = spectra_of(y, sr=sr, cfg=f)
@@ -330,8 +330,8 @@ def _floor(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
                                                                      params=drawn))
         if derives_from_original(variant, cfg):
             continue
-        X = _timed(parts, "stft_and_medians", lambda: stft(y, n_fft=f.n_fft, hop_length=f.hop_length))
-        S = magnitude_frequency_major(X)  # the medians' input; not part of the floor
+        X = _timed(parts, "stft_and_medians", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
+        S = magnitude(X)  # the medians' input; not part of the floor
         _timed(parts, "stft_and_medians", lambda: hpss_medians(S, f))
     parts["total"] = sum(parts.values())
     return parts

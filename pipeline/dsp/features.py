@@ -88,30 +88,29 @@ def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     return scipy.fft.rfft(centred_frames(y, n_fft, hop_length) * hann_window(n_fft), axis=-1)
 
 
-_TILE = 32
+def stft_frequency_major(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """:func:`stft` in librosa's frequency-major layout [F, T] (C-contiguous), the same numbers bit for bit.
+
+    The windowed frames are transformed along the contiguous axis of their
+    transposed view, so the FFT reads as fast as :func:`stft`'s and writes
+    the layout that everything after it uses (the magnitude and the masks
+    then need no transpose); pocketfft runs the same transform per frame.
+    """
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    frames = centred_frames(y, n_fft, hop_length) * hann_window(n_fft)
+    return np.ascontiguousarray(scipy.fft.rfft(frames.T, axis=0))
+
+
 
 
 @njit(cache=True, nogil=True)
-def _magnitude_transposed(X, out):
-    """``out[f, t] = |X[t, f]|``, in tiles so that both sides stay in cache."""
-    n_t, n_f = X.shape
-    for t0 in range(0, n_t, _TILE):
-        for f0 in range(0, n_f, _TILE):
-            for t in range(t0, min(t0 + _TILE, n_t)):
-                for f in range(f0, min(f0 + _TILE, n_f)):
-                    v = X[t, f]
-                    out[f, t] = np.sqrt(v.real * v.real + v.imag * v.imag)
-
-
-@njit(cache=True, nogil=True)
-def _masked_transposed(X, mask, out):
-    """``out[t, f] = X[t, f] * mask[f, t]`` (complex time-major STFT, real frequency-major mask), tiled."""
-    n_t, n_f = X.shape
-    for t0 in range(0, n_t, _TILE):
-        for f0 in range(0, n_f, _TILE):
-            for t in range(t0, min(t0 + _TILE, n_t)):
-                for f in range(f0, min(f0 + _TILE, n_f)):
-                    out[t, f] = X[t, f] * mask[f, t]
+def _magnitude(X, out):
+    """``out = |X|`` element-wise, as ``sqrt(re**2 + im**2)``."""
+    x = X.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(x.size):
+        v = x[i]
+        o[i] = np.sqrt(v.real * v.real + v.imag * v.imag)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -166,10 +165,10 @@ def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: flo
     return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
-def magnitude_frequency_major(X: np.ndarray) -> np.ndarray:
-    """``|X|.T``: the frequency-major magnitude [F, T] float32 of a time-major STFT [T, F] complex64."""
-    S = np.empty((X.shape[1], X.shape[0]), np.float32)
-    _magnitude_transposed(X, S)
+def magnitude(X: np.ndarray) -> np.ndarray:
+    """``|X|`` float32 of a C-contiguous complex64 array (as ``sqrt(re**2 + im**2)``), same shape."""
+    S = np.empty(X.shape, np.float32)
+    _magnitude(X, S)
     return S
 
 
@@ -332,7 +331,10 @@ class Spectra:
     n_frames : int
         ``T``.
     stft : np.ndarray [shape=(T, F)], complex64
-        :func:`stft` of the signal (time-major; do not modify it).
+        :func:`stft` of the signal (a time-major view of the frequency-major
+        :attr:`stft_fm`; do not modify it).
+    stft_fm : np.ndarray [shape=(F, T)], complex64
+        The same STFT, C-contiguous frequency-major.
     power : np.ndarray [shape=(F, T)]
         ``|X|**2``.
     harmonic_mask : np.ndarray [shape=(F, T)]
@@ -349,12 +351,16 @@ class Spectra:
         # The FFT yields frames x bins; everything after it runs frequency-major
         # [F, T], the layout of the outputs, so the sparse mel banks produce
         # [bands, T] without a transpose.
-        self.stft = stft(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)   # [T, F] complex64
-        self.n_frames = self.stft.shape[0]
-        S = magnitude_frequency_major(self.stft)                                # [F, T]
+        self.stft_fm = stft_frequency_major(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)  # [F, T]
+        self.n_frames = self.stft_fm.shape[1]
+        S = magnitude(self.stft_fm)                                             # [F, T]
         harm, perc = hpss_medians(S, cfg)
         self.harmonic_mask, self.harmonic_power, self.percussive_power = hpss_parts(S, harm, perc, cfg)
         self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
+
+    @property
+    def stft(self) -> np.ndarray:
+        return self.stft_fm.T
 
     def mel_db(self, power: np.ndarray, n_mels: int) -> np.ndarray:
         """Log-mel (dB, ``cfg.top_db`` floor) of a power spectrum [F, T]: [n_mels, T] float32."""
@@ -378,8 +384,9 @@ class Spectra:
     @functools.cached_property
     def harmonic_signal(self) -> np.ndarray:
         """The harmonic part as a waveform, ``istft(H)`` [shape=(n,)] float32."""
-        harmonic = np.empty_like(self.stft)
-        _masked_transposed(self.stft, self.harmonic_mask, harmonic)
+        # H = mask * X, time-major for the inverse FFT (which reads each frame
+        # contiguously): numpy's product and transposing copy beat a fused loop.
+        harmonic = np.ascontiguousarray(np.multiply(self.stft_fm, self.harmonic_mask).T)
         return istft(harmonic, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length, length=len(self.samples))
 
     @functools.cached_property
@@ -460,8 +467,8 @@ class ScaledSpectra(Spectra):
         return self._mel_powers[key]
 
     @functools.cached_property
-    def stft(self) -> np.ndarray:  # type: ignore[override]
-        return self._parent.stft * np.complex64(self._factor)
+    def stft_fm(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.stft_fm * np.complex64(self._factor)
 
     @functools.cached_property
     def power(self) -> np.ndarray:  # type: ignore[override]
