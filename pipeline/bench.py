@@ -296,7 +296,7 @@ def _kernels_once(y: np.ndarray, cfg: PipelineConfig) -> dict[str, float]:
     sr = cfg.audio.sample_rate
     k: dict[str, float] = {}
     X = _timed(k, "stft", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
-    S, _ = _timed(k, "masks", lambda: magnitude(X))
+    S = _timed(k, "masks", lambda: magnitude(X))
     harm, perc = _timed(k, "medians", lambda: hpss_medians(S, f))
     _timed(k, "masks", lambda: hpss_parts(S, harm, perc, f))
     spectra = spectra_of(y, sr=sr, cfg=f)
@@ -338,7 +338,7 @@ def _floor(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
         if derives_from_original(variant, cfg):
             continue
         X = _timed(parts, "stft_and_medians", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
-        S, _ = magnitude(X)  # the medians' input; not part of the floor
+        S = magnitude(X)  # the medians' input; not part of the floor
         _timed(parts, "stft_and_medians", lambda: hpss_medians(S, f))
     parts["total"] = sum(parts.values())
     return parts

@@ -107,21 +107,28 @@ def stft_frequency_major(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.nd
 
 @njit(cache=True, nogil=True)
 def _magnitude(X, out):
-    """``out = |X|`` element-wise, as ``sqrt(re**2 + im**2)``.
-
-    Returns the smallest ``max(|re|, |im|)`` of the non-zero entries (inf if
-    none): below ~1e-19 the squares underflow float32 and the magnitude is
-    not ``|X|`` any more.
-    """
+    """``out = |X|`` element-wise, as ``sqrt(re**2 + im**2)``."""
     x = X.reshape(-1)
     o = out.reshape(-1)
-    smallest = np.float32(np.inf)
     for i in range(x.size):
         v = x[i]
         o[i] = np.sqrt(v.real * v.real + v.imag * v.imag)
-        size = max(abs(v.real), abs(v.imag))
-        smallest = min(smallest, size if size > 0 else np.float32(np.inf))
-    return smallest
+
+
+@njit(cache=True, nogil=True)
+def _smallest_entry(X):
+    """The smallest ``max(|re|, |im|)`` of the non-zero entries of ``X`` (inf if none).
+
+    Below ~1e-19 an entry's squares underflow float32 and its magnitude is
+    not ``|X|`` any more.
+    """
+    x = X.reshape(-1)
+    smallest = np.float32(np.inf)
+    for i in range(x.size):
+        size = max(abs(x[i].real), abs(x[i].imag))
+        if size > 0 and size < smallest:
+            smallest = size
+    return float(smallest)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -176,11 +183,11 @@ def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: flo
     return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
-def magnitude(X: np.ndarray) -> tuple[np.ndarray, float]:
-    """``|X|`` float32 of a C-contiguous complex64 array (as ``sqrt(re**2 + im**2)``), same shape,
-    and the smallest ``max(|re|, |im|)`` of its non-zero entries (inf if none)."""
+def magnitude(X: np.ndarray) -> np.ndarray:
+    """``|X|`` float32 of a C-contiguous complex64 array (as ``sqrt(re**2 + im**2)``), same shape."""
     S = np.empty(X.shape, np.float32)
-    return S, float(_magnitude(X, S))
+    _magnitude(X, S)
+    return S
 
 
 def hpss_medians(S: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +371,7 @@ class Spectra:
         # [bands, T] without a transpose.
         self.stft_fm = stft_frequency_major(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)  # [F, T]
         self.n_frames = self.stft_fm.shape[1]
-        S, self._min_entry = magnitude(self.stft_fm)                        # [F, T]
+        S = magnitude(self.stft_fm)                                             # [F, T]
         harm, perc = hpss_medians(S, cfg)
         self.harmonic_mask, self.harmonic_power, self.percussive_power = hpss_parts(S, harm, perc, cfg)
         self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
@@ -438,7 +445,7 @@ class Spectra:
         # medians and the mask's products are normal numbers (>= 1e-36, far
         # above tiny, the mask's threshold for zero). Audio is far above it:
         # even one 16-bit step under a window's edge gives ~1e-11.
-        if self._min_entry * min(1.0, factor) < _MIN_SCALED_ENTRY:
+        if _smallest_entry(self.stft_fm) * min(1.0, factor) < _MIN_SCALED_ENTRY:
             return None
         return ScaledSpectra(self, factor, samples)
 
@@ -460,7 +467,6 @@ class ScaledSpectra(Spectra):
         self.n_frames = parent.n_frames
         self.harmonic_mask = parent.harmonic_mask
         self._parent, self._factor = parent, factor
-        self._min_entry = parent._min_entry * factor
         self._power_factor = np.float32(factor * factor)
 
     def mel_power(self, part: str, n_mels: int) -> np.ndarray:
