@@ -84,6 +84,8 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
     params: dict[str, dict[str, float]] = {}
     original: Spectra | None = None
     for variant in sorted(variants, key=lambda v: (v != ORIGINAL, not derives_from_original(v, cfg))):
+        if variant != ORIGINAL and not derives_from_original(variant, cfg):
+            original = None  # every derived variant is done: its memory goes before the next computed one
         if variant == ORIGINAL:
             drawn: dict[str, float] = {}
             y = signal
@@ -95,6 +97,7 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
             original = spectra
         features[variant] = features_of_spectra(spectra)
         params[variant] = drawn
+        del spectra  # not alive while the next variant's are computed
     return ClipFeatures({v: features[v] for v in variants}, {v: params[v] for v in variants}, duration_s)
 
 

@@ -17,25 +17,34 @@ For a mono signal the extractor computes every feature registered in
 The reference a user would write (librosa.stft -> decompose.hpss ->
 feature.melspectrogram / power_to_db / mfcc, istft -> chroma_cens) costs
 about 1.3 s per 30 s clip on one core, ~80% of it in
-``scipy.ndimage.median_filter``; this module takes ~65 ms (measured with
-``pipeline bench features``). The same numbers come from:
+``scipy.ndimage.median_filter``; this module takes ~55 ms (measured with
+``pipeline bench features``, which also times each kernel below). The same
+numbers come from:
 
 - a branch-free, SIMD sliding-window median (:mod:`pipeline.dsp.median`),
   bit-identical to ``scipy.ndimage.median_filter(mode="reflect")``
   (~2 x 9 ms instead of ~2 x 0.55 s);
-- float32 throughout: frames are strided views with one real FFT each;
-  after the FFT everything is frequency-major ``[bins, frames]``, the
-  layout of the outputs, so the sparse mel banks give ``[bands, frames]``
-  directly;
+- float32 throughout: frames are strided views with one real FFT each,
+  transformed along the contiguous axis of their transposed view so that
+  the STFT comes out frequency-major ``[bins, frames]`` (the same numbers
+  bit for bit), the layout of the outputs: the magnitude needs no
+  transpose and the sparse mel banks give ``[bands, frames]`` directly;
 - filterbanks, windows and CQT kernels built once per configuration
   (:mod:`pipeline.dsp.filterbanks`), with the CQT otherwise identical to
-  librosa's (:mod:`pipeline.dsp.cens`, ~22 ms, now the largest part);
+  librosa's; its kernel products visit only their ~15% non-zero entries
+  (:mod:`pipeline.dsp.cens`; its octaves' FFTs, ~14 ms, are now the
+  largest part after the medians);
 - soft masks and the harmonic/percussive power spectra fused into one
-  vectorised numba kernel.
+  vectorised numba kernel; mel powers computed once per part and band count.
 
 No approximation is made anywhere: differences from librosa are float32
 rounding (librosa orders some sums differently), at most ~2e-3 dB on the
 log-mels and ~1e-7 on CENS for 30 s clips; the tests bound them.
+
+A signal that is another's times a constant (the gain variant) needs none
+of this: :meth:`Spectra.scaled` derives its spectra from the other's by
+exact identities (see there), which :func:`pipeline.extract.variant_spectra`
+uses when ``features.derive_scaled_variants`` is on.
 """
 
 from __future__ import annotations
