@@ -26,7 +26,20 @@ processes slow memory and caches down, so repeated runs vary by ~10%.
 
 Parity is measured on the original variant of every clip, on the signal our
 decoder produced (so it isolates the features from decoder differences):
-our features vs the librosa reference features of that same signal.
+our features vs the librosa reference features of that same signal; a
+variant whose features are derived from the original's (gain) is compared
+with librosa on its own signal.
+
+Beside the totals it reports, on the same clips in the same run:
+
+- the stages of one clip (decode, each augmentation, each variant's
+  features, in the order a build runs them);
+- the kernels inside the original's features (STFT, medians, masks, mels,
+  MFCC, inverse STFT, CQT, CENS; median of three runs);
+- the floor: what no build of a clip can skip without changing a stored
+  number (its decode, its augmentations, and one STFT plus the two HPSS
+  medians per variant whose features are computed rather than derived), and
+  our cost as a multiple of it.
 """
 
 from __future__ import annotations
