@@ -440,11 +440,14 @@ class Spectra:
         float32 rounding, the dB floors (``amin``, ``top_db``) included,
         since the log-mels are taken of the scaled mel powers.
 
-        Returns ``None`` where an identity would not hold exactly: a magnitude
-        (or a CENS chroma norm) that the scaling would move across float32
-        ``tiny``, the threshold below which the soft mask and the
-        normalisation treat a value as zero. The caller then computes the
-        spectra of ``samples`` afresh.
+        Returns ``None`` where an identity would not hold in float32: a
+        non-zero STFT entry that the scaling (or this signal already) brings
+        near underflow, where squares and products stop being exact enough
+        and the soft mask treats values below ``tiny`` as zero; also for a
+        factor that is not positive and finite or ``samples`` of another
+        length. The caller then computes the spectra of ``samples`` afresh.
+        (A CENS chroma norm that the scaling would move across ``tiny`` makes
+        the derived spectra recompute CENS from the scaled waveform.)
         """
         factor = float(factor)
         if not (np.isfinite(factor) and factor > 0) or len(samples) != len(self.samples):
