@@ -58,6 +58,7 @@ from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, jo
 from stores import ClipResult, create_store, open_store, open_writer, schema
 from stores.schema import MANTISSA_BITS, STATIC_COLUMNS, round_mantissa
 from stores.uri import local_path, redact_uri, remote_errors, scheme_of
+from stores.versions import LEGACY_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -278,6 +279,10 @@ class BuildSummary:
     write_seconds: float = 0.0
     dashboard: str | None = None
     failure_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: The version this build committed (or found unchanged); see stores.versions.
+    version: str = ""
+    #: What an update left alone: clips in the store whose files are gone from the collection.
+    vanished: tuple[str, ...] = ()
 
     @property
     def failures_exceeded(self) -> bool:
@@ -300,7 +305,12 @@ class BuildSummary:
             f"time        {self.seconds:.1f} s ({self.build_seconds:.1f} s building)",
             f"throughput  {self.clips_per_s:.2f} clips/s",
             f"fingerprint {self.fingerprint[:16]}",
+            f"version     {self.version} (open exactly this store as {self.uri}@{self.version})",
         ]
+        if self.vanished:
+            lines.append(f"vanished    {len(self.vanished)} clip(s) of the store are no longer in the collection; "
+                         f"they stay in the store: {', '.join(self.vanished[:10])}"
+                         + (" ..." if len(self.vanished) > 10 else ""))
         if self.failures:
             lines.append(f"failed clips ({self.n_failed}, allowed {self.max_failures}):")
             lines += [f"  {cid}  {src}: {why}" for cid, src, why in self.failures[:50]]
@@ -649,7 +659,7 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
             (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
             for c in manifest.clips[start:stop]
         )
-        tasks.append(ShardTask(i, clips, config, uri, task_options, clip_limits, task_source_options))
+        tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))
@@ -715,7 +725,9 @@ def _execute(plan: _BuildPlan, *, scheduler: "str | distributed.Client | None", 
 
 def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) -> BuildSummary:
     """The finished store's counts, as the build reports them."""
-    store = open_store(plan.uri, storage_options=plan.options)
+    version = plan.writer.version
+    # the version this build committed, not whatever is newest by now
+    store = open_store(plan.uri if version == LEGACY_VERSION else f"{plan.uri}@{version}", storage_options=plan.options)
     clips = store.clips
     failed = clips[clips["status"] == schema.STATUS_FAILED]
     failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
@@ -730,6 +742,7 @@ def _summary(plan: _BuildPlan, run: _BuildRun, fingerprint: str, seconds: float)
         nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=plan.allowed_failures,
         task_seconds=sum(r.seconds for r in run.reports), write_seconds=sum(r.write_seconds for r in run.reports),
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
+        version=version,
     )
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from pipeline.errors import PipelineError, StoreError, count_failures, describe_failure_counts
 from stores import schema
 from stores.reader import FeatureStore, open_store
-from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
+from stores.uri import READ_ONLY_SCHEMES, is_zip, local_path, redact_uri, scheme_of
+from stores.versions import LEGACY_VERSION, VersionedStore, iter_objects, split_version
 from stores.writer import shard_digest, store_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     raw = raw_float32_bytes(store)
     return {
         "uri": store.uri,
+        "version": store.version,
+        "pinned_uri": store.pinned_uri,
         "format": meta.format,
         "schema_version": meta.schema_version,
         "complete": store.complete,
@@ -86,6 +89,8 @@ def format_info(info: Mapping[str, Any]) -> str:
         f"format       {info['format']} v{info['schema_version']}  "
         f"({'complete' if info['complete'] else 'INCOMPLETE: rerun the build to finish it'})",
         f"fingerprint  {info['fingerprint']}",
+        f"version      {info['version']}"
+        + ("" if info['version'] == LEGACY_VERSION else f"  (pin it: {info['pinned_uri']}; `pipeline log` lists all)"),
         f"dataset      {info['dataset'].get('name')} (split scheme {info['dataset'].get('split_scheme')!r}; "
         f"{info['dataset'].get('source') or 'no source given'})",
         f"clips        {info['n_clips']}: " + ", ".join(f"{n} {k}" for k, n in sorted(info["status"].items())),
@@ -286,19 +291,18 @@ def export_store(uri: str | Path, out: str | Path, *, storage_options: Mapping[s
     source = open_store(uri, storage_options=storage_options)  # refuses unfinished stores
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    if is_zip(uri):
+    if is_zip(uri) and split_version(uri)[1] is None:
         shutil.copyfile(local_path(uri), tmp)
     else:
-        if scheme_of(uri) in READ_ONLY_SCHEMES:
+        # The version's logical keys (a versioned store holds every version's objects under one
+        # location): what is written is plain Zarr that zarr and xarray open without this package.
+        zarr_store = source.group.store
+        if not isinstance(zarr_store, VersionedStore) and scheme_of(uri) in READ_ONLY_SCHEMES:
             raise StoreError(f"cannot export {source.uri}: HTTP cannot list a store's objects; "
                              "export from the original location")
-        fs, root = filesystem(uri, storage_options=storage_options)
-        root = root.rstrip("/")
-        files = sorted(fs.find(root))
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for path in files:
-                key = path[len(root):].lstrip("/")
-                zf.writestr(key, fs.cat_file(path))
+            for key, data in iter_objects(zarr_store):
+                zf.writestr(key, data)
     os.replace(tmp, out)
     exported = open_store(out)
     if exported.fingerprint != source.fingerprint:

@@ -48,7 +48,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping
 
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
@@ -656,6 +656,17 @@ def version_of(store: Store) -> str:
     return LEGACY_VERSION
 
 
+def iter_objects(store: Store) -> Iterator[tuple[str, bytes]]:
+    """``(logical key, bytes)`` of every object a Zarr store (a version, or a plain store) shows, sorted by key."""
+    async def keys() -> list[str]:
+        return sorted([k async for k in store.list()])
+
+    for key in sync(keys()):
+        data = sync(_read(store, key))
+        if data is not None:
+            yield key, data
+
+
 def writes_transaction(store: Store) -> bool:
     """True when ``store`` is a transaction's writable view (a commit will make it a version)."""
     return isinstance(store, VersionedStore) and store.txn is not None
@@ -676,21 +687,62 @@ def commit_transaction(store: Store, uri: str | Path, *, fingerprint: str, chang
     return Repository(store, redact_uri(split_version(uri)[0])).adopt_legacy(fingerprint=fingerprint, change=change)
 
 
-def format_log(entries: Iterable[LogEntry], tags: Mapping[str, str]) -> str:
-    """``pipeline log``'s text: newest first, one line per version."""
-    by_version: dict[str, list[str]] = {}
-    for name, version in sorted(tags.items()):
-        by_version.setdefault(version, []).append(name)
-    lines = []
-    for e in sorted(entries, key=lambda e: -e.seq):
-        names = f" [{', '.join(by_version[e.id])}]" if e.id in by_version else ""
-        lines.append(f"{e.id}{names}  {e.time}  {e.change}  (harmonic-feature-store {e.package})")
-    return "\n".join(lines)
-
-
 def entry_dict(entry: LogEntry, tags: Mapping[str, str]) -> dict[str, Any]:
     return {**dataclasses.asdict(entry), "tags": sorted(n for n, v in tags.items() if v == entry.id)}
 
 
 def missing_store(shown: str) -> StoreNotFoundError:
     return StoreNotFoundError(f"no feature store at {shown}: nothing there; build one with `pipeline build --out`")
+
+
+def store_log(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The versions of the store at ``uri``, newest first (what ``pipeline log`` prints).
+
+    A store built before versions is one entry, :data:`LEGACY_VERSION`.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing is at ``uri``.
+    """
+    from stores.uri import redact_uri, remote_errors
+
+    location, _ = split_version(uri)
+    with remote_errors(location):
+        repo = location_repository(location, storage_options, writable=False)
+        entries = repo.entries()
+        if entries:
+            tags = repo.tags()
+            return [entry_dict(e, tags) for e in sorted(entries, key=lambda e: -e.seq)]
+    from stores.reader import open_store  # a store without versions: one, read-only
+
+    store = open_store(location, storage_options=storage_options, allow_incomplete=True)
+    return [{"seq": 0, "id": LEGACY_VERSION, "parent": "", "time": store.metadata.finished or "",
+             "change": f"built before versions: {store.n_clips:,} clips", "package":
+             store.metadata.provenance.to_attrs().get("package_version", ""), "fingerprint": store.fingerprint,
+             "manifest": "", "tags": []}] if store is not None else []
+
+
+def tag_store(uri: str | Path, name: str, *, version: str | None = None,
+              storage_options: Mapping[str, Any] | None = None) -> LogEntry:
+    """Name a version of the store at ``uri`` (default: the newest); tags never move.
+
+    Raises
+    ------
+    VersionNotFoundError
+        The store has no versions (built before them: rebuild or update it first) or no version ``version``.
+    """
+    from stores.uri import remote_errors
+
+    location, ref = split_version(uri)
+    with remote_errors(location, writing=True):
+        return location_repository(location, storage_options, writable=True).tag(name, version or ref)
+
+
+def format_entries(entries: Iterable[Mapping[str, Any]]) -> str:
+    """``pipeline log``'s text: one line per version, newest first."""
+    lines = []
+    for e in entries:
+        tags = f" [{', '.join(e['tags'])}]" if e.get("tags") else ""
+        lines.append(f"{e['id']}{tags}  {e['time']}  {e['change']}  (harmonic-feature-store {e['package']})")
+    return "\n".join(lines)
