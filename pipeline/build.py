@@ -53,6 +53,7 @@ from pipeline.datasets.base import Manifest
 from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.extract import process_clip, warm_up
 from pipeline.isolation import PARTIAL_READ, ClipLimits, Job, Outcome, run_isolated
+from pipeline.update import growth_of, open_newest, start_growth
 from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, join_root, public_options,
                               worker_credential_env)
 from stores import ClipResult, create_store, open_store, open_writer, schema
@@ -527,6 +528,7 @@ def build_store(
     clip_limits: ClipLimits = ClipLimits(),
     source_storage_options: Mapping[str, Any] | None = None,
     on_shard_error: str = "finish",
+    update: bool = False,
 ) -> BuildSummary:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -574,6 +576,10 @@ def build_store(
         does to the build, the same on every path: "finish" lets the other
         shards finish, then raises one BuildError naming the first failure;
         "stop" stops at the first and raises its own error (debugging, tests).
+    update : bool
+        Add the clips of ``manifest`` that the store at ``out_uri`` lacks, as a
+        new version (:mod:`pipeline.update`, :mod:`stores.updates`); without it
+        a grown collection is refused, naming the number of new clips.
 
     Raises
     ------
@@ -590,11 +596,12 @@ def build_store(
         raise ConfigError(f"on_shard_error={on_shard_error!r} is not one of {', '.join(SHARD_ERROR_POLICIES)}")
     plan = _plan(manifest, out_uri, config=config, workers=workers, scheduler=scheduler, overwrite=overwrite,
                  max_failures=max_failures, storage_options=storage_options, clips_per_shard=clips_per_shard,
-                 clip_limits=clip_limits, source_storage_options=source_storage_options)
+                 clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
     fingerprint = plan.writer.finalize()
-    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
+    return dataclasses.replace(_summary(plan, run, fingerprint, time.perf_counter() - t_start),
+                               vanished=plan.vanished)
 
 
 @dataclasses.dataclass
@@ -610,6 +617,7 @@ class _BuildPlan:
     worker_env: dict[str, str]  # credentials for the workers of a LocalCluster we start
     allowed_failures: int
     config: PipelineConfig
+    vanished: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -622,8 +630,8 @@ class _BuildRun:
 def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, workers: int | None,
           scheduler: "str | distributed.Client | None", overwrite: bool, max_failures: str | int | float,
           storage_options: Mapping[str, Any] | None, clips_per_shard: int | None, clip_limits: ClipLimits,
-          source_storage_options: Mapping[str, Any] | None) -> _BuildPlan:
-    """Check the inputs, create (or reopen) the store, and make one task per pending shard."""
+          source_storage_options: Mapping[str, Any] | None, update: bool = False) -> _BuildPlan:
+    """Check the inputs, create (or reopen, or start an update of) the store, and make one task per pending shard."""
     shown = redact_uri(out_uri)
     if len(manifest) == 0:
         raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to build into {shown}")
@@ -645,25 +653,33 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
         check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
     augmented = augmented_splits(manifest, config)
-    writer = create_store(
-        uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
-        aug_params=_aug_param_names(config),
-        dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
-                 "n_folds": manifest.n_folds, "source": manifest.source},
-        augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
-    )
+    growth = None if overwrite else growth_of(manifest, uri, options, update=update)
+    if growth is not None and growth.new:
+        writer, store_clips = start_growth(uri, growth, manifest, config, options)
+    else:
+        writer = create_store(
+            uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
+            aug_params=_aug_param_names(config),
+            dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
+                     "n_folds": manifest.n_folds, "source": manifest.source},
+            augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite,
+            storage_options=options,
+        ) if growth is None else open_newest(uri, options, config)
+        store_clips = {i: clip for i, clip in enumerate(manifest.clips)}
+    augmented = writer.metadata.augmented_splits
     tasks = []
     for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
             (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
-            for c in manifest.clips[start:stop]
+            for c in (store_clips[j] for j in range(start, stop))
         )
         tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))
-    return _BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config)
+    return _BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config,
+                      growth.vanished if growth is not None else ())
 
 
 def split_credentials(serial: bool, scheduler: "str | distributed.Client | None",

@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError, StoreError, count_failures, describe_
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, is_zip, local_path, redact_uri, scheme_of
+from stores.updates import padding_rows
 from stores.versions import LEGACY_VERSION, VersionedStore, iter_objects, split_version
 from stores.writer import shard_digest, store_fingerprint
 
@@ -36,6 +37,7 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     """Summary of a store (finished or not): counts, variants, features, size, provenance."""
     store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
     clips = store.clips
+    padding = padding_rows(clips["clip_id"].astype(str).to_numpy())
     ok = clips[clips["status"] == schema.STATUS_OK]
     per_split: dict[str, dict[str, int]] = {}
     for (split, label), n in ok.groupby(["split", "label"]).size().items():
@@ -61,7 +63,8 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         "fingerprint": store.fingerprint,
         "config_hash": store.config_hash,
         "n_clips": store.n_clips,
-        "status": {k: int(v) for k, v in clips["status"].value_counts().items()},
+        "status": {**{k: int(v) for k, v in clips.loc[~padding, "status"].value_counts().items()},
+                   **({"padding rows": int(padding.sum())} if padding.any() else {})},
         "failures": count_failures(clips.loc[clips["status"] == schema.STATUS_FAILED, "reason"].tolist()),
         "ok_per_split_and_label": per_split,
         "ok_per_label": {k: int(v) for k, v in ok["label"].value_counts().sort_index().items()},
@@ -244,10 +247,14 @@ def _shard_problems(store: FeatureStore, digests: list[str]) -> tuple[list[str],
     # per-clip columns read once (store.clips already holds the outcome), sliced per shard
     outcome_columns = {name: clips[name].to_numpy() for name in schema.OUTCOME_COLUMNS}
     aug_columns = {name: g[name][:] for name in store.metadata.aug_arrays()}
+    # padding rows (stores.updates) close the last shard of a store before it grew: its digest covers its clips only
+    real_rows = ~padding_rows(clips["clip_id"].astype(str).to_numpy())
     for i, (start, stop) in enumerate(store.shards):
         if not digests[i]:
             continue
         blocks = store.read_shard(i, engine="zarr")  # the reference reader, not the fast path
+        stop = start + int(real_rows[start:stop].sum())
+        blocks = {name: block[:stop - start] for name, block in blocks.items()}
         frames = np.arange(mf)[None, None, :] < valid[start:stop, :, None]
         for name, block in blocks.items():
             values = block.transpose(0, 1, 3, 2)[frames]  # (valid clip-variant-frames, bands)
