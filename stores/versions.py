@@ -187,6 +187,10 @@ async def create_exclusive(store: Store, key: str, data: bytes) -> bool:
             await store.fs._pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
         except TypeError:  # a backend without exclusive writes
             logger.warning("%s cannot create objects exclusively: two writers committing at the same moment "
                            "are not detected", type(store.fs).__name__)
@@ -198,6 +202,17 @@ async def create_exclusive(store: Store, key: str, data: bytes) -> bool:
         return False
     await store.set(key, _buffer(data))
     return True
+
+
+def _precondition_failed(exc: OSError) -> bool:
+    """True for an S3 "412 Precondition Failed" (the key exists). s3fs makes it a
+    FileExistsError only when the server names the condition; the Ceph gateway
+    does not, and s3fs then raises a plain OSError caused by the ClientError."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None) or {}
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
+    status = (response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}).get("HTTPStatusCode")
+    return error.get("Code") in ("PreconditionFailed", "412") or status == 412
 
 
 class Repository:
