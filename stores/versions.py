@@ -226,6 +226,7 @@ class Repository:
         self.physical = physical
         self.shown = shown
         self._manifests: dict[str, dict[str, str]] = {}
+        self._views: dict[str, VersionedStore] = {}
 
     # -- the log ----------------------------------------------------------------------------
     def entry(self, seq: int) -> LogEntry | None:
@@ -390,9 +391,16 @@ class Repository:
         return base, ({} if record["fresh"] else self.manifest(base))
 
     def view(self, txn: str) -> VersionedStore:
-        """The writable view of a transaction: its base version with its own writes on top."""
-        _, manifest = self.base_manifest(txn)
-        return VersionedStore(self.physical, manifest, txn=txn, shown=self.shown, repo=self)
+        """The writable view of a transaction: its base version with its own writes on top.
+
+        Kept per process: a build task opens its transaction for every shard, and the
+        base never changes (reading it again would read the whole log each time).
+        """
+        view = self._views.get(txn)
+        if view is None:
+            _, manifest = self.base_manifest(txn)
+            view = self._views[txn] = VersionedStore(self.physical, manifest, txn=txn, shown=self.shown, repo=self)
+        return view
 
     def pinned(self, entry: LogEntry) -> VersionedStore:
         return VersionedStore(self.physical, self.manifest(entry), shown=self.shown, version=entry.id, repo=self)
@@ -441,6 +449,7 @@ class Repository:
             )
         sync(self.physical.set(HEAD_HINT, _buffer(json.dumps({"seq": seq, "id": version}).encode())))
         sync(self.physical.delete(f"{TXN_PREFIX}{txn}.json"))
+        self._views.pop(txn, None)
         self._manifests[version] = new
         logger.info("committed version %s of %s: %s", version, self.shown, entry.change)
         return entry

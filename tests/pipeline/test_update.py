@@ -236,3 +236,33 @@ def test_a_fixed_scheme_gives_new_clips_the_datasets_own_split():
                         ClipRecord("b", "b.mp3", "rock", "test", -1, "ann")), "official")
     growth = plan_growth(manifest, stored, split_scheme="official")
     assert [(c.clip_id, c.split) for c in growth.new] == [("b", "test")]
+
+
+@pytest.mark.s3
+def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, s3_server, monkeypatch):
+    import secrets
+
+    from stores.versions import location_repository
+
+    base, bigger = collection
+    fs = s3_server.filesystem()
+    bucket = f"hfs-update-{secrets.token_hex(4)}"
+    fs.mkdir(bucket)
+    uri, options = f"s3://{bucket}/s.zarr", s3_server.storage_options()
+    try:
+        first = _build(base, uri, storage_options=options)
+        reader = open_store(uri, storage_options=options)
+        real = build_module.build_shard
+        monkeypatch.setattr(build_module, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            _build(bigger, uri, update=True, storage_options=options)
+        assert open_store(uri, storage_options=options).version == first.version
+        monkeypatch.setattr(build_module, "build_shard", real)
+        update = _build(bigger, uri, update=True, storage_options=options)
+        assert update.clips_built == 4 and reader.n_clips == 7  # the open reader still reads its version
+        repo = location_repository(uri, options, writable=False)
+        old, new = repo.manifest(repo.resolve(first.version)), repo.manifest(repo.resolve(update.version))
+        assert all(new[k] == v for k, v in old.items() if "/c/" in k and k.split("/")[0] in ("mel", "status"))
+        assert verify_store(uri, storage_options=options)["ok"]
+    finally:
+        fs.rm(bucket, recursive=True)
