@@ -31,11 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd  # the stored clip table the split rule reads
+
 from pipeline.build import build_store
 from pipeline.config import AudioConfig, PipelineConfig
 from pipeline.datasets import load_manifest
 from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import ConfigError
+from pipeline.update import plan_growth
 from stores import schema
 
 logger = logging.getLogger(__name__)
@@ -62,7 +65,10 @@ def run_update_bench(out: str | Path, base: int = 200, new: int = 20, *, seconds
     grown = dataclasses.replace(manifest, clips=tuple(ranked[:base + new]))
     added = {c.clip_id for c in ranked[base:base + new]}
     before = dataclasses.replace(grown, clips=tuple(c for c in grown.clips if c.clip_id not in added))
-    alone = dataclasses.replace(grown, clips=tuple(c for c in grown.clips if c.clip_id in added))
+    # the new clips with the splits the update gives them (the split rule of pipeline.update), so that
+    # both builds compute the same variants
+    stored = pd.DataFrame([dataclasses.asdict(c) for c in before.clips])
+    alone = dataclasses.replace(grown, clips=plan_growth(grown, stored, split_scheme=grown.split_scheme).new)
     config = PipelineConfig(audio=AudioConfig(clip_seconds=seconds))
     kw = dict(config=config, workers=workers, progress=False, max_failures=1.0)
 
