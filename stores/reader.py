@@ -320,6 +320,9 @@ class FeatureStore:
         if scheme_of(location) in READ_ONLY_SCHEMES:
             return -1
         fs, root = filesystem(location, storage_options=self._storage_options)
+        # a cached listing (of this folder or one below it) may predate the newest version's objects
+        for cached in [p for p in getattr(fs, "dircache", {}) if str(p).startswith(root.rstrip("/"))]:
+            fs.invalidate_cache(cached)
         return int(fs.du(root, total=True))
 
 
