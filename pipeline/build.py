@@ -53,12 +53,13 @@ from pipeline.datasets.base import Manifest
 from pipeline.errors import AudioError, BuildError, ConfigError, count_failures, describe_failure_counts
 from pipeline.extract import process_clip, warm_up
 from pipeline.isolation import PARTIAL_READ, ClipLimits, Job, Outcome, run_isolated
-from pipeline.update import growth_of, open_newest, start_growth
+from pipeline.update import growth_of, open_newest, start_extension, start_growth
 from pipeline.sources import (ExcerptPlan, check_root, fetch_many, is_remote, join_root, public_options,
                               worker_credential_env)
 from stores import ClipResult, create_store, open_store, open_writer, schema
 from stores.schema import MANTISSA_BITS, STATIC_COLUMNS, round_mantissa
 from stores.uri import local_path, redact_uri, remote_errors, scheme_of
+from stores.updates import write_extension
 from stores.versions import LEGACY_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +114,9 @@ class ShardTask:
     #: fsspec options for remote audio (``--root s3://...``): without credentials when the
     #: task goes to workers (they use their own environment), see pipeline.sources.public_options.
     source_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: An update that adds these augmentation variants: only they are computed and written
+    #: (:func:`stores.updates.write_extension`); clips with no variants are not decoded.
+    extend: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +152,8 @@ def build_shard(task: ShardTask) -> ShardReport:
     # and says to rerun, not as a bare botocore exception.
     with remote_errors(task.uri):
         writer = open_writer(task.uri, storage_options=task.storage_options)
-        digest = writer.write_shard(task.shard_index, results)
+        digest = write_extension(writer, task.shard_index, results, task.extend) if task.extend \
+            else writer.write_shard(task.shard_index, results)
     n_failed = sum(r.status != "ok" for r in results)
     t_end = time.perf_counter()
     return ShardReport(task.shard_index, len(results), n_failed, t_end - t0, t_end - t_write, digest)
@@ -160,11 +165,16 @@ def _extract_shard(task: ShardTask) -> list:
     The kernels are compiled here first so the sandbox child inherits them.
     """
     warm_up(task.config)
+    # an update adding variants decodes only the clips that get them
+    todo = [k for k, clip in enumerate(task.clips) if clip[3] or not task.extend]
     outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
-                              for clip_id, path, source, variants in task.clips],
+                              for clip_id, path, source, variants in (task.clips[k] for k in todo)],
                              extract_for_store, limits=task.limits, source_options=task.source_options,
                              excerpt=excerpt_plan(task.config))
-    return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
+    results = [ClipResult("ok")] * len(task.clips)
+    for k, outcome in zip(todo, outcomes):
+        results[k] = _clip_result(outcome, task.clips[k], ClipResult)
+    return results
 
 
 def clip_outcomes(clips: Sequence[tuple[str, str, tuple]], work: Any, *, limits: ClipLimits,
@@ -654,8 +664,13 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
 
     augmented = augmented_splits(manifest, config)
     growth = None if overwrite else growth_of(manifest, uri, options, update=update)
+    extension = start_extension(uri, config, options) if growth is not None and not growth.new else None
+    per_clip_variants: dict[int, tuple[str, ...]] = {}
+    added: tuple[str, ...] = ()
     if growth is not None and growth.new:
         writer, store_clips = start_growth(uri, growth, manifest, config, options)
+    elif extension is not None:
+        writer, store_clips, per_clip_variants, added = extension
     else:
         writer = create_store(
             uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
@@ -671,10 +686,12 @@ def _plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, wo
     for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
-            (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
-            for c in (store_clips[j] for j in range(start, stop))
+            (c.clip_id, join_root(manifest.root, c.path), c.path,
+             per_clip_variants[j] if extension is not None else clip_variants(c, augmented, config))
+            for j, c in ((j, store_clips[j]) for j in range(start, stop))
         )
-        tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options))
+        tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options,
+                               extend=added))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))

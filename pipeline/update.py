@@ -163,3 +163,32 @@ def open_newest(uri: str, storage_options: Mapping[str, Any], config: PipelineCo
     writer = newest_writer(uri, storage_options=storage_options)
     check_same_config(writer.metadata, config, writer.uri)
     return writer
+
+
+def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[str, Any]
+                    ) -> tuple[Any, dict[int, ClipRecord], dict[int, tuple[str, ...]], tuple[str, ...]] | None:
+    """Start (or resume) the update that adds ``config``'s new augmentation variants to the store
+    at ``uri``; None when ``config`` adds none.
+
+    Returns the writer, the stored clip at each clip index, the variants each
+    clip gets (the new ones for an ok clip of an augmented split, none
+    otherwise: such clips are not decoded at all), and the new variants.
+    """
+    from pipeline.config import AUGMENTATIONS
+    from stores.reader import open_store
+    from stores.updates import appended_variants, extend_store
+
+    store = open_store(uri, storage_options=storage_options)
+    added = appended_variants(store.metadata, config)
+    if not added:
+        return None
+    writer = extend_store(uri, config=config, storage_options=storage_options,
+                          aug_params={v: sorted(AUGMENTATIONS[v].param_names) for v in added})
+    augmented = writer.metadata.augmented_splits
+    clips, variants = {}, {}
+    for i, row in enumerate(store.clips.itertuples()):
+        clips[i] = ClipRecord(str(row.clip_id), str(row.source), str(row.label), str(row.split), int(row.fold),
+                              str(row.group))
+        gets = row.status == "ok" and ("all" in augmented or row.split in augmented)
+        variants[i] = tuple(added) if gets else ()
+    return writer, clips, variants, tuple(added)

@@ -1,4 +1,4 @@
-"""Updating a store in place, as a new version: more clips (grow).
+"""Updating a store in place, as a new version: more clips (grow), more augmentation variants (extend).
 
 A grown store keeps every object of its clips as it was: the new clips go
 into new shards. When the last shard of the store is not full, the clip axis
@@ -29,7 +29,8 @@ from stores.metadata import StoreMetadata
 from stores.schema import Layout
 from stores.uri import redact_uri
 from stores.versions import begin_transaction, describe_clips, split_version
-from stores.writer import (StoreWriter, _columns_hash, _config_diff, _existing_metadata, _open_group, open_writer)
+from stores.writer import (StoreWriter, _columns_hash, _config_diff, _existing_metadata, _open_group, open_writer,
+                           shard_digest)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _PADDING = {"clip_id": PADDING_CLIP_ID, "label": "", "label_index": 0, "split": 
 
 def padding_rows(clip_ids: Sequence[str]) -> np.ndarray:
     """bool [shape=(n_clips,)]: rows of the clip axis that are padding, not clips."""
-    return np.asarray(clip_ids, dtype=str) == PADDING_CLIP_ID
+    return np.fromiter((str(c) == PADDING_CLIP_ID for c in clip_ids), dtype=bool, count=len(clip_ids))
 
 
 def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> list[str] | None:
@@ -142,8 +143,9 @@ def check_same_config(existing: StoreMetadata, config: PipelineConfig, shown: st
     differing = _config_diff(existing.config_dict(), config)
     raise ConfigMismatchError(
         f"cannot update {shown} with another config (differing: {', '.join(differing)}): changing a feature's "
-        "parameters is not an update, it makes other numbers, and adding a feature or variant to a store is not "
-        "implemented yet; build a new store (another --out, or --overwrite: a new version of this one)"
+        "parameters is not an update, it makes other numbers (an update may only append augmentation variants, "
+        "in an update of its own, not together with new clips; adding a feature is not implemented); build a new "
+        "store (another --out, or --overwrite: a new version of this one)"
     )
 
 
@@ -162,3 +164,121 @@ def _resize_clip_axis(group: zarr.Group, metadata: StoreMetadata, n_clips: int, 
         array = group[name]
         array.resize((n_clips, *array.shape[1:]))
     group[schema.SHARD_DIGEST].resize((n_shards,))
+
+
+def appended_variants(existing: StoreMetadata, config: PipelineConfig) -> tuple[str, ...]:
+    """The augmentation variants ``config`` adds to the store's, when that is all it changes; else ().
+
+    Only appending is an extension: the stored variants keep their positions
+    on the variant axis, and every other setting (parameter ranges included)
+    must be the store's own.
+    """
+    stored = existing.config_dict()
+    now = config.to_dict()
+    old, new = tuple(existing.variants), tuple(config.augment.variant_names)
+    if len(new) <= len(old) or new[:len(old)] != old:
+        return ()
+    same_otherwise = {**now, "augment": {**now["augment"], "variants": None}} == \
+        {**stored, "augment": {**stored.get("augment", {}), "variants": None}}
+    return new[len(old):] if same_otherwise else ()
+
+
+def extend_store(uri: str | Path, *, config: PipelineConfig, aug_params: Mapping[str, Sequence[str]],
+                 storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """Start (or resume) the update that adds ``config``'s new augmentation variants to the store at ``uri``.
+
+    The variant axis grows by whole shards: the stored variants keep their
+    shard objects byte for byte and the new variants of a shard's clips go
+    into a new object beside them. Every shard is pending afterwards; a task
+    writes only its new variants (:func:`write_extension`) and the shard's
+    digest over everything it now holds.
+
+    Raises
+    ------
+    ConfigMismatchError
+        ``config`` changes anything but appending variants.
+    """
+    shown = redact_uri(uri)
+    existing = _existing_metadata(uri, storage_options, shown)
+    if existing is None or not existing.complete:
+        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    added = appended_variants(existing, config)
+    if not added:
+        check_same_config(existing, config, shown)
+        raise ConfigMismatchError(f"{shown}: the config adds no variant to the store's {list(existing.variants)}")
+    variants = tuple(config.augment.variant_names)
+    aug_arrays = {**{v: dict(p) for v, p in existing.aug_params.items()},
+                  **{v: {param: schema.aug_array_name(v, param) for param in aug_params.get(v, ())} for v in added}}
+    metadata = dataclasses.replace(
+        existing, complete=False, fingerprint=None, summary=None, finished=None, config=config.to_dict(),
+        config_hash=config.config_hash(), variants=variants, aug_params=aug_arrays,
+    )
+    change = f"+variant {', '.join(added)}"
+    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
+                               intent=f"extend|{config.config_hash()}|{existing.clips_hash}")
+    started = _existing_metadata(target, storage_options, shown)
+    if started is not None and started.config_hash == metadata.config_hash:
+        logger.info("resuming the update of %s (%s)", shown, change)
+        return open_writer(target, storage_options=storage_options)
+
+    group = _open_group(target, storage_options, "r+")
+    n, nv = existing.layout.n_clips, len(variants)
+    for name in existing.features:
+        array = group[name]
+        array.resize((n, nv, *array.shape[2:]))
+    group[schema.VALID_FRAMES].resize((n, nv))
+    names = group[schema.VARIANT]
+    names.resize((nv,))
+    names[len(existing.variants):] = np.array(added)
+    cps = existing.layout.clips_per_shard
+    for variant in added:
+        for param, array in aug_arrays[variant].items():
+            group.create_array(array, shape=(n,), chunks=(cps,), dtype="float64", fill_value=np.nan,
+                               dimension_names=("clip",), attributes={"variant": variant, "parameter": param})
+    group[schema.SHARD_DIGEST][:] = ""  # every shard gets its new variants (or none) and a new digest
+    group.attrs.put(metadata.to_attrs())  # last: a half-done setup is recognised (old config hash) and redone
+    logger.info("%s: adding variant(s) %s to %d shards", shown, ", ".join(added), existing.layout.n_shards)
+    return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
+
+
+def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any], added: Sequence[str]) -> str:
+    """Write the new variants of one shard's clips and the shard's digest; return the digest.
+
+    ``results`` are :class:`stores.writer.ClipResult` per clip of the shard
+    whose ``features``/``params`` hold only ``added`` variants (none for a clip
+    that does not get them); status, reason and duration of the clips stay as
+    stored. The stored variants are read back for the digest, never rewritten.
+    """
+    start, stop = writer.layout.shard_range(shard_index)
+    variants = writer.variants
+    first = variants.index(added[0])
+    group = writer.group
+    blocks = {name: np.asarray(writer.array(name).oindex[start:stop, :first]) for name in writer.feature_bands}
+    valid = np.zeros((stop - start, len(variants)), np.int32)
+    valid[:, :first] = writer.array(schema.VALID_FRAMES)[start:stop, :first]
+    new_blocks = {name: np.zeros((stop - start, len(variants) - first, bands, writer.max_frames), np.float16)
+                  for name, bands in writer.feature_bands.items()}
+    new_aug = {array: np.full(stop - start, np.nan) for v in added for array in writer.aug_arrays.get(v, {}).values()}
+    bits = writer.metadata.layout.mantissa_bits
+    for c, result in enumerate(results):
+        for variant, feats in result.features.items():
+            j = variants.index(variant) - first
+            for name in writer.feature_bands:
+                x = np.asarray(feats[name])
+                new_blocks[name][c, j, :, :x.shape[1]] = x if x.dtype == np.float16 else schema.round_mantissa(x, bits)
+                valid[c, first + j] = x.shape[1]
+            for param, value in result.params.get(variant, {}).items():
+                new_aug[writer.aug_arrays[variant][param]][c] = float(value)
+    for name, block in new_blocks.items():
+        writer.array(name)[start:stop, first:] = block
+    writer.array(schema.VALID_FRAMES)[start:stop, first:] = valid[:, first:]
+    for array, values in new_aug.items():
+        writer.array(array)[start:stop] = values
+    # the digest covers the shard's clips, not the padding rows that close a grown store's old last shard
+    real = int((~padding_rows(group["clip_id"][start:stop])).sum())
+    outcome = {name: group[name][start:start + real] for name in schema.OUTCOME_COLUMNS}
+    aug = {name: group[name][start:start + real] for name in writer.metadata.aug_arrays()}
+    full = {name: np.concatenate([blocks[name], new_blocks[name]], axis=1)[:real] for name in blocks}
+    digest = shard_digest(full, valid[:real], outcome, aug)
+    writer.array(schema.SHARD_DIGEST)[shard_index] = digest
+    return digest

@@ -266,3 +266,38 @@ def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, s3_server, mon
         assert verify_store(uri, storage_options=options)["ok"]
     finally:
         fs.rm(bucket, recursive=True)
+
+
+def test_an_update_appending_a_variant_computes_only_it(collection, tmp_path, monkeypatch):
+    base, _ = collection
+    uri = tmp_path / "s.zarr"
+    first = _build(base, uri)
+    before = {k: v for k, v in _objects(uri).items() if k != "head.json"}
+    seen = []
+    real = build_module.build_shard
+    monkeypatch.setattr(build_module, "build_shard", lambda task: seen.append(task) or real(task))
+    more = dataclasses.replace(CFG, augment=AugmentConfig(variants=("gain", "noise")))
+    summary = build_store(base, uri, config=more, workers=0, progress=False, update=True)
+    store = open_store(uri)
+    assert store.variants == ("original", "gain", "noise") and summary.version != first.version
+    train = [c.clip_id for c in base.clips if c.split == "train"]
+    asked = {clip_id: variants for task in seen for clip_id, _, _, variants in task.clips}
+    assert {k for k, v in asked.items() if v} == set(train) and set(asked.values()) == {(), ("noise",)}
+    after = _objects(uri)
+    assert {k: after.get(k) for k in before} == before  # the stored variants' objects are untouched
+    index = int(store.select(split="train")[0])
+    assert store.read_clip(index, "noise")["mel"].shape[1] > 0
+    assert verify_store(uri)["ok"] and store_log(uri)[0]["change"] == "+variant noise"
+    assert open_store(f"{uri}@{first.version}").variants == ("original", "gain")
+
+
+def test_a_variant_added_to_a_grown_store_with_padding_verifies(collection, tmp_path):
+    base, bigger = collection
+    uri = tmp_path / "s.zarr"
+    _build(base, uri)
+    _build(bigger, uri, update=True)  # 7 clips + 2 padding rows + 4
+    more = dataclasses.replace(CFG, augment=AugmentConfig(variants=("gain", "noise")))
+    build_store(bigger, uri, config=more, workers=0, progress=False, update=True)
+    report = verify_store(uri)
+    assert report["ok"], report
+    assert [e["change"].split(" ")[0] for e in store_log(uri)] == ["+variant", "+4", "build:"]
