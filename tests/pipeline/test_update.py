@@ -301,3 +301,11 @@ def test_a_variant_added_to_a_grown_store_with_padding_verifies(collection, tmp_
     report = verify_store(uri)
     assert report["ok"], report
     assert [e["change"].split(" ")[0] for e in store_log(uri)] == ["+variant", "+4", "build:"]
+
+
+def test_an_update_on_a_local_cluster_equals_the_serial_one(collection, grown, tmp_path):
+    base, bigger = collection
+    uri = tmp_path / "s.zarr"
+    _build(base, uri)
+    update = build_store(bigger, uri, config=CFG, workers=2, clips_per_shard=CPS, progress=False, update=True)
+    assert update.clips_built == 4 and update.fingerprint == grown[3].fingerprint
