@@ -55,7 +55,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 import zarr.storage
 
-from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -715,10 +715,6 @@ def entry_dict(entry: LogEntry, tags: Mapping[str, str]) -> dict[str, Any]:
     return {**dataclasses.asdict(entry), "tags": sorted(n for n, v in tags.items() if v == entry.id)}
 
 
-def missing_store(shown: str) -> StoreNotFoundError:
-    return StoreNotFoundError(f"no feature store at {shown}: nothing there; build one with `pipeline build --out`")
-
-
 def store_log(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The versions of the store at ``uri``, newest first (what ``pipeline log`` prints).
 
@@ -742,9 +738,8 @@ def store_log(uri: str | Path, *, storage_options: Mapping[str, Any] | None = No
 
     store = open_store(location, storage_options=storage_options, allow_incomplete=True)
     return [{"seq": 0, "id": LEGACY_VERSION, "parent": "", "time": store.metadata.finished or "",
-             "change": f"built before versions: {store.n_clips:,} clips", "package":
-             store.metadata.provenance.to_attrs().get("package_version", ""), "fingerprint": store.fingerprint,
-             "manifest": "", "tags": []}] if store is not None else []
+             "change": f"built before versions: {store.n_clips:,} clips", "fingerprint": store.fingerprint,
+             "package": store.metadata.provenance.package_version, "manifest": "", "tags": []}]
 
 
 def tag_store(uri: str | Path, name: str, *, version: str | None = None,

@@ -21,7 +21,7 @@ from stores.uri import make_store
 from stores.versions import (ConcurrentWriteError, LEGACY_VERSION, ReadOnlyVersionError, VersionNotFoundError,
                              create_exclusive, location_repository, split_version, store_log, tag_store)
 from tests.http_fixtures import serve_folder
-from tests.stores.backends import WRITABLE, Backend, backend_params, open_backend
+from tests.stores.backends import WRITABLE, backend_params, open_backend
 from tests.stores.test_store import LABELS, build, fake_result, small_config
 
 from zarr.core.sync import sync
