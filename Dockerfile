@@ -58,6 +58,7 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY stores ./stores
 COPY model ./model
+COPY bench ./bench
 COPY workflows ./workflows
 RUN pip install ".[s3,xarray]" && pip check
 

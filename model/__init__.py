@@ -9,8 +9,8 @@ Public API::
     model.train.train(store_or_uri, model_name_or_TrainConfig, out_dir, *, resume=False, **options) -> dict
     model.evaluate.evaluate(checkpoint, store_or_uri, out_dir=None, *, split="test", folds=None) -> dict
     model.predict.Predictor(checkpoint).predict(path) / predict_files(checkpoint, files, top=3)
-    model.bench.bench_loader(store, seconds=...) / latency(name, checkpoint=None, device="cpu")
 
 Nothing here computes DSP features except through :mod:`pipeline.extract`
-(prediction reuses the store's own functions and config).
+(prediction reuses the store's own functions and config). Its benchmarks
+(loader, prediction latency, the GPU check) live in :mod:`bench`.
 """

@@ -48,7 +48,7 @@ def run_metadata(store: ReadableStore, cfg: Any, features: Any, model_kwargs: Ma
     defaults to its ``model_kwargs``.
     """
     return {"model_name": cfg.model, "model_kwargs": dict(cfg.model_kwargs if model_kwargs is None else model_kwargs),
-            "train_config": cfg.to_dict(), "pipeline_config": store.config.to_dict(),
+            "train_config": cfg.to_dict(), "pipeline_config": store.config,
             "feature_hash": feature_hash(store.config), "labels": list(store.labels), "features": list(features),
             "store": {"uri": str(store.uri), "fingerprint": str(store.fingerprint),
                       "config_hash": str(store.config_hash), **store_version(store)}}
@@ -108,7 +108,7 @@ def check_store(state: Mapping[str, Any], store: ReadableStore, *, what: str = "
         differing config keys or labels.
     """
     trained = state["pipeline_config"]
-    current = store.config.to_dict()
+    current = store.config
     if feature_hash(current) != state["feature_hash"]:
         diffs = []
         for section in FEATURE_SECTIONS:

@@ -24,9 +24,8 @@ from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar, Union
 
 from pipeline import validate
 from pipeline.errors import ConfigError
-
-#: Name of the un-augmented variant; always stored first.
-ORIGINAL = "original"
+from stores.metadata import FeatureInfo, RecordedConfig, WindowInfo
+from stores.schema import ORIGINAL  # the un-augmented variant's name, always stored first
 #: Excerpt positions of a longer file (``audio.excerpt``, ``load_clip(excerpt=)``).
 EXCERPTS: tuple[str, ...] = ("centre", "start")
 #: The augmentations a default config stores, in the order variants are stored.
@@ -115,7 +114,8 @@ class Registry(Generic[T]):
 
 @dataclasses.dataclass(frozen=True)
 class Feature:
-    """A per-frame feature of every store: how many bands it has and what computes it.
+    """A per-frame feature of every store: how many bands it has, what computes it and
+    what its values are (the units and description its store array records).
 
     Attributes
     ----------
@@ -128,11 +128,17 @@ class Feature:
         ``compute(spectra, cfg) -> float32 [shape=(bands, frames)]`` from the
         shared spectra of one signal (:class:`pipeline.dsp.features.Spectra`)
         and the :class:`FeatureConfig`.
+    units : str
+        Units of the values ("dB", or "" when they have none).
+    description : str
+        One line saying what the feature is, written beside its array.
     """
 
     name: str
     bands: str | int
     compute: FunctionRef
+    units: str = ""
+    description: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.bands, str):
@@ -143,6 +149,10 @@ class Feature:
 
     def n_bands(self, cfg: "FeatureConfig") -> int:
         return int(getattr(cfg, self.bands)) if isinstance(self.bands, str) else self.bands
+
+    def recorded(self, cfg: "FeatureConfig") -> FeatureInfo:
+        """What a store records of this feature under ``cfg``."""
+        return FeatureInfo(self.n_bands(cfg), self.units, self.description or self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -548,6 +558,19 @@ class PipelineConfig:
         """SHA-256 of the canonical JSON form; equal configs, equal hashes."""
         return canonical_hash(self.to_dict())
 
+    def recorded(self) -> RecordedConfig:
+        """This config as a store records it (:class:`stores.metadata.RecordedConfig`): the
+        whole dict and its hash, the variants, each registered feature's bands, units and
+        description, the frame counts and the window."""
+        window = WindowInfo(window_frames=self.window_frames, window_hop_frames=self.window_hop_frames,
+                            window_seconds=self.window.window_seconds, overlap=self.window.overlap,
+                            hop_length=self.features.hop_length, sample_rate=self.audio.sample_rate)
+        return RecordedConfig(
+            config=self.to_dict(), config_hash=self.config_hash(), variants=tuple(self.augment.variant_names),
+            features={feature.name: feature.recorded(self.features) for feature in FEATURES.values()},
+            max_frames=self.max_frames, window=window,
+        )
+
     def replace(self, **sections: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **sections)
 
@@ -573,16 +596,21 @@ def load_config(path: str | Path | None) -> PipelineConfig:
 # --------------------------------------------------------------------------
 # The built-in features and augmentations
 # --------------------------------------------------------------------------
-# Registered here rather than beside their functions because stores and
-# checkpoints read configs (variant names, band counts) without loading the
-# DSP layer; the functions are named "module:attribute" and imported by the
-# DSP layer when it first calls them.
+# A feature's one home: its function, band count, units and description,
+# registered together; the store writer records units and description from
+# here (PipelineConfig.recorded). Registered here rather than beside their
+# functions because checkpoints and recipes read configs (variant names, band
+# counts) without loading the DSP layer; the functions are named
+# "module:attribute" and imported by the DSP layer when it first calls them.
 for _feature in (
-    Feature("mel", "n_mels", "pipeline.dsp.features:log_mel"),
-    Feature("harmonic_mel", "hp_n_mels", "pipeline.dsp.features:harmonic_log_mel"),
-    Feature("percussive_mel", "hp_n_mels", "pipeline.dsp.features:percussive_log_mel"),
-    Feature("mfcc", "n_mfcc", "pipeline.dsp.features:harmonic_mfcc"),
-    Feature("cens", 12, "pipeline.dsp.features:harmonic_cens"),
+    Feature("mel", "n_mels", "pipeline.dsp.features:log_mel",
+            "dB", "log-mel spectrogram of the signal (power dB)"),
+    Feature("harmonic_mel", "hp_n_mels", "pipeline.dsp.features:harmonic_log_mel",
+            "dB", "log-mel spectrogram of the HPSS harmonic part (power dB)"),
+    Feature("percussive_mel", "hp_n_mels", "pipeline.dsp.features:percussive_log_mel",
+            "dB", "log-mel spectrogram of the HPSS percussive part (power dB)"),
+    Feature("mfcc", "n_mfcc", "pipeline.dsp.features:harmonic_mfcc", "", "MFCCs of the harmonic part"),
+    Feature("cens", 12, "pipeline.dsp.features:harmonic_cens", "", "chroma energy normalised statistics (CENS)"),
 ):
     register_feature(_feature)
 

@@ -1,74 +1,40 @@
 """One exception hierarchy for the whole project.
 
 Every error the project raises on bad input derives from :class:`PipelineError`
-and, where one fits, from the matching builtin too (as zarr-python does), so a
-caller can catch either ``PipelineError`` or e.g. ``FileNotFoundError``.
+or, for the store library below (:mod:`stores.errors`), from
+:class:`~stores.errors.StoreError`, re-exported here (:data:`PROJECT_ERRORS`
+holds both roots). Each derives, where one fits, from the matching builtin
+too (as zarr-python does), so a caller can catch e.g. ``FileNotFoundError``.
 Messages name the file, URI or value at fault and say what to do about it.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from stores.errors import (ConfigMismatchError, CredentialError, SchemaVersionError, StoreAccessError,
+                           StoreConnectionError, StoreError, StoreIncompleteError, StoreNotFoundError)
+from stores.failures import (BAD_AUDIO_CATEGORIES, FAILURE_CATEGORIES, count_failures, describe_failure_counts,
+                             failure_category)
+
+__all__ = [
+    "BAD_AUDIO_CATEGORIES", "FAILURE_CATEGORIES", "PROJECT_ERRORS", "AudioDecodeError", "AudioError", "BuildError",
+    "ClipFailure", "ConfigError", "ConfigMismatchError", "CredentialError", "DatasetError", "FeatureError",
+    "InvalidSamplesError", "ModelError", "PartialReadError", "PipelineError", "SchemaVersionError",
+    "StoreAccessError", "StoreConnectionError", "StoreError", "StoreIncompleteError", "StoreNotFoundError",
+    "TooShortError", "count_failures", "describe_failure_counts", "failure_category",
+]
 
 
 class PipelineError(Exception):
-    """Root of every error raised by pipeline, stores, model and workflows."""
+    """Root of every error raised by pipeline, model and workflows (the store library's are
+    :class:`stores.errors.StoreError`; :data:`PROJECT_ERRORS` holds both roots)."""
+
+
+#: The two roots: what the command line and the recipe runner report as one line.
+PROJECT_ERRORS: tuple[type[Exception], ...] = (PipelineError, StoreError)
 
 
 class ConfigError(PipelineError, ValueError):
     """A configuration value is invalid (the message names the field and the fix)."""
-
-
-#: Why a clip failed, one word or two per kind. The store's ``reason`` column
-#: starts with one of these and ": " (see :func:`failure_category`), so the
-#: kind of every failure is recorded per clip without a schema change, and
-#: ``pipeline build``, ``scan`` and ``info`` count failures by kind.
-#: The first group is bad audio (the file's fault); the last three are ours
-#: or the decoder's (``internal error`` is always a bug to report).
-FAILURE_CATEGORIES: tuple[str, ...] = (
-    "too short",        # less audio than one analysis window
-    "empty",            # 0 bytes, header only, no samples
-    "not audio",        # not a container/codec anything here decodes
-    "truncated",        # the container declares more than decodes
-    "corrupt samples",  # NaN/Inf in the decoded signal
-    "unreadable",       # the file or object cannot be read at all (missing, permissions, network)
-    "decoder crash",    # the process decoding the clip died (signal, abort)
-    "out of memory",    # decoding or extraction exhausted the clip's memory limit
-    "time-out",         # the clip took longer than its time limit
-    "internal error",   # an exception that is not an AudioError: our bug
-)
-#: Categories caused by the audio file itself (the rest are crashes and bugs).
-BAD_AUDIO_CATEGORIES: tuple[str, ...] = FAILURE_CATEGORIES[:6]
-
-
-def failure_category(reason: str) -> str:
-    """The category a stored failure ``reason`` starts with ("other" for stores
-    written before categories were recorded, "" for an empty reason)."""
-    if not reason:
-        return ""
-    head = reason.split(":", 1)[0].strip()
-    return head if head in FAILURE_CATEGORIES else "other"
-
-
-def count_failures(reasons: Sequence[str]) -> dict[str, int]:
-    """Failed clips per category (:data:`FAILURE_CATEGORIES`), from stored reasons."""
-    counts: dict[str, int] = {}
-    for reason in reasons:
-        category = failure_category(str(reason)) or "other"
-        counts[category] = counts.get(category, 0) + 1
-    return counts
-
-
-def describe_failure_counts(counts: Mapping[str, int]) -> str:
-    """``"3 bad audio (2 truncated, 1 empty), 1 internal error"``: bad audio apart from crashes and bugs."""
-    bad = {k: v for k, v in counts.items() if k in BAD_AUDIO_CATEGORIES}
-    other = {k: v for k, v in counts.items() if k not in BAD_AUDIO_CATEGORIES}
-    parts = []
-    if bad:
-        parts.append(f"{sum(bad.values())} bad audio ("
-                     + ", ".join(f"{v} {k}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1])) + ")")
-    parts += [f"{v} {k}" for k, v in sorted(other.items(), key=lambda kv: -kv[1])]
-    return ", ".join(parts)
 
 
 class AudioError(PipelineError):
@@ -140,26 +106,6 @@ class DatasetError(PipelineError, FileNotFoundError):
     """A dataset root, metadata file or genre folder is missing or malformed."""
 
 
-class StoreError(PipelineError):
-    """A feature store cannot be opened, written or trusted."""
-
-
-class StoreNotFoundError(StoreError, FileNotFoundError):
-    """Nothing at the URI looks like a feature store."""
-
-
-class StoreIncompleteError(StoreError):
-    """The store's build did not finish (resume the build or pass --allow-incomplete)."""
-
-
-class SchemaVersionError(StoreError):
-    """The store was written by a newer schema version than this code reads."""
-
-
-class ConfigMismatchError(StoreError, ValueError):
-    """Two configurations that must agree do not (store vs build, checkpoint vs store)."""
-
-
 class BuildError(PipelineError):
     """A build failed as a whole (too many failed clips, lost scheduler, ...)."""
 
@@ -170,11 +116,3 @@ class ModelError(PipelineError):
 
 class FeatureError(PipelineError, ValueError):
     """A signal or array cannot go through feature extraction (wrong shape, dtype, length, values)."""
-
-
-class StoreAccessError(StoreError, PermissionError):
-    """Object storage refused the credentials for a store URI (the message says where they come from)."""
-
-
-class StoreConnectionError(StoreError, ConnectionError):
-    """The server of a remote store URI cannot be reached (after the backend's own retries)."""

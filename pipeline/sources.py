@@ -27,10 +27,11 @@ Endpoint and credentials come from where stores take them (see
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``,
 ``GOOGLE_APPLICATION_CREDENTIALS``, ...) and fsspec ``storage_options``
 (``--storage-option``). They are never written into a manifest or a store,
-never printed: messages carry :func:`~stores.uri.redact_uri` forms of URIs
-and are scrubbed of every credential value (:func:`scrub`). What travels to
-workers is :func:`public_options`, the options without credentials; workers
-use their own environment for those.
+never printed: messages carry :func:`~stores.remote.redact_uri` forms of URIs
+and are scrubbed of every credential value (:func:`~stores.remote.scrub`).
+What travels to workers is :func:`~stores.remote.public_options`, the options
+without credentials; workers use their own environment for those. All of
+that knowledge lives in :mod:`stores.remote`, shared with the stores.
 
 What is fetched
 ---------------
@@ -54,7 +55,6 @@ import logging
 import os
 import posixpath
 import random
-import re
 import stat as stat_module
 import threading
 import time
@@ -67,8 +67,9 @@ import fsspec.core
 
 from pipeline.dsp.audio import excerpt_window
 from pipeline.dsp.partial import PartialObject, pcm_layout
-from pipeline.errors import AudioDecodeError, AudioError, BuildError, DatasetError
-from pipeline.uris import is_connection_error, local_path, redact_uri, scheme_of
+from pipeline.errors import AudioDecodeError, AudioError, DatasetError
+from stores.remote import (CREDENTIAL_HINT, ENDPOINT_HINT, CredentialFilter, is_connection_error, is_remote, local_path,
+                           public_options, redact_uri, scheme_of, scrub, worker_credential_env)
 
 logger = logging.getLogger(__name__)
 
@@ -85,30 +86,11 @@ RANGE_READ_BYTES = 2 << 20
 FETCH_ATTEMPTS = 4
 #: First backoff in seconds; doubled after every failed try, with jitter.
 FETCH_BACKOFF_S = 0.5
-#: storage_options keys (at any nesting level) that hold credentials, lower case.
-CREDENTIAL_KEYS = frozenset({
-    "key", "secret", "token", "password", "username", "user", "session_token", "security_token",
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "account_key", "sas_token",
-    "client_secret", "connection_string", "credentials", "credential", "profile", "auth", "headers",
-})
-#: Environment variables whose values are credentials (scrubbed from messages).
-CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                  "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING")
-_CREDENTIAL_HINT = ("check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the "
-                    "environment, or --storage-option key=... --storage-option secret=...) and that they "
-                    "grant read access to this bucket")
-_ENDPOINT_HINT = ("check the endpoint (AWS_ENDPOINT_URL or --storage-option client_kwargs.endpoint_url=...) "
-                  "and the network")
 
 
 # --------------------------------------------------------------------------
 # URIs
 # --------------------------------------------------------------------------
-def is_remote(root: str | Path | None) -> bool:
-    """True for a root that is not on this machine's filesystem (s3://, gs://, http(s)://, ...)."""
-    return root is not None and local_path(root) is None
-
-
 def join_root(root: str | Path, relative: str) -> str:
     """The location of the dataset-relative POSIX path ``relative`` under ``root``.
 
@@ -125,138 +107,6 @@ def join_root(root: str | Path, relative: str) -> str:
     if scheme_of(root) in HTTP_SCHEMES:
         rel = urllib.parse.quote(rel)
     return f"{base}/{rel}"
-
-
-def public_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``storage_options`` without any credential (:data:`CREDENTIAL_KEYS`, at every level).
-
-    This is what may travel to workers in task payloads: endpoint, region,
-    anonymous access, retries. Workers find credentials in their own
-    environment (or ``~/.aws``, a metadata service, ...).
-    """
-    out: dict[str, Any] = {}
-    for key, value in (storage_options or {}).items():
-        if str(key).lower() in CREDENTIAL_KEYS:
-            continue
-        out[key] = public_options(value) if isinstance(value, Mapping) else value
-    return out
-
-
-#: s3fs credential options (top level, or botocore's names in ``client_kwargs``) and the
-#: AWS variables through which worker processes we start receive them instead.
-_S3_CREDENTIAL_ENV = {
-    "key": "AWS_ACCESS_KEY_ID", "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-    "secret": "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "token": "AWS_SESSION_TOKEN", "session_token": "AWS_SESSION_TOKEN", "aws_session_token": "AWS_SESSION_TOKEN",
-    "profile": "AWS_PROFILE",
-}
-
-
-def worker_credential_env(*option_sets: Mapping[str, Any] | None) -> dict[str, str]:
-    """The environment that hands the credentials of ``option_sets`` to worker processes we start.
-
-    Task payloads carry :func:`public_options` only; workers find
-    credentials in their environment. A LocalCluster's workers are started by
-    this process, so credentials given as storage options (``--storage-option
-    key=... secret=...``) reach them as the standard AWS variables, set in the
-    worker process at its start (never in a task, a log or the store).
-
-    Raises
-    ------
-    BuildError
-        A credential that no AWS variable carries (an HTTP password, a GCS
-        token), or two different values for one variable (a store and an
-        audio bucket with different keys): the workers' environment must
-        provide it, or the build runs serially (``--workers 0``).
-    """
-    env: dict[str, str] = {}
-
-    def take(options: Mapping[str, Any], where: str) -> None:
-        for key, value in options.items():
-            lowered = str(key).lower()
-            if isinstance(value, Mapping):
-                if lowered in ("client_kwargs", "config_kwargs"):
-                    take(value, f"{where}{key}.")
-                    continue
-                if lowered not in CREDENTIAL_KEYS:
-                    continue
-            if lowered not in CREDENTIAL_KEYS or value in (None, "", False):
-                continue
-            name = _S3_CREDENTIAL_ENV.get(lowered)
-            if name is None or not isinstance(value, str):
-                raise BuildError(
-                    f"the storage option {where}{key} is a credential that cannot reach the worker processes "
-                    "(they take credentials from their own environment, never from the tasks): give it to the "
-                    "workers in their environment, or build with --workers 0"
-                )
-            if env.get(name, value) != value:
-                raise BuildError(
-                    f"two different values for {name} in the storage options (the store's and the audio's): "
-                    "worker processes take one set of credentials from their environment; use one set that "
-                    "grants both, or build with --workers 0"
-                )
-            env[name] = value
-
-    for options in option_sets:
-        take(options or {}, "")
-    return env
-
-
-def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
-    found = [os.environ[name] for name in CREDENTIAL_ENV if os.environ.get(name)]
-
-    def walk(options: Mapping[str, Any]) -> None:
-        for key, value in options.items():
-            if isinstance(value, Mapping):
-                walk(value)
-            elif str(key).lower() in CREDENTIAL_KEYS and isinstance(value, str) and value:
-                found.append(value)
-
-    walk(storage_options or {})
-    return sorted(set(found), key=len, reverse=True)
-
-
-class CredentialFilter(logging.Filter):
-    """A log handler filter that masks credential values in every record (ours and third parties').
-
-    botocore, s3fs and fsspec log request headers and options at debug
-    level; with ``-vv`` those records reach the user's terminal. The values
-    masked are those of ``storage_options`` and of :data:`CREDENTIAL_ENV`,
-    read when the filter is made.
-    """
-
-    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        self.secrets = [value for value in _secret_values(storage_options) if len(value) >= 4]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        cleaned = _mask(message, self.secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        if record.exc_text:
-            record.exc_text = _mask(record.exc_text, self.secrets)
-        return True
-
-
-def _mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-_URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]*@")
-
-
-def scrub(text: str, storage_options: Mapping[str, Any] | None = None) -> str:
-    """``text`` with every credential value (of ``storage_options`` and the environment) masked
-    and every URL in it without its ``user:password@`` part."""
-    text = _URL_USERINFO.sub(r"\1", text)
-    return _mask(text, [secret for secret in _secret_values(storage_options) if len(secret) >= 4])
 
 
 def _filesystem(uri: str, storage_options: Mapping[str, Any] | None):
@@ -343,13 +193,13 @@ def _root_error(shown: str, exc: BaseException, storage_options: Mapping[str, An
     why, _ = _why(exc)
     detail = scrub(str(exc) or type(exc).__name__, storage_options)
     if why == "access denied":
-        return DatasetError(f"access to the dataset root {shown} was denied ({detail}); {_CREDENTIAL_HINT}")
+        return DatasetError(f"access to the dataset root {shown} was denied ({detail}); {CREDENTIAL_HINT}")
     if why == "not found":
         return DatasetError(f"no dataset root at {shown}: the bucket does not exist or holds nothing under "
                             "that prefix (or the URI is misspelt); upload the collection there or fix --root")
     if why == "the server cannot be reached":
-        return DatasetError(f"cannot reach the server of the dataset root {shown} ({detail}); {_ENDPOINT_HINT}")
-    return DatasetError(f"cannot list the dataset root {shown} ({why}: {detail}); {_ENDPOINT_HINT}, "
+        return DatasetError(f"cannot reach the server of the dataset root {shown} ({detail}); {ENDPOINT_HINT}")
+    return DatasetError(f"cannot list the dataset root {shown} ({why}: {detail}); {ENDPOINT_HINT}, "
                         "and the credentials")
 
 
@@ -645,7 +495,7 @@ class RemotePath:
 
     def _read_error(self, exc: BaseException) -> DatasetError:
         why, _ = _why(exc)
-        hint = _CREDENTIAL_HINT if why == "access denied" else "check that it was uploaded and the URI"
+        hint = CREDENTIAL_HINT if why == "access denied" else "check that it was uploaded and the URI"
         return DatasetError(f"cannot read {self}: {why} ({scrub(str(exc), self._tree._options)}); {hint}")
 
 
@@ -783,10 +633,10 @@ def _fetch_reason(why: str, detail: str, attempts: int) -> str:
     if why == "not found":
         return "cannot be fetched: not found; check that the collection was uploaded completely"
     if why == "access denied":
-        return f"cannot be fetched: access denied ({detail}); {_CREDENTIAL_HINT}"
+        return f"cannot be fetched: access denied ({detail}); {CREDENTIAL_HINT}"
     if why == "a folder, not a file":
         return "cannot be fetched: it is a folder, not an audio file"
-    return (f"cannot be fetched: {why} ({detail}) after {attempts} tries; {_ENDPOINT_HINT}, then rerun "
+    return (f"cannot be fetched: {why} ({detail}) after {attempts} tries; {ENDPOINT_HINT}, then rerun "
             "(a build resumes from its finished shards)")
 
 

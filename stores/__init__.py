@@ -14,12 +14,20 @@ The root attributes are one type, :class:`stores.metadata.StoreMetadata`
 (written and parsed there only); :class:`stores.protocol.ReadableStore` is the
 type of an open store in ``model`` and ``workflows``.
 
+``config`` is a :class:`stores.metadata.RecordedConfig`: the configuration
+as recorded data (its dict and hash, variants, each feature's bands, units
+and description, the window); ``PipelineConfig.recorded()`` makes one.
+
 The layout, dtype and compression are described (with measurements) in
-:mod:`stores.schema`; accepted URIs in :mod:`stores.uri`. This package never
-imports Dask or torch.
+:mod:`stores.schema`; accepted URIs in :mod:`stores.uri`; remote storage
+(credentials, masking, error hints) in :mod:`stores.remote`; the errors,
+rooted in :class:`stores.errors.StoreError`, in :mod:`stores.errors`. This
+package is the bottom layer: it imports no other package of the project,
+and never Dask, torch or the audio stack.
 """
 
-from stores.metadata import MetadataError, StoreMetadata
+from stores.errors import StoreError
+from stores.metadata import FeatureInfo, MetadataError, RecordedConfig, StoreMetadata
 from stores.protocol import ReadableStore, StoreSource
 from stores.reader import FeatureStore, open_store
 from stores.schema import FORMAT_NAME, SCHEMA_VERSION
@@ -29,10 +37,13 @@ __all__ = [
     "FORMAT_NAME",
     "SCHEMA_VERSION",
     "ClipResult",
+    "FeatureInfo",
     "FeatureStore",
     "Layout",
     "MetadataError",
     "ReadableStore",
+    "RecordedConfig",
+    "StoreError",
     "StoreMetadata",
     "StoreSource",
     "StoreWriter",

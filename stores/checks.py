@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import PipelineError, StoreError, count_failures, describe_failure_counts
+from stores.errors import StoreError
+from stores.failures import count_failures, describe_failure_counts
 from stores import schema
 from stores.reader import FeatureStore, open_store
 from stores.uri import READ_ONLY_SCHEMES, is_zip, local_path, redact_uri, scheme_of
@@ -145,7 +146,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     shown = redact_uri(uri)
     try:
         store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-    except PipelineError as exc:
+    except StoreError as exc:
         return _report(shown, [_check("open", False, str(exc))])
     checks = [_check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")]
     digests = [str(d) for d in store.group[schema.SHARD_DIGEST][:]]

@@ -35,10 +35,9 @@ import platform
 from importlib import metadata as _metadata
 from typing import Any, Mapping, Sequence
 
-from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import SchemaVersionError, StoreError, StoreNotFoundError
+from stores.errors import SchemaVersionError, StoreError, StoreNotFoundError
 from stores import schema
-from stores.schema import Layout
+from stores.schema import ORIGINAL, Layout
 
 #: Libraries whose versions determine the numbers in a store (provenance).
 LIBRARIES = ("numpy", "scipy", "librosa", "numba", "soxr", "soundfile", "av", "zarr", "numcodecs")
@@ -191,12 +190,6 @@ class WindowInfo:
             raise _fail("window.overlap", self.overlap, "a number in [0, 1)")
         _int("window.hop_length", self.hop_length, minimum=1)
         _int("window.sample_rate", self.sample_rate, minimum=1)
-
-    @classmethod
-    def of_config(cls, config: PipelineConfig) -> WindowInfo:
-        return cls(window_frames=config.window_frames, window_hop_frames=config.window_hop_frames,
-                   window_seconds=config.window.window_seconds, overlap=config.window.overlap,
-                   hop_length=config.features.hop_length, sample_rate=config.audio.sample_rate)
 
     @classmethod
     def from_attrs(cls, attrs: Any) -> WindowInfo:
@@ -381,6 +374,48 @@ class BuildSummary:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+    """What a store records of one feature: its band count, and the ``units`` and
+    ``description`` attributes of its array (as registered with the feature's function)."""
+
+    bands: int
+    units: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _int("features.bands", self.bands, minimum=1)
+        _str("features.units", self.units)
+        _str("features.description", self.description)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedConfig:
+    """The configuration that determines a store's numbers, as the store records it: data, not code.
+
+    The layer that computes features makes one (``PipelineConfig.recorded()``);
+    this package writes and compares it without knowing what the values mean.
+
+    config : the whole configuration as JSON-able sections (written in full).
+    config_hash : its hash (compared on resume, part of the fingerprint).
+    variants : variant names, :data:`~stores.schema.ORIGINAL` first.
+    features : feature name -> :class:`FeatureInfo`, in store order.
+    max_frames : frames of the longest clip a store holds.
+    window : how the trainer cuts windows.
+    """
+
+    config: Mapping[str, Mapping[str, Any]]
+    config_hash: str
+    variants: tuple[str, ...]
+    features: Mapping[str, FeatureInfo]
+    max_frames: int
+    window: WindowInfo
+
+    def feature_bands(self) -> dict[str, int]:
+        """Feature name -> bands, as the ``features`` root attribute holds them."""
+        return {name: info.bands for name, info in self.features.items()}
+
+
 # -- the whole ------------------------------------------------------------------------------------------
 
 #: Root attribute names in the order they are written.
@@ -396,7 +431,7 @@ class StoreMetadata:
     """The root attributes of a store, validated (see the module docstring for each).
 
     config : the pipeline config as stored (a read-only mapping of sections;
-        :meth:`pipeline_config` parses it).
+        :meth:`config_dict` thaws it).
     features : feature name -> bands (read-only mapping).
     aug_params : variant -> drawn parameter -> array holding it (read-only mappings).
     summary, finished : None until the store is finalized.
@@ -471,14 +506,14 @@ class StoreMetadata:
 
     # -- making one ---------------------------------------------------------------------------
     @classmethod
-    def for_new_store(cls, *, config: PipelineConfig, clips_hash: str, labels: Sequence[str], layout: Layout,
+    def for_new_store(cls, *, config: RecordedConfig, clips_hash: str, labels: Sequence[str], layout: Layout,
                       augmented_splits: Sequence[str], aug_params: Mapping[str, Mapping[str, str]],
                       dataset: DatasetInfo, provenance: Provenance | None = None) -> StoreMetadata:
         """The metadata :func:`stores.writer.create_store` writes: not complete, no fingerprint yet.
 
         Parameters
         ----------
-        config : everything that determines the numbers (written in full, and hashed).
+        config : everything that determines the numbers, as recorded (written in full; its hash).
         clips_hash : hash of the static per-clip columns.
         layout : clips and shards.
         aug_params : variant -> drawn parameter -> name of its array.
@@ -486,10 +521,10 @@ class StoreMetadata:
         """
         return cls(
             format=schema.FORMAT_NAME, schema_version=schema.SCHEMA_VERSION, complete=False, fingerprint=None,
-            config=config.to_dict(), config_hash=config.config_hash(), clips_hash=clips_hash,
-            labels=tuple(labels), variants=tuple(config.augment.variant_names),
-            features=config.features.feature_bands(), max_frames=config.max_frames,
-            window=WindowInfo.of_config(config), augmented_splits=tuple(augmented_splits),
+            config=_thaw(config.config), config_hash=config.config_hash, clips_hash=clips_hash,
+            labels=tuple(labels), variants=tuple(config.variants),
+            features=config.feature_bands(), max_frames=config.max_frames,
+            window=config.window, augmented_splits=tuple(augmented_splits),
             aug_params={v: dict(p) for v, p in aug_params.items()}, layout=LayoutInfo.of_layout(layout),
             dataset=dataset, provenance=provenance or Provenance.of_this_build(),
         )
@@ -572,12 +607,9 @@ class StoreMetadata:
 
     # -- what readers ask ---------------------------------------------------------------------------
     def config_dict(self) -> dict[str, dict[str, Any]]:
-        """The stored config as plain JSON types (what :meth:`PipelineConfig.to_dict` gives)."""
+        """The stored config as plain JSON types (what ``PipelineConfig.to_dict()`` gave;
+        ``PipelineConfig.from_dict`` parses it back)."""
         return _thaw(self.config)
-
-    def pipeline_config(self) -> PipelineConfig:
-        """The stored config as a :class:`PipelineConfig`."""
-        return PipelineConfig.from_dict(self.config_dict())
 
     @property
     def shards(self) -> Layout:

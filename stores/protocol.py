@@ -12,13 +12,13 @@ reader, or an in-memory fake in tests), without subclassing.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Protocol, Sequence, TypeAlias, runtime_checkable
+from typing import Any, Iterable, Mapping, Protocol, Sequence, TypeAlias, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ORIGINAL, PipelineConfig
 from stores import schema
+from stores.schema import ORIGINAL
 
 
 @runtime_checkable
@@ -31,8 +31,8 @@ class ReadableStore(Protocol):
         ...
 
     @property
-    def config(self) -> PipelineConfig:
-        """The pipeline config the store was built with."""
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The pipeline config the store was built with, as recorded (JSON-able sections)."""
         ...
 
     @property

@@ -19,10 +19,10 @@ import zarr
 import zarr.errors
 from zarr.core.sync import sync
 
-from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import StoreError, StoreIncompleteError, StoreNotFoundError
+from stores.errors import StoreError, StoreIncompleteError, StoreNotFoundError
 from stores import schema
 from stores.metadata import StoreMetadata
+from stores.schema import ORIGINAL
 from stores.shards import ShardDecoder, shard_decoder
 from stores.versions import LEGACY_VERSION, split_version, version_of
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
@@ -83,9 +83,10 @@ class FeatureStore:
         """The root attributes as stored (JSON types): ``metadata.to_attrs()``."""
         return self.metadata.to_attrs()
 
-    @functools.cached_property
-    def config(self) -> PipelineConfig:
-        return self.metadata.pipeline_config()
+    @property
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The recorded config, as JSON-able sections (``PipelineConfig.from_dict`` parses it)."""
+        return self.metadata.config_dict()
 
     @property
     def config_hash(self) -> str:

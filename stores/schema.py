@@ -84,8 +84,10 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.errors import StoreError
+from stores.errors import StoreError
 
+#: The un-augmented variant, first in every store's variant list.
+ORIGINAL = "original"
 #: Written into every store's root attributes; readers check it first.
 FORMAT_NAME = "harmonic-feature-store"
 #: Bumped when the layout changes incompatibly; readers refuse newer stores.

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
-from pipeline.errors import StoreError
+from stores.errors import StoreError
 from stores import schema
 
 #: Offset and size of an inner chunk that was never written (fill value).

@@ -22,15 +22,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import zarr
 
-from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigMismatchError, StoreError
+from stores.errors import ConfigMismatchError, StoreError
 from stores import schema
-from stores.metadata import StoreMetadata
+from stores.metadata import RecordedConfig, StoreMetadata
 from stores.schema import Layout
 from stores.uri import redact_uri
 from stores.versions import begin_transaction, describe_clips, split_version
 from stores.writer import (StoreWriter, _columns_hash, _config_diff, _existing_metadata, _open_group, open_writer,
-                           shard_digest)
+                           recorded_config, shard_digest)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | Non
     return [str(i) for i in ids[~padding_rows(ids)]]
 
 
-def grow_store(uri: str | Path, *, config: PipelineConfig, clips: Mapping[str, Sequence[Any]],
+def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[str, Sequence[Any]],
                storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
     """Start (or resume) the update that appends ``clips`` to the store at ``uri``.
 
@@ -68,7 +67,7 @@ def grow_store(uri: str | Path, *, config: PipelineConfig, clips: Mapping[str, S
     config : must be the store's own config (features and variants unchanged).
     clips : the static per-clip columns (:data:`stores.schema.STATIC_COLUMNS`) of the
         new clips only, in the order they are to be stored; their split and
-        fold already decided (:mod:`pipeline.update` keeps the store's).
+        fold already decided (:mod:`pipeline.build.update` keeps the store's).
 
     Returns
     -------
@@ -88,8 +87,9 @@ def grow_store(uri: str | Path, *, config: PipelineConfig, clips: Mapping[str, S
     if existing is None or not existing.complete:
         raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first "
                                   "(without --update), or rerun that build to finish it")
+    config = recorded_config(config)
     check_same_config(existing, config, shown)
-    config_hash = config.config_hash()
+    config_hash = config.config_hash
     cps = existing.layout.clips_per_shard
     n_old = existing.layout.n_clips
     n_pad = -n_old % cps
@@ -131,14 +131,15 @@ def grow_store(uri: str | Path, *, config: PipelineConfig, clips: Mapping[str, S
     return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
 
 
-def check_same_config(existing: StoreMetadata, config: PipelineConfig, shown: str) -> None:
+def check_same_config(existing: StoreMetadata, config: RecordedConfig | Any, shown: str) -> None:
     """Refuse an update whose config is not the store's, naming what differs and the way out.
 
     Raises
     ------
     ConfigMismatchError
     """
-    if existing.config_hash == config.config_hash():
+    config = recorded_config(config)
+    if existing.config_hash == config.config_hash:
         return
     differing = _config_diff(existing.config_dict(), config)
     raise ConfigMismatchError(
@@ -166,16 +167,17 @@ def _resize_clip_axis(group: zarr.Group, metadata: StoreMetadata, n_clips: int, 
     group[schema.SHARD_DIGEST].resize((n_shards,))
 
 
-def appended_variants(existing: StoreMetadata, config: PipelineConfig) -> tuple[str, ...]:
+def appended_variants(existing: StoreMetadata, config: RecordedConfig | Any) -> tuple[str, ...]:
     """The augmentation variants ``config`` adds to the store's, when that is all it changes; else ().
 
     Only appending is an extension: the stored variants keep their positions
     on the variant axis, and every other setting (parameter ranges included)
     must be the store's own.
     """
+    config = recorded_config(config)
     stored = existing.config_dict()
-    now = config.to_dict()
-    old, new = tuple(existing.variants), tuple(config.augment.variant_names)
+    now = dict(config.config)
+    old, new = tuple(existing.variants), tuple(config.variants)
     if len(new) <= len(old) or new[:len(old)] != old:
         return ()
     same_otherwise = {**now, "augment": {**now["augment"], "variants": None}} == \
@@ -183,7 +185,7 @@ def appended_variants(existing: StoreMetadata, config: PipelineConfig) -> tuple[
     return new[len(old):] if same_otherwise else ()
 
 
-def extend_store(uri: str | Path, *, config: PipelineConfig, aug_params: Mapping[str, Sequence[str]],
+def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: Mapping[str, Sequence[str]],
                  storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
     """Start (or resume) the update that adds ``config``'s new augmentation variants to the store at ``uri``.
 
@@ -202,20 +204,21 @@ def extend_store(uri: str | Path, *, config: PipelineConfig, aug_params: Mapping
     existing = _existing_metadata(uri, storage_options, shown)
     if existing is None or not existing.complete:
         raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    config = recorded_config(config)
     added = appended_variants(existing, config)
     if not added:
         check_same_config(existing, config, shown)
         raise ConfigMismatchError(f"{shown}: the config adds no variant to the store's {list(existing.variants)}")
-    variants = tuple(config.augment.variant_names)
+    variants = tuple(config.variants)
     aug_arrays = {**{v: dict(p) for v, p in existing.aug_params.items()},
                   **{v: {param: schema.aug_array_name(v, param) for param in aug_params.get(v, ())} for v in added}}
     metadata = dataclasses.replace(
-        existing, complete=False, fingerprint=None, summary=None, finished=None, config=config.to_dict(),
-        config_hash=config.config_hash(), variants=variants, aug_params=aug_arrays,
+        existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
+        config_hash=config.config_hash, variants=variants, aug_params=aug_arrays,
     )
     change = f"+variant {', '.join(added)}"
     target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
-                               intent=f"extend|{config.config_hash()}|{existing.clips_hash}")
+                               intent=f"extend|{config.config_hash}|{existing.clips_hash}")
     started = _existing_metadata(target, storage_options, shown)
     if started is not None and started.config_hash == metadata.config_hash:
         logger.info("resuming the update of %s (%s)", shown, change)

@@ -30,8 +30,8 @@ import fsspec.core
 
 import zarr.storage
 
-from pipeline.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
-from pipeline.uris import is_connection_error, local_path, redact_uri, scheme_of
+from stores.errors import StoreAccessError, StoreConnectionError, StoreError, StoreNotFoundError
+from stores.remote import CREDENTIAL_HINT, ENDPOINT_HINT, is_connection_error, local_path, redact_uri, scheme_of
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +152,7 @@ def remote_errors(uri: str | Path, *, writing: bool = False) -> Iterator[None]:
         raise
     except PermissionError as exc:
         raise StoreAccessError(
-            f"access to {shown} was denied ({exc}): check the credentials "
-            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the environment, or "
-            "--storage-option key=... --storage-option secret=...) and that they grant access to this bucket"
+            f"access to {shown} was denied ({exc}): {CREDENTIAL_HINT}"
         ) from exc
     except FileNotFoundError as exc:
         if not writing:
@@ -167,7 +165,6 @@ def remote_errors(uri: str | Path, *, writing: bool = False) -> Iterator[None]:
         if not is_connection_error(exc):
             raise
         raise StoreConnectionError(
-            f"cannot reach the server of {shown} ({exc}); check the endpoint "
-            "(AWS_ENDPOINT_URL or --storage-option client_kwargs.endpoint_url=...) and the network, "
+            f"cannot reach the server of {shown} ({exc}); {ENDPOINT_HINT}, "
             "then rerun: a build resumes from its finished shards"
         ) from exc

@@ -55,7 +55,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 import zarr.storage
 
-from pipeline.errors import StoreError
+from stores.errors import StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -32,11 +32,10 @@ import zarr.errors
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 
-from pipeline.config import ORIGINAL, PipelineConfig
-from pipeline.errors import ConfigMismatchError, StoreError
+from stores.errors import ConfigMismatchError, StoreError
 from stores import schema
-from stores.metadata import BuildSummary, DatasetInfo, StoreMetadata
-from stores.schema import Layout
+from stores.metadata import BuildSummary, DatasetInfo, FeatureInfo, RecordedConfig, StoreMetadata
+from stores.schema import ORIGINAL, Layout
 from stores.shards import shard_encoder
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
 from stores.versions import (ReadOnlyVersionError, begin_transaction, commit_transaction, describe_clips,
@@ -364,7 +363,7 @@ def open_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = 
 def create_store(
     uri: str | Path,
     *,
-    config: PipelineConfig,
+    config: RecordedConfig | Any,
     clips: Mapping[str, Sequence[Any]],
     labels: Sequence[str],
     aug_params: Mapping[str, Sequence[str]],
@@ -380,8 +379,11 @@ def create_store(
     ----------
     uri : str or Path
         Where the store lives (see :mod:`stores.uri`); never a zip or HTTP URL.
-    config : PipelineConfig
-        Everything that determines the numbers; written in full, and hashed.
+    config : RecordedConfig
+        Everything that determines the numbers, as the store records it
+        (written in full, with its hash, the features' band counts, units and
+        descriptions); any object with a ``recorded()`` method giving one
+        (a :class:`pipeline.config.PipelineConfig`) is taken too.
     clips : mapping
         The static per-clip columns of :data:`stores.schema.STATIC_COLUMNS`,
         each a sequence of length ``n_clips`` (``source`` relative to the
@@ -410,6 +412,7 @@ def create_store(
         layout, and ``overwrite`` is False.
     """
     shown = redact_uri(uri)
+    config = recorded_config(config)
     for name in schema.STATIC_COLUMNS:
         if name not in clips:
             raise StoreError(f"column {name!r} missing; create_store needs {list(schema.STATIC_COLUMNS)}")
@@ -454,19 +457,19 @@ def create_store(
 
     metadata = StoreMetadata.for_new_store(
         config=config, clips_hash=clips_hash, labels=labels, layout=layout, augmented_splits=augmented_splits,
-        aug_params=_aug_array_names(aug_params, config.augment.variant_names), dataset=DatasetInfo.of_mapping(dataset),
+        aug_params=_aug_array_names(aug_params, config.variants), dataset=DatasetInfo.of_mapping(dataset),
     )
     target = uri
     if versioned:
         # Replacing a versioned store is one more version: the new objects go into a transaction.
         target = begin_transaction(uri, storage_options, None, fresh=True, change=f"rebuild: {describe_clips(clips['split'])}",
-                                   intent=f"build|{config.config_hash()}|{clips_hash}|{clips_per_shard}")
+                                   intent=f"build|{config.config_hash}|{clips_hash}|{clips_per_shard}")
         resumable = _existing_metadata(target, storage_options, shown)
         if resumable is not None and not _differences(resumable, config, clips_hash, layout):
             logger.info("resuming the interrupted rebuild of %s", shown)
             return open_writer(target, storage_options=storage_options)
     group = _open_group(target, storage_options, "w")
-    _create_arrays(group, metadata, clips)
+    _create_arrays(group, metadata, config.features, clips)
     group.attrs.update(metadata.to_attrs())
     logger.info("created %s: %d clips, %d shards of %d, variants %s", shown, layout.n_clips, layout.n_shards,
                 layout.clips_per_shard, metadata.variants)
@@ -483,8 +486,10 @@ def _aug_array_names(aug_params: Mapping[str, Sequence[str]], variants: Sequence
     return arrays
 
 
-def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[str, Sequence[Any]]) -> None:
-    """Every array of a new store, described by ``metadata``; the static per-clip columns filled from ``clips``."""
+def _create_arrays(group: zarr.Group, metadata: StoreMetadata, features: Mapping[str, FeatureInfo],
+                   clips: Mapping[str, Sequence[Any]]) -> None:
+    """Every array of a new store, described by ``metadata`` (feature arrays' units and descriptions by
+    ``features``); the static per-clip columns filled from ``clips``."""
     layout = metadata.shards
     variants, max_frames = metadata.variants, metadata.max_frames
     n, nv, cps = layout.n_clips, len(variants), layout.clips_per_shard
@@ -495,7 +500,7 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[st
             name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
             shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=[compressor],
             fill_value=0.0, dimension_names=("clip", "variant", schema.feature_dim(name), "frame"),
-            attributes={"units": "dB" if name.endswith("mel") else "", "description": _FEATURE_DOC.get(name, name)},
+            attributes={"units": features[name].units, "description": features[name].description or name},
         )
     group.create_array(schema.VALID_FRAMES, shape=(n, nv), chunks=(cps, nv), dtype="int32", fill_value=0,
                        dimension_names=("clip", "variant"))
@@ -521,12 +526,12 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, clips: Mapping[st
                        dimension_names=("shard",))
 
 
-def _differences(existing: StoreMetadata, config: PipelineConfig, clips_hash: str, layout: Layout) -> list[str]:
+def _differences(existing: StoreMetadata, config: RecordedConfig, clips_hash: str, layout: Layout) -> list[str]:
     """Why an existing store cannot be resumed with these inputs (empty: it can)."""
     problems = []
     if existing.schema_version != schema.SCHEMA_VERSION:
         problems.append(f"schema version {existing.schema_version} != {schema.SCHEMA_VERSION}")
-    config_hash = config.config_hash()
+    config_hash = config.config_hash
     if existing.config_hash != config_hash:
         problems.append(f"config hash {existing.config_hash[:12]} != {config_hash[:12]} "
                         f"(differing sections: {_config_diff(existing.config_dict(), config)})")
@@ -537,13 +542,14 @@ def _differences(existing: StoreMetadata, config: PipelineConfig, clips_hash: st
     return problems
 
 
-_FEATURE_DOC = {
-    "mel": "log-mel spectrogram of the signal (power dB)",
-    "harmonic_mel": "log-mel spectrogram of the HPSS harmonic part (power dB)",
-    "percussive_mel": "log-mel spectrogram of the HPSS percussive part (power dB)",
-    "mfcc": "MFCCs of the harmonic part",
-    "cens": "chroma energy normalised statistics (CENS)",
-}
+def recorded_config(config: RecordedConfig | Any) -> RecordedConfig:
+    """``config`` as the store records it: itself, or its ``recorded()`` (a ``PipelineConfig``'s)."""
+    if isinstance(config, RecordedConfig):
+        return config
+    recorded = getattr(config, "recorded", None)
+    if not callable(recorded):
+        raise StoreError(f"config {type(config).__name__} is not a RecordedConfig and has no recorded() method")
+    return recorded()
 
 
 def _existing_metadata(uri: str | Path, storage_options: Mapping[str, Any] | None,
@@ -569,9 +575,9 @@ def _existing_metadata(uri: str | Path, storage_options: Mapping[str, Any] | Non
         ) from exc
 
 
-def _config_diff(stored: Mapping[str, Any], config: PipelineConfig) -> list[str]:
+def _config_diff(stored: Mapping[str, Any], config: RecordedConfig) -> list[str]:
     """Dotted names of config fields that differ between a stored dict and ``config``."""
-    now = config.to_dict()
+    now = config.config
     diff = []
     for section in sorted(set(stored) | set(now)):
         a, b = stored.get(section, {}) or {}, now.get(section, {}) or {}

@@ -3,7 +3,7 @@
 :func:`make_odd_files` writes one small file per kind into a folder and
 returns an :class:`OddFile` for each: its name, what it is, and the outcome a
 decoder must reach ("ok", with the true length, or the failure category of
-:data:`pipeline.errors.FAILURE_CATEGORIES`). Everything is generated here
+:data:`stores.failures.FAILURE_CATEGORIES`). Everything is generated here
 with soundfile (libsndfile), PyAV's encoders and muxers (ffmpeg), numpy and
 hand-written headers (struct): no network, no external binaries, a few
 seconds for the whole set.
@@ -47,7 +47,7 @@ class OddFile:
     kind : str
         What the file is (short description).
     expect : str
-        ``"ok"`` or a category of :data:`pipeline.errors.FAILURE_CATEGORIES`.
+        ``"ok"`` or a category of :data:`stores.failures.FAILURE_CATEGORIES`.
     seconds : float or None
         True length of the audio in seconds (``"ok"`` files only).
     lossy : bool

@@ -26,6 +26,7 @@ import numpy as np
 from model.checkpoint import check_store
 from model.evaluate import classification_metrics
 from model.predict import Predictor
+from pipeline.config import PipelineConfig
 from pipeline.dsp.augment import apply_augmentation, variant_rng
 from pipeline.errors import AudioError, PipelineError
 from pipeline.extract import decode, features_of_signal
@@ -71,7 +72,7 @@ def noisy_accuracy(checkpoints: Mapping[str, str | Path], store_uri: str, root: 
     """
     say = echo or logger.info
     store = open_store(store_uri)
-    cfg = store.config
+    cfg = PipelineConfig.from_dict(store.config)
     predictors = {name: Predictor(path) for name, path in checkpoints.items()}
     for name, p in predictors.items():
         check_store(p.state, store, what=f"checkpoint of {name} ({checkpoints[name]})")

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from model.bench import latency as bench_latency
+from bench.model import latency as bench_latency
 from model.checkpoint import checkpoint_file
 from model.config import TrainConfig
 from model.evaluate import evaluate
@@ -46,7 +46,7 @@ from model.runtime import torch_threads
 from model.train import train
 from pipeline.build import build_store
 from pipeline.datasets import load_manifest
-from pipeline.errors import BuildError, ConfigError, PipelineError
+from pipeline.errors import PROJECT_ERRORS, BuildError, ConfigError
 from stores import open_store
 from stores.protocol import ReadableStore
 from workflows.noise import noisy_accuracy
@@ -185,7 +185,7 @@ def build_stage(recipe: Recipe, out: Path, store_dir: Path, echo: Echo) -> Stage
         # The record says the store was finished; make sure it still is the same store.
         try:
             fingerprint = str(open_store(uri).fingerprint)
-        except PipelineError as exc:
+        except PROJECT_ERRORS as exc:
             echo(f"      the recorded store {uri} cannot be opened ({exc}); building again")
             return run_stage("build", out / "build", inputs, build, echo=echo, force=True)
         if fingerprint != outcome.result.get("fingerprint"):

@@ -57,7 +57,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.scan import require_dir
+from pipeline.datasets.walk import require_dir
 from pipeline.datasets.splits import DEFAULT_N_FOLDS, grouped_folds
 from pipeline.errors import ConfigError, DatasetError
 from pipeline.sources import RemotePath, is_remote, source_path

@@ -1,7 +1,7 @@
 """Any collection laid out as ``root/<label>/<audio files>``.
 
 Every visible sub-folder of the root is a label; every audio file below it
-(recursively, any of :data:`~pipeline.datasets.scan.AUDIO_EXTENSIONS`, in any
+(recursively, any of :data:`~pipeline.datasets.walk.AUDIO_EXTENSIONS`, in any
 case; hidden and macOS ``._*`` files skipped) is a clip of that label. Loose
 files directly in the root are ignored with a warning. A label folder without
 audio is an error: it is almost always a copy that went wrong, and silently
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.scan import is_audio_name, iter_audio_files, relative_posix, require_dir, visible_dirs
+from pipeline.datasets.walk import is_audio_name, iter_audio_files, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError

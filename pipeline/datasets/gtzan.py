@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.scan import is_hidden, relative_posix, require_dir, visible_dirs
+from pipeline.datasets.walk import is_hidden, relative_posix, require_dir, visible_dirs
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError

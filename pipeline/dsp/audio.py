@@ -26,7 +26,7 @@ one is never used at the rate of the other.
 One decoding contract
 ---------------------
 Every failure is an :class:`~pipeline.errors.AudioError` whose ``category``
-says why (see :data:`pipeline.errors.FAILURE_CATEGORIES`) and whose reason
+says why (see :data:`stores.failures.FAILURE_CATEGORIES`) and whose reason
 says what was found and what to do; backend messages that are false about
 the file (libsndfile calls an undecodable MP3 "not a regular file") are never
 quoted. Any exception a backend raises while opening, seeking, reading,

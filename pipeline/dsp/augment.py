@@ -24,7 +24,7 @@ all frames are assigned at once with ``np.repeat``. Pitch-shift is a stretch by
 ``1 / 2**(semitones/12)`` followed by a soxr resampling by the same factor,
 so the duration is kept (as ``librosa.effects.pitch_shift`` does).
 
-Measured with :func:`pipeline.dsp.stretch_study.compare_stretch_methods` on 30 s of 22,050 Hz
+Measured with :func:`bench.stretch_study.compare_stretch_methods` (``pipeline bench stretch``) on 30 s of 22,050 Hz
 synthetic music whose exact stretched and shifted versions are rendered from
 the same score: harmonic notes (3-6 partials, 5 Hz vibrato, attack/decay),
 one voice (``voices=1``) or four mixed voices (``voices=4``, dense chords),
@@ -55,7 +55,7 @@ no complex128 temporaries, phases accumulated row by row, regions assigned
 with one ``np.repeat``); it keeps the loudness (a plain phase vocoder loses
 ~3 dB because unlocked partials partly cancel between overlapping frames)
 and the pitch exactly; and it is plain numpy, so no worker pays a ~2 s JIT
-compile. WSOLA (:func:`pipeline.dsp.stretch_study.wsola_stretch`, Verhelst and
+compile. WSOLA (:func:`bench.stretch_study.wsola_stretch`, Verhelst and
 Roelands 1993, kept for the comparison only) wins on sparse textures and keeps clicks sharp (smear
 0.06 vs 0.47): transient smearing over the 93 ms frame is the known
 weakness of the choice; a harmonic/percussive split with WSOLA for the

@@ -15,7 +15,7 @@ from pathlib import Path
 import distributed
 import pytest
 
-from pipeline import build_bench
+from bench import build as build_bench
 from pipeline.build import build_store
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.datasets import load_manifest
@@ -142,9 +142,9 @@ def test_the_cli_at_debug_level_prints_no_credential(private_bucket, s3_server, 
 
 
 def test_credentials_that_cannot_reach_workers_stop_the_build_before_it_writes(private_bucket, tmp_path):
-    from pipeline.errors import BuildError
+    from stores.errors import CredentialError
 
-    with pytest.raises(BuildError, match="--workers 0"):
+    with pytest.raises(CredentialError, match="--workers 0"):
         build_store(load_manifest("folder", private_bucket["audio"]), tmp_path / "s.zarr", config=tiny_config(),
                     workers=2, progress=False, source_storage_options={"headers": {"Authorization": "x"}})
     assert not (tmp_path / "s.zarr").exists()
@@ -189,7 +189,7 @@ def test_a_long_wav_in_the_bucket_travels_as_header_and_excerpt_and_builds_the_s
 
 def test_a_cluster_scan_reads_the_bucket_with_credentials_given_as_options(private_bucket, s3_server):
     """pipeline scan shares the build's rule: LocalCluster workers get --storage-option credentials at start."""
-    from pipeline.preflight import scan_manifest
+    from pipeline.scan import scan_manifest
 
     options = s3_server.storage_options()
     manifest = load_manifest("folder", private_bucket["root"], storage_options=options)

@@ -29,7 +29,7 @@ class FakeStore:
     per_label: dict = dataclasses.field(default_factory=lambda: {"train": 4, "val": 1, "test": 1})
     shard_clips: int = 3
     seed: int = 0
-    config: PipelineConfig = dataclasses.field(default_factory=tiny_config)
+    config: PipelineConfig = dataclasses.field(default_factory=tiny_config)  # recorded as its dict (__post_init__)
     uri: str = "memory://fake-store"
     failed: int = 1
 
@@ -43,6 +43,7 @@ class FakeStore:
         self.config_hash = cfg.config_hash()
         self.fingerprint = f"fake-{self.seed}"
         self.attrs = {"config": cfg.to_dict(), "labels": list(self.labels)}
+        self.config = cfg.to_dict()  # what ReadableStore.config gives: the config as the store records it
         rows = []
         for split, n in self.per_label.items():
             for li, label in enumerate(self.labels):

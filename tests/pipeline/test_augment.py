@@ -10,7 +10,8 @@ import pytest
 from pipeline.build import build_store
 from pipeline.config import (AUGMENTATIONS, AudioConfig, AugmentConfig, AugmentParam, Augmentation, PipelineConfig,
                              register_augmentation)
-from pipeline.dsp import augment, stretch_study
+from bench import stretch_study
+from pipeline.dsp import augment
 from pipeline.dsp.augment import apply_augmentation, draw_params, variant_rng
 from pipeline.dsp.features import stft
 from pipeline.dsp.registered import resolve
@@ -19,7 +20,7 @@ from pipeline.extract import process_clip
 from pipeline.isolation import shutdown_children
 from stores import open_store
 from tests.audio_fixtures import dominant_frequency
-from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
+from tests.pipeline.build.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 SR = 22050
 

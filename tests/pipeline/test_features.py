@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from pipeline.bench import reference_features
+from bench.features import reference_features
 from pipeline.build import build_store
 from pipeline.config import FEATURES, AudioConfig, AugmentConfig, Feature, FeatureConfig, PipelineConfig, register_feature
 from pipeline.dsp import features as features_module
@@ -29,7 +29,7 @@ from pipeline.errors import ConfigError, FeatureError, PipelineError
 from pipeline.extract import process_clip
 from pipeline.isolation import shutdown_children
 from stores import open_store
-from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
+from tests.pipeline.build.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 SR = 22050
 

@@ -139,7 +139,7 @@ def test_clip_outcomes_refetch_an_object_whose_decode_read_past_the_fetched_byte
         fetched.extend(out)
         return out
 
-    monkeypatch.setattr("pipeline.build.fetch_many", counting)
+    monkeypatch.setattr("pipeline.build.shard_task.fetch_many", counting)
     clips = [(f"memory://{root}/plain.wav", "plain.wav", (config,)),
              (f"memory://{root}/tagged.wav", "tagged.wav", (config,))]
     outcomes = clip_outcomes(clips, _decode, limits=ClipLimits(isolate=False), excerpt=excerpt_plan(config))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from pathlib import Path
 
 import pytest
 
 from pipeline.datasets import load_manifest
 from pipeline.dsp.audio import load_clip
 from pipeline.errors import AudioDecodeError, AudioError, DatasetError
-from pipeline.sources import FILE_LIST, check_root, fetch_many, is_remote, join_root, public_options, scrub, source_path
+from pipeline.sources import FILE_LIST, check_root, fetch_many, join_root, source_path
 from tests.datasets_fixtures import make_fma_tree, make_folder_tree, make_gtzan_tree
 from tests.http_fixtures import RangeRequestHandler, serve_folder
 
@@ -28,29 +27,6 @@ def test_join_root_keeps_local_paths_absolute_and_builds_uris(tmp_path, monkeypa
     assert join_root("s3://bucket/gtzan/", "genres/blues/x.au") == "s3://bucket/gtzan/genres/blues/x.au"
     assert join_root("gs://bucket", "a/b c.wav") == "gs://bucket/a/b c.wav"
     assert join_root("https://host/data", "rock/a b#1.mp3") == "https://host/data/rock/a%20b%231.mp3"
-
-
-def test_is_remote():
-    assert is_remote("s3://b/x") and is_remote("https://h/x") and is_remote("gs://b")
-    assert not is_remote("/data/gtzan") and not is_remote("file:///data") and not is_remote(Path("x"))
-    assert not is_remote(None)
-
-
-def test_public_options_drop_every_credential():
-    options = {"key": "AKIA", "secret": "s3cr3t", "token": "t", "anon": False,
-               "client_kwargs": {"endpoint_url": "http://127.0.0.1:7480", "region_name": "default",
-                                 "aws_secret_access_key": "x"},
-               "config_kwargs": {"retries": {"max_attempts": 3}}}
-    assert public_options(options) == {
-        "anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:7480", "region_name": "default"},
-        "config_kwargs": {"retries": {"max_attempts": 3}}}
-    assert public_options(None) == {}
-
-
-def test_scrub_masks_option_and_environment_secrets(monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET99")
-    text = scrub("key OPTSECRET1 and ENVSECRET99 here", {"client_kwargs": {"secret": "OPTSECRET1"}})
-    assert text == "key *** and *** here"
 
 
 # --------------------------------------------------------------------------

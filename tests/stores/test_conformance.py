@@ -100,7 +100,7 @@ def test_fingerprint_and_metadata_equal_the_local_build(backend, stored, referen
     ref, _ = reference
     store = open_store(stored, **backend.options)
     assert store.fingerprint == ref.fingerprint and len(store.fingerprint) == 64
-    assert store.config == ref.config == small_config() and store.config_hash == ref.config_hash
+    assert store.config == ref.config == small_config().to_dict() and store.config_hash == ref.config_hash
     assert store.labels == LABELS and store.variants == ("original", "gain", "time_stretch")
     assert store.feature_bands == ref.feature_bands
     assert comparable_attrs(store.attrs) == comparable_attrs(ref.attrs)

@@ -14,8 +14,7 @@ import zarr
 from pipeline.errors import SchemaVersionError, StoreNotFoundError
 from stores import open_store, schema
 from stores.checks import verify_store
-from stores.metadata import (ATTRIBUTE_NAMES, BuildSummary, DatasetInfo, LayoutInfo, MetadataError, StoreMetadata,
-                             WindowInfo)
+from stores.metadata import ATTRIBUTE_NAMES, BuildSummary, DatasetInfo, LayoutInfo, MetadataError, StoreMetadata
 from stores.uri import quiet_consolidated_warning
 from tests.stores.test_store import build, small_config
 
@@ -136,11 +135,12 @@ def test_unknown_attributes_are_kept(golden):
 def test_for_new_store_describes_the_config():
     cfg = small_config()
     meta = StoreMetadata.for_new_store(
-        config=cfg, clips_hash="c" * 64, labels=["a", "b"], layout=schema.Layout(10, 4), augmented_splits=["train"],
+        config=cfg.recorded(), clips_hash="c" * 64, labels=["a", "b"], layout=schema.Layout(10, 4), augmented_splits=["train"],
         aug_params={"gain": {"gain_db": "aug__gain__gain_db"}}, dataset=DatasetInfo.of_mapping({"name": "x"}))
     assert not meta.complete and meta.fingerprint is None and meta.summary is None
-    assert meta.pipeline_config() == cfg and meta.config_hash == cfg.config_hash()
-    assert meta.window == WindowInfo.of_config(cfg) and meta.window.window_frames == cfg.window_frames
+    assert meta.config_dict() == cfg.to_dict() and meta.config_hash == cfg.config_hash()
+    assert meta.features == cfg.features.feature_bands() and meta.variants == cfg.augment.variant_names
+    assert meta.window.window_frames == cfg.window_frames and meta.window.sample_rate == cfg.audio.sample_rate
     assert meta.layout == LayoutInfo.of_layout(schema.Layout(10, 4)) and meta.layout.n_shards == 3
     assert meta.dataset == DatasetInfo(name="x", split_scheme="", n_folds=0, source="")
     assert meta.provenance.schema == f"{schema.FORMAT_NAME} v{schema.SCHEMA_VERSION}"

@@ -6,6 +6,7 @@ resume, export) is in test_conformance.py, which uses :func:`build` here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,7 @@ import pytest
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.errors import ConfigMismatchError, SchemaVersionError, StoreError
 from stores import ClipResult, create_store, open_store, open_writer, schema
+from stores.metadata import FeatureInfo
 from stores.uri import redact_uri
 
 LABELS = ("jazz", "rock")
@@ -59,9 +61,9 @@ def fake_result(cfg: PipelineConfig, i: int, split: str, rng: np.random.Generato
     return ClipResult("ok", duration_s=4.0 + i, features=feats, params=params)
 
 
-def build(uri, cfg, n=7, cps=3, overwrite=False, stop_after=None, storage_options=None, nan_clip=-1):
+def build(uri, cfg, n=7, cps=3, overwrite=False, stop_after=None, storage_options=None, nan_clip=-1, recorded=None):
     cols = columns(n)
-    writer = create_store(uri, config=cfg, clips=cols, labels=LABELS,
+    writer = create_store(uri, config=recorded or cfg, clips=cols, labels=LABELS,
                           aug_params={"gain": ["gain_db"], "time_stretch": ["rate"]},
                           dataset={"name": "test", "split_scheme": "random", "source": "made up"},
                           clips_per_shard=cps, overwrite=overwrite, storage_options=storage_options)
@@ -76,6 +78,19 @@ def build(uri, cfg, n=7, cps=3, overwrite=False, stop_after=None, storage_option
     return writer, results
 
 
+def test_feature_arrays_carry_the_recorded_units_and_descriptions(tmp_path, cfg):
+    # The writer takes units and descriptions from the recorded config, whatever the feature's name.
+    recorded = cfg.recorded()
+    assert recorded.features["mel"] == FeatureInfo(cfg.features.n_mels, "dB", "log-mel spectrogram of the signal (power dB)")
+    renamed = {name: FeatureInfo(info.bands, f"u-{name}", f"what {name} is") for name, info in recorded.features.items()}
+    uri = tmp_path / "s.zarr"
+    build(uri, cfg, recorded=dataclasses.replace(recorded, features=renamed))
+    store = open_store(uri)
+    for name in recorded.features:
+        assert dict(store.group[name].attrs) == {"units": f"u-{name}", "description": f"what {name} is"}
+    assert store.config_hash == cfg.config_hash() and store.config == cfg.to_dict()
+
+
 def test_round_trip(tmp_path, cfg):
     uri = tmp_path / "s.zarr"
     _, results = build(uri, cfg)
@@ -83,7 +98,7 @@ def test_round_trip(tmp_path, cfg):
     assert store.complete and store.n_clips == 7
     assert store.variants == ("original", "gain", "time_stretch")
     assert store.labels == LABELS
-    assert store.config == cfg and store.config_hash == cfg.config_hash()
+    assert store.config == cfg.to_dict() and store.config_hash == cfg.config_hash()
     assert store.window_frames == cfg.window_frames and store.window_hop_frames == cfg.window_hop_frames
     assert store.feature_bands == cfg.features.feature_bands()
     assert list(store.clips.columns) == list(schema.CLIP_COLUMNS)
@@ -158,7 +173,7 @@ def test_mismatched_config_refused_unless_overwrite(tmp_path, cfg):
     with pytest.raises(ConfigMismatchError, match="clip list differs"):
         build(uri, cfg, n=6)
     build(uri, other, overwrite=True)
-    assert open_store(uri).config == other
+    assert open_store(uri).config == other.to_dict()
 
 
 def test_newer_schema_refused(tmp_path, cfg):

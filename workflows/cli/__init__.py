@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PROJECT_ERRORS
 from pipeline.sources import CredentialFilter
 
 from workflows.cli import bench, build, run, store, train
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging(args.verbose, parse_storage_options(getattr(args, "storage_option", None)))
         return int(args.func(args) or 0)
-    except PipelineError as exc:
+    except PROJECT_ERRORS as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

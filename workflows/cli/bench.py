@@ -1,4 +1,5 @@
-"""``pipeline bench features|build|loader|predict|gpu``: the performance targets and the GPU check."""
+"""``pipeline bench features|build|loader|predict|gpu|stretch``: the performance targets, the GPU check
+and the time-stretch study (the benchmarks themselves live in :mod:`bench`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from workflows.cli.options import add_storage_option, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu)")
+    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu, stretch)")
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
     b = benches.add_parser("features", help="our extraction of all variants vs a plain librosa reference")
@@ -74,9 +75,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_storage_option(b)
     b.set_defaults(func=_gpu)
 
+    b = benches.add_parser("stretch", help="the time-stretch study: phase vocoders and WSOLA, speed and quality "
+                                           "against exact re-synthesis")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the synthetic music (default 30 s)")
+    b.add_argument("--voices", type=int, default=1, help="independent scores mixed (4: dense polyphony)")
+    b.add_argument("--repeats", type=int, default=3, help="timings: the minimum CPU time of this many runs")
+    b.add_argument("--json", metavar="FILE")
+    b.set_defaults(func=_stretch)
+
 
 def _features(args: argparse.Namespace) -> int:
-    from pipeline.bench import bench_features, format_report  # librosa, for the reference: loaded on use
+    from bench.features import bench_features, format_report  # librosa, for the reference: loaded on use
 
     result = bench_features(int(args.clips))
     print(format_report(result))
@@ -87,7 +96,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pipeline.build_bench import format_figures, run_bench  # dask: loaded on use
+    from bench.build import format_figures, run_bench  # dask: loaded on use
 
     figures = run_bench(args.clips, seconds=args.seconds, scheduler=args.scheduler, out=args.out,
                         clips_per_shard=args.clips_per_shard, serial=not args.workers_only,
@@ -103,7 +112,7 @@ def _update(args: argparse.Namespace) -> int:
     import statistics
     import tempfile
 
-    from pipeline.update_bench import format_update_figures, run_update_bench  # dask: loaded on use
+    from bench.update import format_update_figures, run_update_bench  # dask: loaded on use
 
     with tempfile.TemporaryDirectory(prefix="update-bench-") as folder:
         figures = run_update_bench(folder, args.base, args.new, seconds=args.seconds, workers=args.workers,
@@ -125,7 +134,7 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _loader(args: argparse.Namespace) -> int:
-    from model.bench import bench_loader  # torch: loaded on use
+    from bench.model import bench_loader  # torch: loaded on use
 
     result = bench_loader(args.store, seconds=args.seconds, storage_options=parse_storage_options(args.storage_option))
     print(f"loader {result['windows_per_s']:,.0f} windows/s (target >= 5,000); raw read "
@@ -142,7 +151,7 @@ def _loader(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import torch  # loaded on use: the other commands start without it
 
-    from model.bench import latency  # torch: loaded on use
+    from bench.model import latency  # torch: loaded on use
 
     devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
     results = {}
@@ -166,7 +175,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _gpu(args: argparse.Namespace) -> int:
     """``pipeline bench gpu``: run the check, print the figures, write the JSON."""
-    from model.gpu_check import CPU_PARAMS, GpuCheckParams, run_gpu_check  # torch: loaded on use
+    from bench.gpu_check import CPU_PARAMS, GpuCheckParams, run_gpu_check  # torch: loaded on use
 
     base = CPU_PARAMS if args.device == "cpu" else GpuCheckParams()
     overrides = {name: getattr(args, name) for name in ("train_steps", "clips_per_genre", "clip_seconds",
@@ -184,4 +193,14 @@ def _gpu(args: argparse.Namespace) -> int:
           f"{result['loader_to_training']:.2f}x that, peak GPU memory "
           f"{'n/a' if peak is None else f'{peak / 2**30:.2f} GiB'}; {result['phases']['total_s']:.0f} s in all; "
           f"written to {path}")
+    return 0
+
+
+def _stretch(args: argparse.Namespace) -> int:
+    from bench.stretch_study import compare_stretch_methods, format_table  # librosa, the reference: loaded on use
+
+    results = compare_stretch_methods(args.seconds, voices=args.voices, repeats=args.repeats)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -12,7 +12,7 @@ from pipeline.datasets.base import Manifest
 from pipeline.errors import ConfigError
 from pipeline.isolation import DEFAULT_CLIP_MEMORY_BYTES, DEFAULT_CLIP_SECONDS, ClipLimits
 from pipeline.sources import is_remote
-from pipeline.uris import local_path
+from stores.remote import local_path
 from workflows.cli.options import add_storage_option, parse_key_values, parse_storage_options
 
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def scan(args: argparse.Namespace) -> int:
     """``pipeline scan``: 0 when every clip decodes, else 1."""
-    from pipeline.preflight import scan_manifest  # dask: loaded on use
+    from pipeline.scan import scan_manifest  # dask: loaded on use
 
     report = scan_manifest(manifest_from_cli(args), config=load_config(args.config), workers=args.workers,
                            scheduler=args.scheduler, clip_limits=clip_limits_from_args(args),

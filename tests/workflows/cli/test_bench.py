@@ -1,5 +1,5 @@
 """``pipeline bench features``: the figures printed and written as JSON (the measurement itself is
-tested in tests/pipeline/test_bench.py)."""
+tested in tests/bench/), and ``pipeline bench stretch``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,26 @@ FIGURES = {
 
 def test_bench_features_prints_and_writes_the_figures(monkeypatch, tmp_path, capsys):
     asked = []
-    monkeypatch.setattr("pipeline.bench.bench_features", lambda clips: asked.append(clips) or FIGURES)
+    monkeypatch.setattr("bench.features.bench_features", lambda clips: asked.append(clips) or FIGURES)
     out = tmp_path / "bench.json"
     assert main(["bench", "features", "--clips", "2", "--json", str(out)]) == 0
     assert asked == [2]
     assert json.loads(out.read_text()) == FIGURES
     printed = capsys.readouterr().out
     assert "speedup:   16.0x" in printed and "mp3: ours 0.300 s" in printed and f"wrote {out}" in printed
+
+
+def test_bench_stretch_runs_the_study_and_prints_one_row_per_method(monkeypatch, tmp_path, capsys):
+    row = {"stretch_s": 0.5, "shift_s": 0.6, "stretch_dist_db": 1.0, "shift_dist_db": 1.5, "stretch_rms_ratio": 0.98,
+           "click_smear": 0.1, "stretch_pitch_cents": 0.2, "shift_pitch_cents": 0.3}
+    asked = []
+    monkeypatch.setattr("bench.stretch_study.compare_stretch_methods",
+                        lambda seconds, *, voices, repeats: asked.append((seconds, voices, repeats))
+                        or {"librosa": row, "ours_locked": row})
+    out = tmp_path / "stretch.json"
+    assert main(["bench", "stretch", "--seconds", "5", "--voices", "4", "--repeats", "1", "--json", str(out)]) == 0
+    assert asked == [(5.0, 4, 1)]
+    assert json.loads(out.read_text()) == {"librosa": row, "ours_locked": row}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["method", "stretch_s", "shift_s"]
+    assert [line.split()[0] for line in lines[1:]] == ["librosa", "ours_locked"]

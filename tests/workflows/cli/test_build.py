@@ -7,7 +7,7 @@ import json
 import pytest
 
 from workflows.cli import main
-from tests.pipeline.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
+from tests.pipeline.build.test_build import manifest  # noqa: F401  (the synthetic dataset fixture)
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_killed_build_process_resumes_to_identical_store(manifest, config_file, 
     from pipeline.build import build_store
     from pipeline.config import load_config
     from pipeline.datasets import load_manifest
-    from tests.pipeline.test_build import assert_same_store
+    from tests.pipeline.build.test_build import assert_same_store
 
     out = tmp_path / "killed.zarr"
     argv = ["build", "--dataset", "folder", "--root", str(manifest.root), "--out", str(out), "--workers", "0",

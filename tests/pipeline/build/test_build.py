@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import build as build_module
+from pipeline.build import shard_task as build_module
 from pipeline.build import build_store, parse_max_failures
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.build import build_store, count_failures
+from pipeline.build import build_store
+from stores.failures import count_failures
 from pipeline.errors import failure_category
 from pipeline.isolation import FAULT_HOOK_ENV, ClipLimits, Job, run_isolated
 from stores import open_store

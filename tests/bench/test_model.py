@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.bench import bench_loader, latency
+from bench.model import bench_loader, latency
 from tests.model.fakes import FakeStore
 
 

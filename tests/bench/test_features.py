@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
-from pipeline.bench import bench_features, make_bench_clips, synth_music
+from bench.features import bench_features, make_bench_clips, synth_music
 from pipeline.errors import PipelineError
 
 

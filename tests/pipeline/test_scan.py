@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.datasets import load_manifest
 from pipeline.isolation import FAULT_HOOK_ENV, ClipLimits
-from pipeline.preflight import scan_manifest
+from pipeline.scan import scan_manifest
 from tests.integration.helpers import synthetic_manifest, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ It builds a small demo store (or takes one), then on the GPU:
 3. trains the same number of steps fed by that loader, as ``pipeline train``
    does: ``fed_windows_per_s``;
 4. saves the model as a checkpoint and times ``pipeline evaluate`` on the
-   test split and ``pipeline predict`` (:func:`model.bench.latency`: one
+   test split and ``pipeline predict`` (:func:`bench.model.latency`: one
    30 s file end to end, one batch of 32 windows);
 5. records peak GPU memory, the device, torch/CUDA/cuDNN versions and the date.
 
@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 import torch
 
-from model.bench import latency
+from bench.model import latency
 from model.checkpoint import run_metadata, save_checkpoint
 from model.config import TrainConfig
 from model.data import normalisation_stats, open_source, split_clips

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline import build_bench
+from bench import build as build_bench
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 
 

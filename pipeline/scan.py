@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pipeline.allocator import tune_allocator
-from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar, split_credentials
+from pipeline.build.allocator import tune_allocator
+from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar
+from stores.remote import split_credentials
 from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts

@@ -38,7 +38,7 @@ from pipeline.config import AudioConfig, PipelineConfig
 from pipeline.datasets import load_manifest
 from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import ConfigError
-from pipeline.update import plan_growth
+from pipeline.build.update import plan_growth
 from stores import schema
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def run_update_bench(out: str | Path, base: int = 200, new: int = 20, *, seconds
     grown = dataclasses.replace(manifest, clips=tuple(ranked[:base + new]))
     added = {c.clip_id for c in ranked[base:base + new]}
     before = dataclasses.replace(grown, clips=tuple(c for c in grown.clips if c.clip_id not in added))
-    # the new clips with the splits the update gives them (the split rule of pipeline.update), so that
+    # the new clips with the splits the update gives them (the split rule of pipeline.build.update), so that
     # both builds compute the same variants
     stored = pd.DataFrame([dataclasses.asdict(c) for c in before.clips])
     alone = dataclasses.replace(grown, clips=plan_growth(grown, stored, split_scheme=grown.split_scheme).new)

@@ -41,9 +41,9 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from pipeline.allocator import tune_allocator
-from pipeline.build import (SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client,
-                            split_credentials)
+from pipeline.build.allocator import tune_allocator
+from pipeline.build import SINGLE_THREAD_ENV, augmented_splits, build_store, clip_variants, dask_client
+from stores.remote import split_credentials
 from pipeline.config import PipelineConfig
 from pipeline.datasets import list_datasets, load_manifest
 from pipeline.datasets.base import Manifest

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from model.gpu_check import CPU_PARAMS, GpuCheckParams, no_cuda_message
+from bench.gpu_check import CPU_PARAMS, GpuCheckParams, no_cuda_message
 from workflows.cli import main
 from pipeline.errors import ModelError
 

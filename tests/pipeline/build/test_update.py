@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline import build as build_module
+from pipeline.build import plan as plan_module, shard_task
+from pipeline.isolation import ClipLimits
 from pipeline.build import build_store
 from pipeline.config import AudioConfig, AugmentConfig, FeatureConfig, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.errors import ConfigMismatchError
-from pipeline.update import assign_new_clips, plan_growth
+from pipeline.build.update import assign_new_clips, plan_growth
 from stores import open_store
 from stores.checks import verify_store
 from stores.versions import ConcurrentWriteError, store_log
@@ -145,7 +146,7 @@ def test_a_killed_update_leaves_the_version_before_and_resumes(collection, grown
     base, bigger = collection
     uri = tmp_path / "s.zarr"
     first = _build(base, uri)
-    real = build_module.build_shard
+    real = shard_task.build_shard
     calls = []
 
     def killed_after_one(task):
@@ -154,12 +155,12 @@ def test_a_killed_update_leaves_the_version_before_and_resumes(collection, grown
         calls.append(task.shard_index)
         return real(task)
 
-    monkeypatch.setattr(build_module, "build_shard", killed_after_one)
+    monkeypatch.setattr(shard_task, "build_shard", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         _build(bigger, uri, update=True)
     assert open_store(uri).fingerprint == first.fingerprint  # still the version before
     assert [e["id"] for e in store_log(uri)] == [first.version]
-    monkeypatch.setattr(build_module, "build_shard", real)
+    monkeypatch.setattr(shard_task, "build_shard", real)
     resumed = _build(bigger, uri, update=True)
     assert resumed.shards_built == 1  # the shard written before the kill is kept
     assert resumed.fingerprint == grown[3].fingerprint  # the same store as an uninterrupted update
@@ -182,16 +183,16 @@ def test_two_writers_one_commits_the_other_stops_and_loses_nothing(collection, t
     base, bigger = collection
     uri = tmp_path / "s.zarr"
     _build(base, uri)
-    plan_a = build_module._plan(dataclasses.replace(bigger, clips=bigger.clips[:9]), uri, config=CFG, workers=0,
+    plan_a = plan_module.make_plan(dataclasses.replace(bigger, clips=bigger.clips[:9]), uri, config=CFG, workers=0,
                                 scheduler=None, overwrite=False, max_failures=0.05, storage_options=None,
-                                clips_per_shard=None, clip_limits=build_module.ClipLimits(),
+                                clips_per_shard=None, clip_limits=ClipLimits(),
                                 source_storage_options=None, update=True)
-    plan_b = build_module._plan(bigger, uri, config=CFG, workers=0, scheduler=None, overwrite=False,
+    plan_b = plan_module.make_plan(bigger, uri, config=CFG, workers=0, scheduler=None, overwrite=False,
                                 max_failures=0.05, storage_options=None, clips_per_shard=None,
-                                clip_limits=build_module.ClipLimits(), source_storage_options=None, update=True)
+                                clip_limits=ClipLimits(), source_storage_options=None, update=True)
     for plan in (plan_a, plan_b):
         for task in plan.tasks:
-            build_module.build_shard(task)
+            shard_task.build_shard(task)
     plan_a.writer.finalize()
     with pytest.raises(ConcurrentWriteError, match="another writer committed.*rerun the same command"):
         plan_b.writer.finalize()
@@ -249,12 +250,12 @@ def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, s3_server, mon
     try:
         first = _build(base, uri, storage_options=options)
         reader = open_store(uri, storage_options=options)
-        real = build_module.build_shard
-        monkeypatch.setattr(build_module, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
+        real = shard_task.build_shard
+        monkeypatch.setattr(shard_task, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             _build(bigger, uri, update=True, storage_options=options)
         assert open_store(uri, storage_options=options).version == first.version
-        monkeypatch.setattr(build_module, "build_shard", real)
+        monkeypatch.setattr(shard_task, "build_shard", real)
         update = _build(bigger, uri, update=True, storage_options=options)
         assert update.clips_built == 4 and reader.n_clips == 7  # the open reader still reads its version
         repo = location_repository(uri, options, writable=False)
@@ -271,8 +272,8 @@ def test_an_update_appending_a_variant_computes_only_it(collection, tmp_path, mo
     first = _build(base, uri)
     before = {k: v for k, v in _objects(uri).items() if k != "head.json"}
     seen = []
-    real = build_module.build_shard
-    monkeypatch.setattr(build_module, "build_shard", lambda task: seen.append(task) or real(task))
+    real = shard_task.build_shard
+    monkeypatch.setattr(shard_task, "build_shard", lambda task: seen.append(task) or real(task))
     more = dataclasses.replace(CFG, augment=AugmentConfig(variants=("gain", "noise")))
     summary = build_store(base, uri, config=more, workers=0, progress=False, update=True)
     store = open_store(uri)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.allocator import MALLOC_TUNABLE_ENV, nanny_environ_without_tunables
+from pipeline.build.allocator import MALLOC_TUNABLE_ENV, nanny_environ_without_tunables
 from stores.schema import DEFAULT_CLIPS_PER_SHARD, auto_clips_per_shard
 
 #: Allocates a 10 MB array and prints how many blocks glibc mmapped for it (mallinfo2().hblks).
@@ -21,7 +21,7 @@ class MallInfo2(ctypes.Structure):
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "tune":
-    from pipeline.allocator import tune_allocator
+    from pipeline.build.allocator import tune_allocator
     print(tune_allocator())
 else:
     print("untouched")

@@ -248,3 +248,13 @@ def compare_stretch_methods(seconds: float = 30.0, sr: int = 22050, *, rate: flo
             "shift_pitch_cents": cents(shift_fn(tone), 440.0 * factor),
         }
     return results
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """The figures of :func:`compare_stretch_methods`, one row per method (``pipeline bench stretch``)."""
+    columns = ("stretch_s", "shift_s", "stretch_dist_db", "shift_dist_db", "stretch_rms_ratio", "click_smear",
+               "stretch_pitch_cents", "shift_pitch_cents")
+    width = max(len(name) for name in results)
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{c:>19}" for c in columns)]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{row[c]:>19.4f}" for c in columns) for name, row in results.items()]
+    return "\n".join(lines)
