@@ -58,6 +58,7 @@ from pipeline.errors import BuildError, ConfigError
 from pipeline.isolation import ClipLimits
 from stores import open_store, schema
 from stores.failures import count_failures
+from stores.versions import LEGACY_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -86,6 +87,7 @@ def build_store(
     clip_limits: ClipLimits = ClipLimits(),
     source_storage_options: Mapping[str, Any] | None = None,
     on_shard_error: str = "finish",
+    update: bool = False,
 ) -> BuildReport:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -133,6 +135,11 @@ def build_store(
         does to the build, the same on every path: "finish" lets the other
         shards finish, then raises one BuildError naming the first failure;
         "stop" stops at the first and raises its own error (debugging, tests).
+    update : bool
+        Add the clips of ``manifest`` that the store at ``out_uri`` lacks (or
+        the augmentation variants ``config`` appends), as a new version
+        (:mod:`pipeline.build.update`, :mod:`stores.updates`); without it a
+        grown collection is refused, naming the number of new clips.
 
     Raises
     ------
@@ -149,11 +156,12 @@ def build_store(
         raise ConfigError(f"on_shard_error={on_shard_error!r} is not one of {', '.join(SHARD_ERROR_POLICIES)}")
     plan = make_plan(manifest, out_uri, config=config, workers=workers, scheduler=scheduler, overwrite=overwrite,
                  max_failures=max_failures, storage_options=storage_options, clips_per_shard=clips_per_shard,
-                 clip_limits=clip_limits, source_storage_options=source_storage_options)
+                 clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
     fingerprint = plan.writer.finalize()
-    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
+    return dataclasses.replace(_summary(plan, run, fingerprint, time.perf_counter() - t_start),
+                               vanished=plan.vanished)
 
 
 
@@ -203,7 +211,10 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
 
 def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) -> BuildReport:
     """The finished store's counts, as the build reports them."""
-    store = open_store(plan.uri, storage_options=plan.options)
+    version = plan.writer.version
+    # the version this build committed, not whatever is newest by now
+    pinned = plan.uri if version == LEGACY_VERSION else f"{plan.uri}@{version}"
+    store = open_store(pinned, storage_options=plan.options)
     clips = store.clips
     failed = clips[clips["status"] == schema.STATUS_FAILED]
     failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
@@ -218,6 +229,7 @@ def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) 
         nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=plan.allowed_failures,
         task_seconds=sum(r.seconds for r in run.reports), write_seconds=sum(r.write_seconds for r in run.reports),
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
+        version=version,
     )
 
 
