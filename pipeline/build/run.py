@@ -60,6 +60,7 @@ from pipeline.errors import BuildError, ConfigError
 from pipeline.isolation import ClipLimits
 from stores import open_store, schema
 from stores.failures import count_ends_early, count_failures
+from stores.versions import LEGACY_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -88,6 +89,7 @@ def build_store(
     clip_limits: ClipLimits = ClipLimits(),
     source_storage_options: Mapping[str, Any] | None = None,
     on_shard_error: str = "finish",
+    update: bool = False,
 ) -> BuildReport:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -135,6 +137,11 @@ def build_store(
         does to the build, the same on every path: "finish" lets the other
         shards finish, then raises one BuildError naming the first failure;
         "stop" stops at the first and raises its own error (debugging, tests).
+    update : bool
+        Add the clips of ``manifest`` that the store at ``out_uri`` lacks (or
+        the augmentation variants ``config`` appends), as a new version
+        (:mod:`pipeline.build.update`, :mod:`stores.updates`); without it a
+        grown collection is refused, naming the number of new clips.
 
     Raises
     ------
@@ -151,11 +158,12 @@ def build_store(
         raise ConfigError(f"on_shard_error={on_shard_error!r} is not one of {', '.join(SHARD_ERROR_POLICIES)}")
     plan = make_plan(manifest, out_uri, config=config, workers=workers, scheduler=scheduler, overwrite=overwrite,
                  max_failures=max_failures, storage_options=storage_options, clips_per_shard=clips_per_shard,
-                 clip_limits=clip_limits, source_storage_options=source_storage_options)
+                 clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
     fingerprint = plan.writer.finalize()
-    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
+    return dataclasses.replace(_summary(plan, run, fingerprint, time.perf_counter() - t_start),
+                               vanished=plan.vanished)
 
 
 
@@ -202,7 +210,10 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
 
 def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) -> BuildReport:
     """The finished store's counts, as the build reports them."""
-    store = open_store(plan.uri, storage_options=plan.options)
+    version = plan.writer.version
+    # the version this build committed, not whatever is newest by now
+    pinned = plan.uri if version == LEGACY_VERSION else f"{plan.uri}@{version}"
+    store = open_store(pinned, storage_options=plan.options)
     clips = store.clips
     failed = clips[clips["status"] == schema.STATUS_FAILED]
     failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
@@ -219,6 +230,7 @@ def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) 
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
         skipped={why: list(paths) for why, paths in store.metadata.dataset.skipped.items()},
         ends_early=count_ends_early(clips.loc[clips["status"] == schema.STATUS_OK, "reason"].tolist()),
+        version=version,
     )
 
 

@@ -49,6 +49,10 @@ class BuildReport:
     failure_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     ends_early: int = 0
+    #: The version this build committed (or found unchanged); see stores.versions.
+    version: str = ""
+    #: What an update left alone: clips in the store whose files are gone from the collection.
+    vanished: tuple[str, ...] = ()
 
     @property
     def failures_exceeded(self) -> bool:
@@ -74,7 +78,12 @@ class BuildReport:
             f"time        {self.seconds:.1f} s ({self.build_seconds:.1f} s building)",
             f"throughput  {self.clips_per_s:.2f} clips/s",
             f"fingerprint {self.fingerprint[:16]}",
+            f"version     {self.version} (open exactly this store as {self.uri}@{self.version})",
         ]
+        if self.vanished:
+            lines.append(f"vanished    {len(self.vanished)} clip(s) of the store are no longer in the collection; "
+                         f"they stay in the store: {', '.join(self.vanished[:10])}"
+                         + (" ..." if len(self.vanished) > 10 else ""))
         if self.failures:
             lines.append(f"failed clips ({self.n_failed}, allowed {self.max_failures}):")
             lines += [f"  {cid}  {src}: {why}" for cid, src, why in self.failures[:50]]
