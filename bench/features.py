@@ -26,7 +26,20 @@ processes slow memory and caches down, so repeated runs vary by ~10%.
 
 Parity is measured on the original variant of every clip, on the signal our
 decoder produced (so it isolates the features from decoder differences):
-our features vs the librosa reference features of that same signal.
+our features vs the librosa reference features of that same signal; a
+variant whose features are derived from the original's (gain) is compared
+with librosa on its own signal.
+
+Beside the totals it reports, on the same clips in the same run:
+
+- the stages of one clip (decode, each augmentation, each variant's
+  features, in the order a build runs them);
+- the kernels inside the original's features (STFT, medians, masks, mels,
+  MFCC, inverse STFT, CQT, CENS; median of three runs);
+- the floor: what no build of a clip can skip without changing a stored
+  number (its decode, its augmentations, and one STFT plus the two HPSS
+  medians per variant whose features are computed rather than derived), and
+  our cost as a multiple of it.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +58,12 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import ORIGINAL, AudioConfig, PipelineConfig
 from pipeline.dsp.augment import apply_augmentation, draw_params
 from pipeline.errors import PipelineError
-from pipeline.extract import decode, features_of_signal, process_clip
+from pipeline.dsp.cens import chroma_cens_parts, cqt_magnitude
+from pipeline.dsp.features import (Spectra, features_of_spectra, harmonic_log_mel, harmonic_mfcc, hpss_medians,
+                                   hpss_parts, log_mel, magnitude, percussive_log_mel, spectra_of,
+                                   stft_frequency_major)
+from pipeline.dsp.filterbanks import cqt_plan
+from pipeline.extract import decode, derives_from_original, features_of_signal, process_clip, variant_spectra
 
 logger = logging.getLogger(__name__)
 
@@ -234,24 +252,109 @@ def _worst(parities: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, f
 
 # -- the benchmark ----------------------------------------------------------
 
-def _stage_breakdown(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
-    """CPU seconds of our decode, each augmentation and each variant's features (one clip)."""
-    stages: dict[str, float] = {}
+def _timed(into: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``, adding its CPU seconds to ``into[name]``; return its result."""
     t0 = time.process_time()
-    clip = decode(path, cfg)
-    stages["decode"] = time.process_time() - t0
+    result = fn()
+    into[name] = into.get(name, 0.0) + time.process_time() - t0
+    return result
+
+
+def _stage_breakdown(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
+    """CPU seconds of our decode, each augmentation and each variant's features (one clip).
+
+    The variants run as a build runs them (:func:`pipeline.extract.process_signal`):
+    a variant derived from the original's spectra (gain) right after it.
+    """
+    stages: dict[str, float] = {}
+    clip = _timed(stages, "decode", lambda: decode(path, cfg))
+    signal = clip.samples[: clip.valid_samples]
+    original = None
+    for variant in sorted(cfg.augment.variant_names, key=lambda v: (v != ORIGINAL, not derives_from_original(v, cfg))):
+        y, drawn = signal, {}
+        if variant != ORIGINAL:
+            drawn = draw_params(variant, clip_id=clip_id, cfg=cfg.augment)
+            y = _timed(stages, f"augment_{variant}",
+                       lambda: apply_augmentation(variant, signal, sr=cfg.audio.sample_rate, params=drawn))
+        spectra = _timed(stages, f"features_{variant}", lambda: variant_spectra(variant, y, drawn, cfg, original=original))
+        _timed(stages, f"features_{variant}", lambda: features_of_spectra(spectra))
+        if variant == ORIGINAL:
+            original = spectra
+    return stages
+
+
+#: The kernels inside one variant's features, in the order they run.
+KERNELS = ("stft", "medians", "masks", "mels", "mfcc", "inverse_stft", "cqt", "cens")
+
+
+def _kernel_breakdown(y: np.ndarray, cfg: PipelineConfig, repeats: int = 3) -> dict[str, float]:
+    """Median over ``repeats`` runs of :func:`_kernels_once` (one run is a few milliseconds a kernel,
+    which a shared machine's other processes easily double)."""
+    runs = [_kernels_once(y, cfg) for _ in range(repeats)]
+    return {name: float(np.median([run[name] for run in runs])) for name in runs[0]}
+
+
+def _kernels_once(y: np.ndarray, cfg: PipelineConfig) -> dict[str, float]:
+    """CPU seconds of each kernel of :data:`KERNELS` inside the features of one signal.
+
+    ``masks`` includes the magnitude (and its transpose) that the medians
+    read; ``mels`` the three log-mel features; ``mfcc`` the harmonic part's
+    128-band log-mel and the DCT; ``inverse_stft`` the harmonic waveform
+    (masking, inverse FFT, overlap-add); ``cqt`` its constant-Q magnitude
+    (FFTs, products, decimation); ``cens`` the rest of CENS (chroma fold,
+    normalisation, quantisation, smoothing). ``other`` is what the whole
+    feature extraction of ``y`` costs beyond them (checks, copies).
+    """
+    f = cfg.features
+    sr = cfg.audio.sample_rate
+    k: dict[str, float] = {}
+    X = _timed(k, "stft", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
+    S = _timed(k, "masks", lambda: magnitude(X))
+    harm, perc = _timed(k, "medians", lambda: hpss_medians(S, f))
+    _timed(k, "masks", lambda: hpss_parts(S, harm, perc, f))
+    spectra = spectra_of(y, sr=sr, cfg=f)
+    _timed(k, "mels", lambda: (log_mel(spectra, f), harmonic_log_mel(spectra, f), percussive_log_mel(spectra, f)))
+    _timed(k, "mfcc", lambda: harmonic_mfcc(spectra, f))
+    y_h = _timed(k, "inverse_stft", lambda: Spectra.harmonic_signal.func(spectra))
+    plan = cqt_plan(sr, f.hop_length, float(f.cens_fmin), f.cens_bins_per_octave, f.cens_n_octaves,
+                    float(f.cens_tuning))
+    _timed(k, "cqt", lambda: cqt_magnitude(y_h, plan))
+    _timed(k, "cens", lambda: chroma_cens_parts(y_h, sr=sr, hop_length=f.hop_length, fmin=f.cens_fmin,
+                                                bins_per_octave=f.cens_bins_per_octave, n_octaves=f.cens_n_octaves,
+                                                tuning=f.cens_tuning, win_len_smooth=f.cens_win_len_smooth))
+    k["cens"] = max(0.0, k["cens"] - k["cqt"])
+    t0 = time.process_time()
+    features_of_signal(y, cfg)
+    whole = time.process_time() - t0
+    out = {name: k[name] for name in KERNELS}
+    out["other"] = max(0.0, whole - sum(out.values()))
+    return out
+
+
+def _floor(path: Path, clip_id: str, cfg: PipelineConfig) -> dict[str, float]:
+    """CPU seconds of what no build of this clip can skip without changing a stored number.
+
+    The decode, every augmentation, and per variant whose features are
+    computed (not derived from the original's) one STFT and the two HPSS
+    medians. Returns the parts and ``total``.
+    """
+    f = cfg.features
+    parts: dict[str, float] = {}
+    clip = _timed(parts, "decode", lambda: decode(path, cfg))
     signal = clip.samples[: clip.valid_samples]
     for variant in cfg.augment.variant_names:
         y = signal
         if variant != ORIGINAL:
-            t0 = time.process_time()
-            y = apply_augmentation(variant, signal, sr=cfg.audio.sample_rate,
-                                   params=draw_params(variant, clip_id=clip_id, cfg=cfg.augment))
-            stages[f"augment_{variant}"] = time.process_time() - t0
-        t0 = time.process_time()
-        features_of_signal(y, cfg)
-        stages[f"features_{variant}"] = time.process_time() - t0
-    return stages
+            drawn = draw_params(variant, clip_id=clip_id, cfg=cfg.augment)
+            y = _timed(parts, "augment", lambda: apply_augmentation(variant, signal, sr=cfg.audio.sample_rate,
+                                                                     params=drawn))
+        if derives_from_original(variant, cfg):
+            continue
+        X = _timed(parts, "stft_and_medians", lambda: stft_frequency_major(y, n_fft=f.n_fft, hop_length=f.hop_length))
+        S = magnitude(X)  # the medians' input; not part of the floor
+        _timed(parts, "stft_and_medians", lambda: hpss_medians(S, f))
+    parts["total"] = sum(parts.values())
+    return parts
 
 
 def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
@@ -308,12 +411,16 @@ def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineCon
 
         ours_s: dict[str, float] = {}
         ref_s: dict[str, float] = {}
+        floor_s: dict[str, dict[str, float]] = {}
         parities = []
+        derived_parities: dict[str, list[dict[str, dict[str, float]]]] = {}
         for path in paths:
             clip_id = path.stem + path.suffix
             t0 = time.process_time()
             result = process_clip(path, clip_id, cfg, variants)
             ours_s[path.name] = time.process_time() - t0
+
+            floor_s[path.name] = _floor(path, clip_id, cfg)
 
             t0 = time.process_time()
             reference_process(path, clip_id, cfg, variants)
@@ -324,24 +431,49 @@ def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineCon
             signal = samples.samples[: samples.valid_samples]
             parities.append(feature_parity(result.features[ORIGINAL],
                                            reference_features(signal, cfg.audio.sample_rate, cfg)))
-            logger.info("%s: ours %.3f s, reference %.3f s", path.name, ours_s[path.name], ref_s[path.name])
+            # A derived variant (gain) against librosa on its own signal.
+            for variant in variants:
+                if derives_from_original(variant, cfg):
+                    y = apply_augmentation(variant, signal, sr=cfg.audio.sample_rate,
+                                           params=draw_params(variant, clip_id=clip_id, cfg=cfg.augment))
+                    derived_parities.setdefault(variant, []).append(
+                        feature_parity(result.features[variant], reference_features(y, cfg.audio.sample_rate, cfg)))
+            logger.info("%s: ours %.3f s, floor %.3f s, reference %.3f s", path.name, ours_s[path.name],
+                        floor_s[path.name]["total"], ref_s[path.name])
         stages = _stage_breakdown(paths[0], paths[0].name, cfg)
+        first = decode(paths[0], cfg)
+        kernels = _kernel_breakdown(first.samples[: first.valid_samples], cfg)
 
     ours = float(np.mean(list(ours_s.values())))
     ref = float(np.mean(list(ref_s.values())))
+    floor = float(np.mean([f["total"] for f in floor_s.values()]))
     by_format = {}
     for suffix in (".mp3", ".au"):
         names = [p.name for p in paths if p.suffix == suffix]
+        fmt_ours = float(np.mean([ours_s[n] for n in names]))
+        fmt_ref = float(np.mean([ref_s[n] for n in names]))
+        fmt_floor = float(np.mean([floor_s[n]["total"] for n in names]))
         by_format[suffix.lstrip(".")] = {
-            "ours_core_s_per_clip": float(np.mean([ours_s[n] for n in names])),
-            "reference_core_s_per_clip": float(np.mean([ref_s[n] for n in names])),
+            "ours_core_s_per_clip": fmt_ours,
+            "reference_core_s_per_clip": fmt_ref,
+            "floor_core_s_per_clip": fmt_floor,
+            "speedup": fmt_ref / fmt_ours if fmt_ours > 0 else float("inf"),
+            "floor_multiple": fmt_ours / fmt_floor if fmt_floor > 0 else float("inf"),
         }
+    floor_parts = {k: float(np.mean([f.get(k, 0.0) for f in floor_s.values()]))
+                   for k in ("decode", "augment", "stft_and_medians")}
     return {
         "ours_core_s_per_clip": ours,
         "reference_core_s_per_clip": ref,
         "speedup": ref / ours if ours > 0 else float("inf"),
+        "floor_core_s_per_clip": floor,
+        "floor_parts_core_s": floor_parts,
+        "floor_multiple": ours / floor if floor > 0 else float("inf"),
+        "computed_variants": [v for v in variants if not derives_from_original(v, cfg)],
         "parity": _worst(parities),
+        "derived_parity": {v: _worst(p) for v, p in derived_parities.items()},
         "ours_stage_core_s": stages,
+        "kernel_core_s": kernels,
         "by_format": by_format,
         "clips": len(paths),
         "clip_seconds": float(clip_seconds),
@@ -354,19 +486,30 @@ def _bench_features(clips_per_format: int, clip_seconds: float, cfg: PipelineCon
 
 def format_report(result: dict[str, Any]) -> str:
     """The figures of :func:`bench_features` as the lines ``pipeline bench features`` prints."""
+    fp = result["floor_parts_core_s"]
     lines = [
         f"clips: {result['clips']} ({result['clip_seconds']:.0f} s each: MP3 44.1 kHz stereo + .au 22,050 Hz), "
         f"variants: {', '.join(result['variants'])}; one thread; warm-up clip excluded (numba JIT, filterbanks)",
         f"ours:      {result['ours_core_s_per_clip']:.3f} core-s per clip (all variants)",
         f"reference: {result['reference_core_s_per_clip']:.3f} core-s per clip (librosa)",
         f"speedup:   {result['speedup']:.1f}x",
+        f"floor:     {result['floor_core_s_per_clip']:.3f} core-s per clip (decode {fp['decode']:.3f}, augmentations "
+        f"{fp['augment']:.3f}, STFT + 2 medians of {len(result['computed_variants'])} computed variants "
+        f"{fp['stft_and_medians']:.3f}); ours = {result['floor_multiple']:.2f}x the floor",
     ]
     for fmt, figures in result["by_format"].items():
         lines.append(f"  {fmt}: ours {figures['ours_core_s_per_clip']:.3f} s, "
-                     f"reference {figures['reference_core_s_per_clip']:.3f} s")
+                     f"reference {figures['reference_core_s_per_clip']:.3f} s ({figures['speedup']:.1f}x), "
+                     f"floor {figures['floor_core_s_per_clip']:.3f} s (ours {figures['floor_multiple']:.2f}x)")
     lines.append("our stages, one clip (core-s): " +
                  ", ".join(f"{k} {v:.3f}" for k, v in result["ours_stage_core_s"].items()))
+    lines.append("kernels of the original's features, same clip (core-s): " +
+                 ", ".join(f"{k} {v:.4f}" for k, v in result["kernel_core_s"].items()))
     lines.append("parity on the original variant (worst clip): feature  max|diff|  mean|diff|  correlation")
     for name, p in result["parity"].items():
         lines.append(f"  {name:15s} {p['max_abs_diff']:.2e}  {p['mean_abs_diff']:.2e}  {p['correlation']:.6f}")
+    for variant, parity in result["derived_parity"].items():
+        lines.append(f"parity of the {variant} variant, derived from the original's, against librosa on its signal:")
+        for name, p in parity.items():
+            lines.append(f"  {name:15s} {p['max_abs_diff']:.2e}  {p['mean_abs_diff']:.2e}  {p['correlation']:.6f}")
     return "\n".join(lines)

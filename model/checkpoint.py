@@ -51,7 +51,14 @@ def run_metadata(store: ReadableStore, cfg: Any, features: Any, model_kwargs: Ma
             "train_config": cfg.to_dict(), "pipeline_config": store.config,
             "feature_hash": feature_hash(store.config), "labels": list(store.labels), "features": list(features),
             "store": {"uri": str(store.uri), "fingerprint": str(store.fingerprint),
-                      "config_hash": str(store.config_hash)}}
+                      "config_hash": str(store.config_hash), **store_version(store)}}
+
+
+def store_version(store: ReadableStore) -> dict[str, str]:
+    """The version of ``store`` and the URI that opens exactly it (``STORE@VERSION``), for checkpoints
+    and reports; empty for stores without versions (an in-memory fake)."""
+    version = str(getattr(store, "version", "") or "")
+    return {"version": version, "pinned_uri": str(getattr(store, "pinned_uri", store.uri))} if version else {}
 
 
 def checkpoint_file(path: str | Path, which: str = "best") -> Path:

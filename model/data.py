@@ -250,6 +250,10 @@ class WindowStream(IterableDataset):
         if self._store is None or self._store_pid != os.getpid():
             self._store = open_source(self.source, self.storage_options)
             self._store_pid = os.getpid()
+            if isinstance(self.source, (str, os.PathLike)):
+                # Workers opened later read the version this process chose, not a newer one an
+                # update committed in between (stores.versions).
+                self.source = getattr(self._store, "pinned_uri", self.source)
         return self._store
 
     def set_epoch(self, epoch: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from model.checkpoint import check_store, checkpoint_file, load_checkpoint
+from model.checkpoint import check_store, checkpoint_file, load_checkpoint, store_version
 from model.data import iter_clip_windows, open_source, split_clips
 from model.plots import plot_confusion
 from model.predict import Predictor, predict_windows
@@ -107,12 +107,17 @@ def evaluate(checkpoint: str | Path, store: StoreSource, out_dir: str | Path | N
     clip_level = classification_metrics(truth[clip_ids_eval], clip_pred, labels)
     metrics = {
         "split": None if folds else split, "folds": list(folds) if folds else None,
-        "store": {"uri": str(store_obj.uri), "fingerprint": str(store_obj.fingerprint)},
+        "store": {"uri": str(store_obj.uri), "fingerprint": str(store_obj.fingerprint), **store_version(store_obj)},
         "checkpoint": str(checkpoint_file(checkpoint)), "model": state["model_name"],
         "trained_on": dict(state["store"]), "epoch": int(state.get("epoch", 0)) + 1, "labels": labels,
         "window": window, "clip": clip_level,
         "aggregation": "mean log-probability over a clip's windows (original variant)",
     }
+    trained_version, scored_version = state["store"].get("version", ""), metrics["store"].get("version", "")
+    if trained_version and scored_version and trained_version != scored_version:
+        metrics["version_note"] = (f"scored on version {scored_version} of the store; the model was trained on version "
+                                   f"{trained_version} ({state['store'].get('pinned_uri', '')})")
+        logger.warning("%s", metrics["version_note"])
     logger.info("%s on %s of %s: clip accuracy %.3f, macro F1 %.3f", state["model_name"], where, store_obj.uri,
                 clip_level["accuracy"], clip_level["macro_f1"])
     if out_dir is not None:
@@ -125,7 +130,8 @@ def _write_outputs(out: Path, metrics: Mapping[str, Any], labels: list[str], ids
                    log_probs: np.ndarray, where: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    header = f"# {metrics['model']} on {where} of {metrics['store']['uri']} (fingerprint {metrics['store']['fingerprint']})"
+    header = f"# {metrics['model']} on {where} of {metrics['store']['uri']} (fingerprint {metrics['store']['fingerprint']}" \
+             + (f", version {metrics['store']['version']})" if metrics["store"].get("version") else ")")
     for level in ("clip", "window"):
         if metrics[level] is None:
             continue

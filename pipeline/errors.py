@@ -13,16 +13,16 @@ from __future__ import annotations
 from stores.errors import (ConfigMismatchError, CredentialError, SchemaVersionError, StoreAccessError,
                            StoreConnectionError, StoreDamageError, StoreError, StoreIncompleteError,
                            StoreNotFoundError)
-from stores.failures import (BAD_AUDIO_CATEGORIES, FAILURE_CATEGORIES, count_failures, describe_failure_counts,
-                             failure_category)
+from stores.failures import (BAD_AUDIO_CATEGORIES, ENDS_EARLY, FAILURE_CATEGORIES, count_ends_early, count_failures,
+                             describe_failure_counts, describe_skipped, failure_category)
 
 __all__ = [
     "BAD_AUDIO_CATEGORIES", "FAILURE_CATEGORIES", "PROJECT_ERRORS", "AudioDecodeError", "AudioError", "BuildError",
     "ClipFailure", "ConfigError", "ConfigMismatchError", "CredentialError", "DatasetError", "FeatureError",
     "InvalidSamplesError", "ModelError", "PartialReadError", "PipelineError", "SchemaVersionError",
     "StoreAccessError", "StoreConnectionError", "StoreDamageError", "StoreError", "StoreIncompleteError",
-    "StoreNotFoundError",
-    "TooShortError", "count_failures", "describe_failure_counts", "failure_category",
+    "StoreNotFoundError", "TooShortError", "ENDS_EARLY", "count_ends_early", "count_failures",
+    "describe_failure_counts", "describe_skipped", "failure_category",
 ]
 
 

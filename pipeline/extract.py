@@ -8,13 +8,14 @@ functions of :mod:`pipeline.dsp` and knows nothing of Dask or stores.
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 import numpy as np
 
-from pipeline.config import ORIGINAL, PipelineConfig
+from pipeline.config import AUGMENTATIONS, ORIGINAL, PipelineConfig
 from pipeline.dsp.audio import AudioSource, DecodedClip, load_clip
 from pipeline.dsp.augment import apply_augmentation, draw_params
-from pipeline.dsp.features import extract_features
+from pipeline.dsp.features import Spectra, extract_features, features_of_spectra, spectra_of
 
 
 @dataclasses.dataclass
@@ -26,11 +27,14 @@ class ClipFeatures:
     params : variant -> the augmentation parameters actually drawn
         (empty for the original).
     duration_s : duration of the source file in seconds.
+    note : "" or what the store's reason column says of an ok clip
+        (``"ends early: ..."``, :data:`pipeline.errors.ENDS_EARLY`).
     """
 
     features: dict[str, dict[str, np.ndarray]]
     params: dict[str, dict[str, float]]
     duration_s: float
+    note: str = ""
 
 
 def decode(path_or_bytes: AudioSource, cfg: PipelineConfig, *, name: str | None = None) -> DecodedClip:
@@ -66,27 +70,69 @@ def process_clip(source: AudioSource, clip_id: str, cfg: PipelineConfig,
         the message); callers quarantine the clip.
     """
     clip = decode(source, cfg, name=name)
-    return process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
-                          duration_s=clip.source_seconds)
+    features = process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
+                              duration_s=clip.source_seconds)
+    return dataclasses.replace(features, note=clip.note)
 
 
 def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
                    variants: tuple[str, ...] = (ORIGINAL,), *, duration_s: float = 0.0) -> ClipFeatures:
-    """The features of each variant of an already decoded valid signal (see :func:`process_clip`)."""
+    """The features of each variant of an already decoded valid signal (see :func:`process_clip`).
+
+    A variant that only scales the signal (gain) is computed right after the
+    original, from its spectra (:func:`variant_spectra`), so that the
+    original's spectra need not outlive it.
+    """
     sr = cfg.audio.sample_rate
     features: dict[str, dict[str, np.ndarray]] = {}
     params: dict[str, dict[str, float]] = {}
-    for variant in variants:
+    original: Spectra | None = None
+    for variant in sorted(variants, key=lambda v: (v != ORIGINAL, not derives_from_original(v, cfg))):
+        if variant != ORIGINAL and not derives_from_original(variant, cfg):
+            original = None  # every derived variant is done: its memory goes before the next computed one
         if variant == ORIGINAL:
             drawn: dict[str, float] = {}
             y = signal
         else:
             drawn = draw_params(variant, clip_id=clip_id, cfg=cfg.augment)
             y = apply_augmentation(variant, signal, sr=sr, params=drawn)
-        feats = features_of_signal(y, cfg)
-        features[variant] = feats
+        spectra = variant_spectra(variant, y, drawn, cfg, original=original)
+        if variant == ORIGINAL:
+            original = spectra
+        features[variant] = features_of_spectra(spectra)
         params[variant] = drawn
-    return ClipFeatures(features, params, duration_s)
+        del spectra  # not alive while the next variant's are computed
+    return ClipFeatures({v: features[v] for v in variants}, {v: params[v] for v in variants}, duration_s)
+
+
+def derives_from_original(variant: str, cfg: PipelineConfig) -> bool:
+    """Whether ``variant``'s features are derived from the original's (see :func:`variant_spectra`)."""
+    return _gain_db_param(variant, cfg) is not None
+
+
+def _gain_db_param(variant: str, cfg: PipelineConfig) -> str | None:
+    """The parameter by which ``variant`` only scales the signal (in dB), if it does and the config derives it."""
+    if variant == ORIGINAL or not cfg.features.derive_scaled_variants:
+        return None
+    return AUGMENTATIONS[variant].gain_db_param
+
+
+def variant_spectra(variant: str, y: np.ndarray, drawn: Mapping[str, float], cfg: PipelineConfig, *,
+                    original: Spectra | None) -> Spectra:
+    """The :class:`~pipeline.dsp.features.Spectra` of one variant's signal ``y``.
+
+    Derived from the ``original``'s where the variant only scales the signal
+    by ``10 ** (gain_db / 20)`` and ``features.derive_scaled_variants`` is on
+    (:meth:`~pipeline.dsp.features.Spectra.scaled`: exact identities, equal
+    up to float32 rounding); computed from ``y`` otherwise, or where the
+    derivation would not be exact.
+    """
+    gain_param = _gain_db_param(variant, cfg)
+    if gain_param is not None and original is not None:
+        scaled = original.scaled(10.0 ** (float(drawn[gain_param]) / 20.0), y)
+        if scaled is not None:
+            return scaled
+    return spectra_of(y, sr=cfg.audio.sample_rate, cfg=cfg.features)
 
 
 _WARM: set[str] = set()

@@ -19,6 +19,15 @@ The parent watches it:
   it inherited, so a runaway allocation fails one clip instead of the
   machine.
 
+What a child prints stays off the terminal. Native decoders write their own
+chatter to the process's stderr (mpg123's "Note: Skipped 1024 bytes in
+input.", ffmpeg's warnings): the child's descriptors 1 and 2 point at a
+capture file of its sandbox, which the parent reads after each clip and logs
+at debug level with the clip's name (so ``-vv`` shows it). Our own log
+records in the child are not in that file: they go back to the parent with
+the clip's outcome and are logged there, through the parent's handlers (the
+build's progress bar redirects them so that they do not tear it).
+
 The outcome of every clip is a pure function of the clip (a crash or time-out
 is recorded with a fixed reason), so a build that met a crash stores the same
 content as one that did not.
@@ -53,6 +62,7 @@ import select
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -75,6 +85,10 @@ FAULT_HOOK_ENV = "HFS_TEST_FAULT"
 PARTIAL_READ = "partial read"
 
 _HEADER = struct.Struct("<Q")
+#: Bytes of a clip's captured native output that reach the debug log (the rest is counted).
+CAPTURE_LOG_BYTES = 16 << 10
+#: Log records of one clip sent back from the child (a decoder in a loop of warnings is cut short).
+MAX_RECORDS_PER_JOB = 100
 _START, _DONE = 0, 1  # messages from the child: a job began; a job ended (with its Outcome)
 
 
@@ -203,6 +217,7 @@ class _Sandbox:
         self.reader: _Reader | None = None
         self.memory: int | None = None
         self.jobs = 0
+        self.capture: Any = None  # the file the child's stdout and stderr point at
 
     def run(self, job: Job, work: Callable[..., Any], limits: ClipLimits) -> Outcome:
         fault = os.environ.get(FAULT_HOOK_ENV, "")  # read per job: the child's environment is a copy
@@ -221,6 +236,7 @@ class _Sandbox:
                 self._discard()
                 continue
             done = started if started is None or started is _TIMED_OUT else self.reader.next_message(limits.seconds)
+            self._log_captured(job.name)
             if done is _TIMED_OUT:
                 self._kill()
                 logger.warning("%s: timed out after %g s; killed", job.name, limits.seconds)
@@ -232,6 +248,7 @@ class _Sandbox:
                 outcome = _crash_outcome(status, limits)
                 logger.warning("%s: %s", job.name, outcome.failure_text)
                 return outcome
+            _replay(done[2])
             self.jobs += 1
             if self.jobs >= JOBS_PER_CHILD:
                 self._stop()
@@ -242,6 +259,8 @@ class _Sandbox:
         if self.pid is not None and self.memory == limits.memory_bytes:
             return
         self._stop()
+        if self.capture is None:
+            self.capture = tempfile.TemporaryFile(prefix="hfs-clip-stderr-")
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         sys.stdout.flush()
@@ -250,11 +269,36 @@ class _Sandbox:
         if pid == 0:  # pragma: no cover - the child; its work is checked through the parent
             os.close(to_child_w)
             os.close(from_child_r)
-            _child_main(to_child_r, from_child_w, limits.memory_bytes)
+            _child_main(to_child_r, from_child_w, limits.memory_bytes, self.capture.fileno())
         os.close(to_child_r)
         os.close(from_child_w)
         self.pid, self.to_child, self.reader = pid, to_child_w, _Reader(from_child_r)
         self.memory, self.jobs = limits.memory_bytes, 0
+
+    def _log_captured(self, name: str) -> None:
+        """Log what the child printed during job ``name`` (debug level), then empty the capture file.
+
+        The child's descriptors 1 and 2 share this file's offset (a fork
+        shares open file descriptions), so rewinding it here makes the
+        child's next write land at the start again.
+        """
+        if self.capture is None:
+            return
+        fd = self.capture.fileno()
+        try:
+            size = os.fstat(fd).st_size
+            if not size:
+                return
+            data = os.pread(fd, min(size, CAPTURE_LOG_BYTES), 0)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+        except OSError as exc:  # pragma: no cover - a full or vanished temp folder
+            logger.debug("%s: cannot read what the decoders printed: %s", name, exc)
+            return
+        lines = data.decode("utf-8", "replace").splitlines()
+        more = f" (and {size - len(data)} more bytes)" if size > len(data) else ""
+        logger.debug("%s: the decoders printed %d line(s)%s:\n%s", name, len(lines), more,
+                     "\n".join(f"  {line}" for line in lines))
 
     def _close_pipes(self) -> None:
         if self.to_child is not None:
@@ -291,6 +335,8 @@ class _Sandbox:
         # The sandbox of a thread that ended: its child would otherwise live until exit.
         try:
             self._stop()
+            if self.capture is not None:
+                self.capture.close()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
 
@@ -402,12 +448,18 @@ class _Reader:
 # --------------------------------------------------------------------------
 # Child side
 # --------------------------------------------------------------------------
-def _child_main(read_fd: int, write_fd: int, memory: int | None) -> None:  # pragma: no cover - child
+def _child_main(read_fd: int, write_fd: int, memory: int | None,
+                capture_fd: int) -> None:  # pragma: no cover - child
     code = 0
     try:
         # A crash is reported by the parent as the clip's reason; a Python
         # stack dump of the dying child on stderr would only break the progress bar.
         faulthandler.disable()
+        # Whatever native code prints goes to the capture file, which the parent logs at debug
+        # level; our own log records go back to the parent with each outcome.
+        os.dup2(capture_fd, 1)
+        os.dup2(capture_fd, 2)
+        records = _forward_log_records()
         _release_inherited_fds(keep=(0, 1, 2, read_fd, write_fd))
         _die_with_parent()
         _cap_memory(memory)
@@ -418,11 +470,48 @@ def _child_main(read_fd: int, write_fd: int, memory: int | None) -> None:  # pra
                 break
             work, name, args, fault = message
             _send(write_fd, (_START, None))
-            _send(write_fd, (_DONE, _run_one(name, args, work, fault)))
+            records.clear()
+            outcome = _run_one(name, args, work, fault)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _send(write_fd, (_DONE, outcome, records))
     except BaseException:  # noqa: BLE001 - the parent sees the exit code and blames the current job
         code = 70
     finally:
         os._exit(code)
+
+
+class _RecordList(logging.Handler):
+    """Keeps the log records of the job running in a sandbox child, ready to be pickled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The message is rendered here: its arguments may not pickle (a file object, a decoder).
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if len(self.records) < MAX_RECORDS_PER_JOB:
+            self.records.append(record)
+
+
+def _forward_log_records() -> list[logging.LogRecord]:  # pragma: no cover - child only
+    """Route the child's log records into a list (instead of its inherited handlers' stderr)."""
+    keeper = _RecordList()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(keeper)
+    return keeper.records
+
+
+def _replay(records: Sequence[logging.LogRecord]) -> None:
+    """Log a child's records in this process, through this process's handlers."""
+    for record in records:
+        logging.getLogger(record.name).handle(record)
 
 
 def _send(fd: int, message: tuple) -> None:

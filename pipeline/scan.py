@@ -21,8 +21,9 @@ from pipeline.build.allocator import tune_allocator
 from pipeline.build import clip_outcomes, dask_client, excerpt_plan, progress_bar
 from stores.remote import split_credentials
 from pipeline.config import PipelineConfig
-from pipeline.datasets.base import Manifest
-from pipeline.errors import BuildError, ConfigError, count_failures, describe_failure_counts
+from pipeline.datasets.base import Manifest, SkippedFiles
+from pipeline.errors import (ENDS_EARLY, BuildError, ConfigError, count_failures, describe_failure_counts,
+                             describe_skipped)
 from pipeline.extract import decode
 from pipeline.isolation import ClipLimits
 from pipeline.sources import check_root, is_remote, join_root
@@ -48,6 +49,7 @@ class ScannedClip:
     seconds: float = 0.0
     source_seconds: float = 0.0
     decoder: str = ""
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,12 @@ class ScanReport:
     dataset: str
     clips: tuple[ScannedClip, ...]
     seconds: float
+    skipped: tuple[SkippedFiles, ...] = ()
+
+    @property
+    def ends_early(self) -> list[ScannedClip]:
+        """The ok clips whose file ends a little before its declared length (kept as they decode)."""
+        return [c for c in self.clips if c.ok and c.note.startswith(ENDS_EARLY + ":")]
 
     @property
     def n_failed(self) -> int:
@@ -76,6 +84,8 @@ class ScanReport:
             "n_failed": self.n_failed, "failures_per_category": self.failure_counts, "seconds": self.seconds,
             "failures": [{"clip_id": c.clip_id, "source": c.source, "category": c.category, "reason": c.reason}
                          for c in self.failures],
+            "ends_early": [{"clip_id": c.clip_id, "source": c.source, "note": c.note} for c in self.ends_early],
+            "skipped": {group.why: list(group.paths) for group in self.skipped},
         }
 
     def text(self) -> str:
@@ -84,6 +94,10 @@ class ScanReport:
                  f"failing     {self.n_failed}" + (f": {describe_failure_counts(self.failure_counts)}"
                                                    if self.n_failed else "")]
         lines += [f"  {c.source}: {c.category}: {c.reason}" for c in self.failures]
+        if self.ends_early:
+            lines.append(f"ends early  {len(self.ends_early)} (kept with the length that decodes)")
+            lines += [f"  {c.source}: {c.note}" for c in self.ends_early]
+        lines += [describe_skipped(group.why, group.paths) for group in self.skipped]
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
@@ -96,10 +110,10 @@ class ScanReport:
 
 
 def _decode_summary(audio: "str | bytes", config: PipelineConfig, name: str | None = None
-                    ) -> tuple[float, float, str]:
-    """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder)."""
+                    ) -> tuple[float, float, str, str]:
+    """Decode one clip as the build does: (seconds of audio in the excerpt, source seconds, decoder, note)."""
     clip = decode(audio, config, name=name)
-    return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder
+    return clip.valid_samples / config.audio.sample_rate, clip.source_seconds, clip.decoder, clip.note
 
 
 def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, limits: ClipLimits,
@@ -111,9 +125,9 @@ def scan_clips(clips: Sequence[tuple[str, str, str]], config: PipelineConfig, li
     out = []
     for (clip_id, location, source), outcome in zip(clips, outcomes):
         if outcome.ok:
-            seconds, source_seconds, decoder = outcome.value
+            seconds, source_seconds, decoder, note = outcome.value
             out.append(ScannedClip(clip_id, source, True, seconds=seconds, source_seconds=source_seconds,
-                                   decoder=decoder))
+                                   decoder=decoder, note=note.replace(location, source)))
         else:
             out.append(ScannedClip(clip_id, source, False, outcome.category,
                                    outcome.reason.replace(location, source)))
@@ -144,9 +158,8 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
     # Enough tasks for every worker to stay busy, none so small that scheduling dominates.
     size = max(1, min(CLIPS_PER_TASK, -(-len(clips) // (4 * n_workers))))
     groups = [clips[i:i + size] for i in range(0, len(clips), size)]
-    bar = progress_bar(len(clips), progress)
     results: dict[int, list[ScannedClip]] = {}
-    try:
+    with progress_bar(len(clips), progress, desc="scan") as bar:
         if scheduler is None and workers == 0:
             for i, group in enumerate(groups):
                 results[i] = scan_clips(group, config, clip_limits, source_options)
@@ -162,7 +175,5 @@ def scan_manifest(manifest: Manifest, *, config: PipelineConfig, workers: int | 
                 for future in distributed.as_completed(list(futures)):
                     results[futures[future]] = future.result()
                     bar.update(len(groups[futures[future]]))
-    finally:
-        bar.close()
     scanned = tuple(c for i in range(len(groups)) for c in results[i])
-    return ScanReport(manifest.dataset, scanned, time.perf_counter() - t0)
+    return ScanReport(manifest.dataset, scanned, time.perf_counter() - t0, manifest.skipped)

@@ -17,12 +17,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from stores.errors import StoreDamageError, StoreError
-from stores.failures import count_failures, describe_failure_counts
+from stores.failures import count_ends_early, count_failures, describe_failure_counts, describe_skipped
 from stores import schema
 from stores.reader import FeatureStore, open_store
-from stores.uri import READ_ONLY_SCHEMES, filesystem, is_zip, local_path, redact_uri, scheme_of
+from stores.uri import READ_ONLY_SCHEMES, is_zip, local_path, redact_uri, scheme_of
 from stores.backend_errors import REPAIR_FIX
 from stores.integrity import find_damage
+from stores.updates import padding_rows
+from stores.versions import LEGACY_VERSION, VersionedStore, iter_objects, split_version
 from stores.writer import store_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     """Summary of a store (finished or not): counts, variants, features, size, provenance."""
     store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
     clips = store.clips
+    padding = padding_rows(clips["clip_id"].astype(str).to_numpy())
     ok = clips[clips["status"] == schema.STATUS_OK]
     per_split: dict[str, dict[str, int]] = {}
     for (split, label), n in ok.groupby(["split", "label"]).size().items():
@@ -55,14 +58,19 @@ def store_info(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
     raw = raw_float32_bytes(store)
     return {
         "uri": store.uri,
+        "version": store.version,
+        "pinned_uri": store.pinned_uri,
         "format": meta.format,
         "schema_version": meta.schema_version,
         "complete": store.complete,
         "fingerprint": store.fingerprint,
         "config_hash": store.config_hash,
         "n_clips": store.n_clips,
-        "status": {k: int(v) for k, v in clips["status"].value_counts().items()},
+        "status": {**{k: int(v) for k, v in clips.loc[~padding, "status"].value_counts().items()},
+                   **({"padding rows": int(padding.sum())} if padding.any() else {})},
         "failures": count_failures(clips.loc[clips["status"] == schema.STATUS_FAILED, "reason"].tolist()),
+        "ends_early": count_ends_early(ok["reason"].tolist()),
+        "skipped": {why: len(paths) for why, paths in meta.dataset.skipped.items()},
         "ok_per_split_and_label": per_split,
         "ok_per_label": {k: int(v) for k, v in ok["label"].value_counts().sort_index().items()},
         "labels": list(store.labels),
@@ -89,12 +97,19 @@ def format_info(info: Mapping[str, Any]) -> str:
         f"format       {info['format']} v{info['schema_version']}  "
         f"({'complete' if info['complete'] else 'INCOMPLETE: rerun the build to finish it'})",
         f"fingerprint  {info['fingerprint']}",
+        f"version      {info['version']}"
+        + ("" if info['version'] == LEGACY_VERSION else f"  (pin it: {info['pinned_uri']}; `pipeline log` lists all)"),
         f"dataset      {info['dataset'].get('name')} (split scheme {info['dataset'].get('split_scheme')!r}; "
         f"{info['dataset'].get('source') or 'no source given'})",
         f"clips        {info['n_clips']}: " + ", ".join(f"{n} {k}" for k, n in sorted(info["status"].items())),
     ]
     if info.get("failures"):
         lines.append(f"failures     {describe_failure_counts(info['failures'])}")
+    if info.get("ends_early"):
+        lines.append(f"ends early   {info['ends_early']} ok clips whose file ends a little before its declared "
+                     "length (kept with the length that decodes)")
+    skipped = (info.get("dataset") or {}).get("skipped") or {}
+    lines += [f"skipped      {describe_skipped(why, paths)[len('skipped '):]}" for why, paths in skipped.items()]
     lines.append("ok clips per split and label:")
     labels = info["labels"]
     width = max(len(x) for x in labels + ["split"]) + 2
@@ -292,19 +307,18 @@ def export_store(uri: str | Path, out: str | Path, *, storage_options: Mapping[s
                                array=damage[0].array, shard=damage[0].shard, problem=damage[0].problem)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    if is_zip(uri):
+    if is_zip(uri) and split_version(uri)[1] is None:
         shutil.copyfile(local_path(uri), tmp)
     else:
-        if scheme_of(uri) in READ_ONLY_SCHEMES:
+        # The version's logical keys (a versioned store holds every version's objects under one
+        # location): what is written is plain Zarr that zarr and xarray open without this package.
+        zarr_store = source.group.store
+        if not isinstance(zarr_store, VersionedStore) and scheme_of(uri) in READ_ONLY_SCHEMES:
             raise StoreError(f"cannot export {source.uri}: HTTP cannot list a store's objects; "
                              "export from the original location")
-        fs, root = filesystem(uri, storage_options=storage_options)
-        root = root.rstrip("/")
-        files = sorted(fs.find(root))
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for path in files:
-                key = path[len(root):].lstrip("/")
-                zf.writestr(key, fs.cat_file(path))
+            for key, data in iter_objects(zarr_store):
+                zf.writestr(key, data)
     os.replace(tmp, out)
     exported = open_store(out)
     if exported.fingerprint != source.fingerprint:

@@ -39,6 +39,7 @@ from stores.errors import StoreDamageError
 from stores import schema
 from stores.backend_errors import REPAIR_FIX, translate
 from stores.listing import ROOT_METADATA, forget_listings
+from stores.updates import padding_rows
 from stores.writer import columns_hash, shard_digest
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
     # a digest is recomputed from every feature and column: not when one array's metadata is damaged
     digestible = len(features) == len(store.feature_bands) \
         and len(per_shard) == 1 + len(schema.OUTCOME_COLUMNS) + len(store.metadata.aug_arrays())
+    real_rows = ~padding_rows(store.clips["clip_id"].astype(str).to_numpy())
     for i, (start, stop) in enumerate(store.shards):
         found: list[Damage] = []
         digest = ""
@@ -206,9 +208,12 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
         except Exception as exc:  # noqa: BLE001 - what the object checks could not name
             damage.append(Damage("", i, "", _message(exc, store.uri)))
             continue
-        outcome = {n: columns[n] for n in schema.OUTCOME_COLUMNS}
-        aug = {n: columns[n] for n in store.metadata.aug_arrays()}
-        if shard_digest(blocks, valid, outcome, aug) != digest:
+        # padding rows (stores.updates) close the last shard of a store before it grew: the digest covers its clips only
+        n_real = int(real_rows[start:stop].sum())
+        blocks = {n: block[:n_real] for n, block in blocks.items()}
+        outcome = {n: columns[n][:n_real] for n in schema.OUTCOME_COLUMNS}
+        aug = {n: columns[n][:n_real] for n in store.metadata.aug_arrays()}
+        if shard_digest(blocks, valid[:n_real], outcome, aug) != digest:
             damage.append(Damage("", i, "", "its content differs from the digest its build recorded "
                                             "(an object is missing, or changed where no checksum covers it)"))
             continue

@@ -289,31 +289,50 @@ class DatasetInfo:
 
     name : dataset name; split_scheme : how splits were assigned; n_folds : folds (0: none);
     source : citation or origin of the dataset.
+    skipped : why -> the dataset-relative paths of the files under the root
+        that are not clips (``"that are not audio": ["rock/cover.jpg", ...]``);
+        written only when some file was skipped (stores from before it have none).
     """
 
     name: str
     split_scheme: str
     n_folds: int
     source: str
+    skipped: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _str("dataset.name", self.name)
         _str("dataset.split_scheme", self.split_scheme)
         _int("dataset.n_folds", self.n_folds, minimum=0)
         _str("dataset.source", self.source)
+        skipped = {}
+        for why, paths in _mapping("dataset.skipped", self.skipped).items():
+            skipped[why] = _strings(f"dataset.skipped.{why}", paths)
+            for path in skipped[why]:
+                if path.startswith("/") or path[1:3] in (":/", ":\\"):
+                    raise _fail(f"dataset.skipped.{why}", path, "paths relative to the dataset root")
+        object.__setattr__(self, "skipped", _freeze(skipped))
 
     @classmethod
     def of_mapping(cls, dataset: Mapping[str, Any]) -> DatasetInfo:
         """From ``create_store``'s ``dataset`` argument (missing keys are empty)."""
         return cls(name=str(dataset.get("name", "")), split_scheme=str(dataset.get("split_scheme", "")),
-                   n_folds=int(dataset.get("n_folds", 0)), source=str(dataset.get("source", "")))
+                   n_folds=int(dataset.get("n_folds", 0)), source=str(dataset.get("source", "")),
+                   skipped={str(k): tuple(v) for k, v in dict(dataset.get("skipped") or {}).items()})
 
     @classmethod
     def from_attrs(cls, attrs: Any) -> DatasetInfo:
-        return cls(**_fields(cls, attrs, "dataset."))
+        section = _mapping("dataset", attrs)
+        required = {f.name: _section(section, f.name, "dataset.") for f in dataclasses.fields(cls)
+                    if f.name != "skipped"}
+        return cls(**required, skipped=section.get("skipped", {}))
 
     def to_attrs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        attrs: dict[str, Any] = {"name": self.name, "split_scheme": self.split_scheme, "n_folds": self.n_folds,
+                                 "source": self.source}
+        if self.skipped:
+            attrs["skipped"] = {why: list(paths) for why, paths in self.skipped.items()}
+        return attrs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from stores.listing import root_metadata_missing
 from stores.metadata import StoreMetadata
 from stores.schema import ORIGINAL
 from stores.shards import ShardDecoder, shard_decoder
+from stores.versions import LEGACY_VERSION, split_version, version_of
 from stores.uri import (READ_ONLY_SCHEMES, filesystem, is_zip, local_path, make_store, quiet_consolidated_warning,
                         redact_uri, remote_errors, scheme_of)
 
@@ -136,6 +137,18 @@ class FeatureStore:
     @property
     def complete(self) -> bool:
         return self.metadata.complete
+
+    @property
+    def version(self) -> str:
+        """The version this reader reads (and keeps reading while writers commit newer ones);
+        ``"legacy"`` for a store built before versions (see :mod:`stores.versions`)."""
+        return version_of(self.group.store)
+
+    @property
+    def pinned_uri(self) -> str:
+        """``STORE@VERSION``: opens exactly this version again (what checkpoints record)."""
+        location = split_version(self.uri)[0]
+        return str(location) if self.version == LEGACY_VERSION else f"{location}@{self.version}"
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -376,11 +389,15 @@ class FeatureStore:
     @functools.cached_property
     def nbytes_stored(self) -> int:
         """Bytes the store occupies (-1 where the location cannot be listed, e.g. HTTP)."""
-        if is_zip(self._raw_uri):
-            return local_path(self._raw_uri).stat().st_size
-        if scheme_of(self._raw_uri) in READ_ONLY_SCHEMES:
+        location = split_version(self._raw_uri)[0]  # every version's objects: what the location occupies
+        if is_zip(location):
+            return local_path(location).stat().st_size
+        if scheme_of(location) in READ_ONLY_SCHEMES:
             return -1
-        fs, root = filesystem(self._raw_uri, storage_options=self._storage_options)
+        fs, root = filesystem(location, storage_options=self._storage_options)
+        # a cached listing (of this folder or one below it) may predate the newest version's objects
+        for cached in [p for p in getattr(fs, "dircache", {}) if str(p).startswith(root.rstrip("/"))]:
+            fs.invalidate_cache(cached)
         return int(fs.du(root, total=True))
 
 

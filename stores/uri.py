@@ -45,7 +45,8 @@ def is_zip(uri: str | Path) -> bool:
 
 def make_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None,
                read_only: bool = True) -> zarr.storage.StoreLike:
-    """Open the Zarr store at ``uri``.
+    """Open the Zarr store at ``uri``: one version of it (``STORE@VERSION``, default the
+    newest) or a writer's transaction (``STORE@txn-<id>``), see :mod:`stores.versions`.
 
     Parameters
     ----------
@@ -65,6 +66,18 @@ def make_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = N
         Writing is asked of a read-only kind of location (zip, http), or the
         fsspec backend of the scheme is not installed.
     """
+    from stores.versions import TXN_MARK, location_repository, open_versioned, split_version  # built on this module
+
+    location, ref = split_version(uri)
+    writing = not read_only or (ref or "").startswith(TXN_MARK)
+    with remote_errors(location, writing=not read_only):
+        repo = location_repository(location, storage_options, writable=writing)
+        return open_versioned(repo, ref, read_only=read_only)
+
+
+def physical_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None,
+                   read_only: bool = True) -> zarr.storage.StoreLike:
+    """The Zarr store of the location ``uri`` itself (no versions; see :func:`make_store`)."""
     shown = redact_uri(uri)
     path = local_path(uri)
     if path is not None:

@@ -40,6 +40,8 @@ from stores.metadata import BuildSummary, DatasetInfo, FeatureInfo, RecordedConf
 from stores.schema import ORIGINAL, Layout
 from stores.shards import shard_encoder
 from stores.uri import make_store, quiet_consolidated_warning, redact_uri, remote_errors
+from stores.versions import (ReadOnlyVersionError, begin_transaction, commit_transaction, describe_clips,
+                             location_repository, split_version, version_of)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def store_fingerprint(config_hash: str, clips_hash: str, digests: Sequence[str])
 
 
 def _open_group(uri: str | Path, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
+    """The root group of ``uri``: mode "r" its newest version (or one ``@VERSION``), "r+"/"w" a
+    transaction's view (``uri`` ends in ``@txn-<id>``, see :mod:`stores.versions`)."""
     store = make_store(uri, storage_options=storage_options, read_only=(mode == "r"))
     with quiet_consolidated_warning(), remote_errors(uri, writing=(mode == "w")):
         if mode == "w":
@@ -134,7 +138,8 @@ class StoreWriter:
         The root attributes (parsed from the group unless given).
     """
 
-    def __init__(self, group: zarr.Group, uri: str, metadata: StoreMetadata | None = None) -> None:
+    def __init__(self, group: zarr.Group, uri: str, metadata: StoreMetadata | None = None, *,
+                 target_uri: str | None = None) -> None:
         self.group = group
         self.uri = uri
         self.metadata = StoreMetadata.from_attrs(dict(group.attrs), uri=uri) if metadata is None else metadata
@@ -144,6 +149,10 @@ class StoreWriter:
         self.max_frames = self.metadata.max_frames
         self.aug_arrays: dict[str, dict[str, str]] = {v: dict(p) for v, p in self.metadata.aug_params.items()}
         self._arrays = _array_handles(uri, self.metadata)
+        #: The version this writer's store is (after :meth:`finalize`: the version it committed).
+        self.version = version_of(group.store)
+        #: What Dask tasks open with :func:`open_writer`: the store with this writer's transaction.
+        self.target_uri = uri if target_uri is None else target_uri
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -306,11 +315,17 @@ class StoreWriter:
                                n_failed=int(np.sum(status == schema.STATUS_FAILED)))
         metadata = self.metadata.finished_with(fingerprint, summary)
         # Existing attributes keep their places; summary and finished come last.
+        if self.metadata.complete and self.metadata.fingerprint == fingerprint:
+            # a rerun of a finished build: nothing changed, so no new version
+            self.version = version_of(self.group.store)
+            return fingerprint
         self.group.attrs.update(metadata.to_attrs())
         with quiet_consolidated_warning():
             zarr.consolidate_metadata(self.group.store)
         self.metadata = metadata
-        logger.info("finalized %s (fingerprint %s)", self.uri, fingerprint[:12])
+        self.version = commit_transaction(self.group.store, self.target_uri, fingerprint=fingerprint,
+                                          change=f"build: {describe_clips(self.group['split'][:])}").id
+        logger.info("finalized %s (fingerprint %s, version %s)", self.uri, fingerprint[:12], self.version)
         return fingerprint
 
 
@@ -344,7 +359,7 @@ def open_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = 
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
         raise StoreError(f"no store to write at {shown}; create it with create_store first") from exc
     # not a feature store, a newer schema or damaged attributes: StoreError subclasses naming the fix
-    return StoreWriter(group, shown, StoreMetadata.from_attrs(dict(group.attrs), uri=shown))
+    return StoreWriter(group, shown, StoreMetadata.from_attrs(dict(group.attrs), uri=shown), target_uri=str(uri))
 
 
 def create_store(
@@ -403,6 +418,14 @@ def create_store(
     for name in schema.STATIC_COLUMNS:
         if name not in clips:
             raise StoreError(f"column {name!r} missing; create_store needs {list(schema.STATIC_COLUMNS)}")
+    location, ref = split_version(uri)
+    if ref is not None:
+        raise ReadOnlyVersionError(f"cannot build into {shown}: a store URI with @{ref} is one version, read-only; "
+                                   f"build into {redact_uri(location)} (its newest version)")
+    try:
+        versioned = location_repository(uri, storage_options, writable=False).head() is not None
+    except FileNotFoundError:  # nothing there yet (a zip file that does not exist)
+        versioned = False
     existing = None if overwrite else _existing_metadata(uri, storage_options, shown)
     if clips_per_shard is None:
         # Resuming keeps the store's layout; a new store sizes its shards to the collection.
@@ -424,8 +447,13 @@ def create_store(
         if problems:
             raise ConfigMismatchError(
                 f"refusing to write into the existing store {shown}: " + "; ".join(problems)
-                + ". Pass --overwrite (overwrite=True) to replace it, or choose another --out"
+                + ". Pass --overwrite (overwrite=True) to replace it"
+                + (" (a new version; the old ones stay readable as STORE@VERSION)" if versioned else "")
+                + ", or choose another --out"
             )
+        if versioned:  # its newest version is this store already: nothing to write
+            logger.info("%s is built with these inputs already (version unchanged)", shown)
+            return StoreWriter(_open_group(uri, storage_options, "r"), shown)
         logger.info("resuming the existing store %s", shown)
         writer = open_writer(uri, storage_options=storage_options)
         # repair instead of rebuild: damaged shards become "not built" for the resume logic
@@ -437,12 +465,21 @@ def create_store(
         config=config, clips_hash=clips_hash, labels=labels, layout=layout, augmented_splits=augmented_splits,
         aug_params=_aug_array_names(aug_params, config.variants), dataset=DatasetInfo.of_mapping(dataset),
     )
-    group = _open_group(uri, storage_options, "w")
+    target = uri
+    if versioned:
+        # Replacing a versioned store is one more version: the new objects go into a transaction.
+        target = begin_transaction(uri, storage_options, None, fresh=True, change=f"rebuild: {describe_clips(clips['split'])}",
+                                   intent=f"build|{config.config_hash}|{clips_hash}|{clips_per_shard}")
+        resumable = _existing_metadata(target, storage_options, shown)
+        if resumable is not None and not _differences(resumable, config, clips_hash, layout):
+            logger.info("resuming the interrupted rebuild of %s", shown)
+            return open_writer(target, storage_options=storage_options)
+    group = _open_group(target, storage_options, "w")
     _create_arrays(group, metadata, config.features, clips)
     group.attrs.update(metadata.to_attrs())
     logger.info("created %s: %d clips, %d shards of %d, variants %s", shown, layout.n_clips, layout.n_shards,
                 layout.clips_per_shard, metadata.variants)
-    return StoreWriter(group, shown, metadata)
+    return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
 
 
 def _aug_array_names(aug_params: Mapping[str, Sequence[str]], variants: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -49,10 +49,14 @@ class OddFile:
     expect : str
         ``"ok"`` or a category of :data:`stores.failures.FAILURE_CATEGORIES`.
     seconds : float or None
-        True length of the audio in seconds (``"ok"`` files only).
+        True length of the audio in seconds (``"ok"`` files only; None: what
+        :func:`reference_seconds` measures).
     lossy : bool
         Encoded with a lossy codec (its length is exact only to a few ms of
         encoder delay and padding).
+    ends_early : bool
+        An "ok" file cut inside its last page or frame: decoded to its end, it
+        gives the note "ends early" (:data:`pipeline.errors.ENDS_EARLY`).
     """
 
     name: str
@@ -60,6 +64,7 @@ class OddFile:
     expect: str
     seconds: float | None = None
     lossy: bool = False
+    ends_early: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -143,7 +148,7 @@ def riff_wave(fmt_tag: int, channels: int, rate: int, bits: int, data: bytes, *,
               data_size: int | None = None, riff_size: int | None = None) -> bytes:
     """A hand-written RIFF/WAVE file: ``fmt `` chunk, then ``data`` (sizes may lie)."""
     block_align = block_align if block_align is not None else channels * ((bits + 7) // 8)
-    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block_align, block_align, bits)
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, (rate * block_align) & 0xFFFFFFFF, block_align, bits)
     if fmt_extra:
         fmt += struct.pack("<H", len(fmt_extra)) + fmt_extra
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
@@ -151,6 +156,25 @@ def riff_wave(fmt_tag: int, channels: int, rate: int, bits: int, data: bytes, *,
     if len(data) & 1:
         body += b"\x00"
     return b"RIFF" + struct.pack("<I", len(body) if riff_size is None else riff_size) + body
+
+
+def extended_float_bytes(value: float) -> bytes:
+    """``value`` as AIFF's 80-bit IEEE 754 extended float (big-endian)."""
+    if value == 0:
+        return bytes(10)
+    sign = 0x8000 if value < 0 else 0
+    mantissa, exponent = np.frexp(abs(value))  # value = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    return struct.pack(">HQ", sign | (int(exponent) - 1 + 16383), int(mantissa * 2.0**64))
+
+
+def aiff_bytes(channels: int, frames: int, bits: int, rate80: bytes, data: bytes) -> bytes:
+    """A hand-written AIFF file: COMM (``rate80``: the 10 bytes of the rate as written) and SSND."""
+    comm = struct.pack(">HIH", channels, frames, bits) + rate80
+    body = b"AIFF" + b"COMM" + struct.pack(">I", len(comm)) + comm
+    body += b"SSND" + struct.pack(">I", 8 + len(data)) + bytes(8) + data
+    if len(data) & 1:
+        body += b"\x00"
+    return b"FORM" + struct.pack(">I", len(body)) + body
 
 
 def _flac_blocks(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
@@ -171,6 +195,12 @@ def _flac_join(blocks: list[tuple[int, bytes]], frames: bytes) -> bytes:
         last = 0x80 if i == len(blocks) - 1 else 0
         out += bytes([kind | last]) + len(body).to_bytes(3, "big") + body
     return out + frames
+
+
+def _cut_bytes(path: Path, n: int) -> None:
+    """Drop the last ``n`` bytes of ``path``."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - n])
 
 
 def _cut(path: Path, fraction: float) -> None:
@@ -194,9 +224,9 @@ def make_odd_files(directory: Path) -> list[OddFile]:
     made: list[OddFile] = []
 
     def add(name: str, kind: str, expect: str, seconds: float | None = None, *,
-            lossy: bool = False, write: Callable[[Path], None]) -> None:
+            lossy: bool = False, ends_early: bool = False, write: Callable[[Path], None]) -> None:
         write(directory / name)
-        made.append(OddFile(name, kind, expect, seconds, lossy))
+        made.append(OddFile(name, kind, expect, seconds, lossy, ends_early))
 
     def sf_write(samples: np.ndarray, rate: int, **kw) -> Callable[[Path], None]:
         return lambda p: soundfile.write(str(p), samples, rate, **kw)
@@ -338,6 +368,52 @@ def make_odd_files(directory: Path) -> list[OddFile]:
 
     add("aiff_truncated.aiff", "AIFF cut at 60%", "truncated", write=aiff_truncated)
 
+    # ---- header fields out of any possible range (each "not audio", never an internal error) --
+    pcm16_be = np.asarray(_pcm_ints(tone4, 16), ">i2").tobytes()
+
+    def aiff_with_rate(rate80: bytes, channels: int = 1) -> Callable[[Path], None]:
+        return lambda p: p.write_bytes(aiff_bytes(channels, len(tone4), 16, rate80, pcm16_be))
+
+    add("aiff_rate_overflow.aiff", "AIFF whose 80-bit sample rate overflows a float64 (exponent 2**16000)",
+        "not audio", write=aiff_with_rate(struct.pack(">HQ", 16383 + 16000, 1 << 63)))
+    add("aiff_rate_infinite.aiff", "AIFF whose 80-bit sample rate is infinity (exponent all ones)",
+        "not audio", write=aiff_with_rate(struct.pack(">HQ", 0x7FFF, 1 << 63)))
+    add("aiff_rate_nan.aiff", "AIFF whose 80-bit sample rate is NaN", "not audio",
+        write=aiff_with_rate(struct.pack(">HQ", 0x7FFF, (1 << 63) | 1)))
+    add("aiff_rate_subnormal.aiff", "AIFF whose sample rate is 2**-16445 Hz (underflows to 0)", "not audio",
+        write=aiff_with_rate(struct.pack(">HQ", 1, 1)))
+    add("aiff_rate_negative.aiff", "AIFF whose sample rate is -22050 Hz (sign bit set)", "not audio",
+        write=aiff_with_rate(extended_float_bytes(-RATE)))
+    add("aiff_zero_channels.aiff", "AIFF whose COMM chunk gives 0 channels", "not audio",
+        write=aiff_with_rate(extended_float_bytes(RATE), channels=0))
+    add("aiff_ok_handmade.aiff", "AIFF written by hand (the odd ones' control)", "ok", 4.0,
+        write=aiff_with_rate(extended_float_bytes(RATE)))
+    add("wav_rate_zero.wav", "WAV whose fmt chunk gives 0 Hz", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 1, 0, 16, pcm16)))
+    add("wav_rate_huge.wav", "WAV whose fmt chunk gives 4,294,967,295 Hz", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 1, 0xFFFFFFFF, 16, pcm16)))
+    add("wav_zero_channels.wav", "WAV whose fmt chunk gives 0 channels", "not audio",
+        write=lambda p: p.write_bytes(riff_wave(1, 0, RATE, 16, pcm16, block_align=2)))
+    add("wav_block_align_zero.wav", "PCM WAV whose block align is 0 (a division by zero; derived instead)",
+        "ok", 4.0, write=lambda p: p.write_bytes(riff_wave(1, 1, RATE, 16, pcm16, block_align=0)))
+
+    def au_header(offset: int, rate: int, channels: int) -> Callable[[Path], None]:
+        return lambda p: p.write_bytes(struct.pack(">4sIIIII", b".snd", offset, len(pcm16_be), 3, rate, channels)
+                                       + bytes(max(0, offset - 24)) + pcm16_be)
+
+    add("au_rate_zero.au", "Sun .au whose header gives 0 Hz", "not audio", write=au_header(24, 0, 1))
+    add("au_zero_channels.au", "Sun .au whose header gives 0 channels", "not audio", write=au_header(24, RATE, 0))
+
+    def flac_bad_frame_number_at_end(p: Path) -> None:
+        soundfile.write(str(p), tone4, RATE, format="FLAC", subtype="PCM_16")
+        # Trailing junk that looks like a frame header whose coded number starts with 0xBF (a
+        # continuation byte, which starts no number): the tail scan must pass it by, not stop on it.
+        with p.open("ab") as fh:
+            fh.write(b"\xff\xf8\x69\x08\xbf\x80\x80\x80\x80\x80\x00")
+
+    add("flac_bad_frame_number_at_end.flac", "FLAC followed by a fake frame header with an impossible "
+        "coded frame number", "ok", 4.0, write=flac_bad_frame_number_at_end)
+
     # ---- MP3: cut short, cut out of a longer track ------------------------
     def mp3_xing_truncated(p: Path) -> None:
         soundfile.write(str(p), _tone(12.0, 44100), 44100, format="MP3", subtype="MPEG_LAYER_III")
@@ -400,6 +476,46 @@ def make_odd_files(directory: Path) -> list[OddFile]:
         "truncated", write=ogg_truncated("VORBIS", 44100))
     add("opus_truncated.opus", "Ogg Opus cut at 60% (mid-page, no end-of-stream page)",
         "truncated", write=ogg_truncated("OPUS", 48000))
+
+    # ---- cut inside the last page or frame: kept, "ends early" --------------
+    def cut_inside_last_ogg_page(subtype: str, rate: int) -> Callable[[Path], None]:
+        def write(p: Path) -> None:
+            soundfile.write(str(p), _tone(8.0, rate), rate, format="OGG", subtype=subtype)
+            data = p.read_bytes()
+            last = data.rfind(b"OggS")
+            assert data[last + 5] & 0x04, "the last page is the end-of-stream page"
+            p.write_bytes(data[: last + (len(data) - last) // 2])  # half of the last page
+        return write
+
+    add("vorbis_last_page_cut.ogg", "Ogg Vorbis cut inside its end-of-stream page", "ok", lossy=True,
+        ends_early=True, write=cut_inside_last_ogg_page("VORBIS", 44100))
+    add("opus_last_page_cut.opus", "Ogg Opus cut inside its end-of-stream page", "ok", lossy=True,
+        ends_early=True, write=cut_inside_last_ogg_page("OPUS", 48000))
+
+    def flac_last_frame_cut(p: Path) -> None:
+        # 33 whole frames of 4096 samples, so that the frame lost is a whole one (0.19 s).
+        soundfile.write(str(p), _tone(33 * 4096 / RATE, RATE, channels=2), RATE, format="FLAC", subtype="PCM_16")
+        _cut_bytes(p, 600)  # a FLAC frame of this tone is several KiB
+
+    add("flac_last_frame_cut.flac", "FLAC cut inside its last frame", "ok", ends_early=True,
+        write=flac_last_frame_cut)
+
+    def mp3_last_frames_cut(p: Path) -> None:
+        _encode_av(p, _tone(30.0, 44100, channels=2), 44100, "libmp3lame", "mp3", bit_rate=128000)
+        _cut_bytes(p, 6 * 418)  # six 128 kbit/s frames (157 ms: more than the 80 ms tolerance, under 1%)
+
+    add("mp3_last_frames_cut.mp3", "MP3 with an Info header (30 s) cut by six frames (0.5%)", "ok",
+        lossy=True, ends_early=True, write=mp3_last_frames_cut)
+
+    def wav_cut_by(fraction: float) -> Callable[[Path], None]:
+        def write(p: Path) -> None:
+            soundfile.write(str(p), _tone(30.0, RATE), RATE, subtype="PCM_16")
+            _cut_bytes(p, int(30.0 * RATE * 2 * fraction))
+        return write
+
+    add("wav_cut_by_0.8pct.wav", "WAV of 30 s missing its last 0.8% (under 1%)", "ok", 30.0 * 0.992,
+        ends_early=True, write=wav_cut_by(0.008))
+    add("wav_cut_by_2pct.wav", "WAV of 30 s missing its last 2% (over 1%)", "truncated", write=wav_cut_by(0.02))
 
     # ---- not audio, empty, unreadable -------------------------------------
     add("empty.wav", "0 bytes", "empty", write=lambda p: p.write_bytes(b""))

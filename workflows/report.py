@@ -157,7 +157,8 @@ def _provenance(results: Mapping[str, Any]) -> list[str]:
            if ds.get("split_scheme") == "random" else ""),
         f"- Labels ({len(ds.get('labels') or [])}): {', '.join(ds.get('labels') or [])}",
         f"- Store: `{store.get('uri', 'n/a')}`",
-        f"- Store fingerprint: `{store.get('fingerprint', 'n/a')}`; feature config hash: "
+        f"- Store fingerprint: `{store.get('fingerprint', 'n/a')}`"
+        + (f", version `{store['version']}`" if store.get("version") else "") + "; feature config hash: "
         f"`{str(store.get('config_hash', 'n/a'))[:16]}`",
         "",
     ]

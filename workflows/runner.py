@@ -137,11 +137,12 @@ def _store_facts(store: ReadableStore) -> dict[str, Any]:
             counts[f"fold {int(fold)}"] = int(n)
     return {
         "fingerprint": str(store.fingerprint),
+        "version": str(getattr(store, "version", "")),
         "config_hash": str(store.config_hash),
         "labels": [str(x) for x in store.labels],
         "clips": counts,
         "n_ok": int(len(ok)),
-        "n_failed": int(len(clips) - len(ok)),
+        "n_failed": int((clips["clip_id"] != "").sum() - len(ok)),  # padding rows of a grown store are no clips
     }
 
 
@@ -519,7 +520,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, store_dir: str | Path | None 
                               "split_scheme": store.get("split_scheme") or split_scheme(recipe),
                               "clips": store["clips"], "labels": store["labels"]}
         results["store"] = {"uri": store["uri"], "fingerprint": store["fingerprint"],
-                            "config_hash": store["config_hash"]}
+                            "version": store.get("version", ""), "config_hash": store["config_hash"]}
         if recipe.kind in ("comparison", "ablation", "noise"):
             results["models"], trained = _train_and_evaluate(recipe, store, out, say, stages)
             if recipe.kind == "noise":

@@ -99,6 +99,9 @@ def dask_client(workers: int, scheduler: "str | distributed.Client | None", *,
                 )
             try:
                 with distributed.Client(cluster) as client:
+                    # The workers' log records (a failed clip's warning) come here and go through this
+                    # process's handlers, above the progress bar, instead of straight to the terminal.
+                    client.forward_logging(level=logging.getLogger().getEffectiveLevel())
                     yield client
             finally:
                 cluster.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.build.shard_task import ShardTask, clip_variants
+from pipeline.build.update import growth_of, open_newest, start_extension, start_growth
 from pipeline.config import AUGMENTATIONS, PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError
@@ -129,14 +130,15 @@ class BuildPlan:
     worker_env: dict[str, str]  # credentials for the workers of a LocalCluster we start
     allowed_failures: int
     config: PipelineConfig
+    vanished: tuple[str, ...] = ()  # clips of the store whose files are gone (an update keeps them)
 
 
 
 def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig, workers: int | None,
           scheduler: "str | distributed.Client | None", overwrite: bool, max_failures: str | int | float,
           storage_options: Mapping[str, Any] | None, clips_per_shard: int | None, clip_limits: ClipLimits,
-          source_storage_options: Mapping[str, Any] | None) -> BuildPlan:
-    """Check the inputs, create (or reopen) the store, and make one task per pending shard."""
+          source_storage_options: Mapping[str, Any] | None, update: bool = False) -> BuildPlan:
+    """Check the inputs, create (or reopen, or start an update of) the store, and make one task per pending shard."""
     shown = redact_uri(out_uri)
     if len(manifest) == 0:
         raise BuildError(f"the manifest of {manifest.dataset!r} has no clips; nothing to build into {shown}")
@@ -158,23 +160,39 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
         check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
     augmented = augmented_splits(manifest, config)
-    writer = create_store(
-        uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
-        aug_params=_aug_param_names(config),
-        dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
-                 "n_folds": manifest.n_folds, "source": manifest.source},
-        augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite, storage_options=options,
-    )
+    growth = None if overwrite else growth_of(manifest, uri, options, update=update)
+    extension = start_extension(uri, config, options) if growth is not None and not growth.new else None
+    per_clip_variants: dict[int, tuple[str, ...]] = {}
+    added: tuple[str, ...] = ()
+    if growth is not None and growth.new:
+        writer, store_clips = start_growth(uri, growth, manifest, config, options)
+    elif extension is not None:
+        writer, store_clips, per_clip_variants, added = extension
+    else:
+        writer = create_store(
+            uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
+            aug_params=_aug_param_names(config),
+            dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
+                     "n_folds": manifest.n_folds, "source": manifest.source,
+                     "skipped": {group.why: group.paths for group in manifest.skipped}},
+            augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite,
+            storage_options=options,
+        ) if growth is None else open_newest(uri, options, config)
+        store_clips = dict(enumerate(manifest.clips))
+    augmented = writer.metadata.augmented_splits
     tasks = []
     for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
-            (c.clip_id, join_root(manifest.root, c.path), c.path, clip_variants(c, augmented, config))
-            for c in manifest.clips[start:stop]
+            (c.clip_id, join_root(manifest.root, c.path), c.path,
+             per_clip_variants[j] if extension is not None else clip_variants(c, augmented, config))
+            for j, c in ((j, store_clips[j]) for j in range(start, stop))
         )
-        tasks.append(ShardTask(i, clips, config, uri, task_options, clip_limits, task_source_options))
+        tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options,
+                               extend=added))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))
-    return BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config)
+    return BuildPlan(shown, uri, options, writer, tasks, n_workers, worker_env, allowed, config,
+                     growth.vanished if growth is not None else ())
 

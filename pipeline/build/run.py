@@ -37,15 +37,17 @@ this one runs the plan's tasks under one shard-error policy.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.build import shard_task
 from pipeline.build.cluster import dask_client
@@ -57,7 +59,8 @@ from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError
 from pipeline.isolation import ClipLimits
 from stores import open_store, schema
-from stores.failures import count_failures
+from stores.failures import count_ends_early, count_failures
+from stores.versions import LEGACY_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import distributed
@@ -86,6 +89,7 @@ def build_store(
     clip_limits: ClipLimits = ClipLimits(),
     source_storage_options: Mapping[str, Any] | None = None,
     on_shard_error: str = "finish",
+    update: bool = False,
 ) -> BuildReport:
     """Build (or resume) the feature store of ``manifest`` at ``out_uri``.
 
@@ -133,6 +137,11 @@ def build_store(
         does to the build, the same on every path: "finish" lets the other
         shards finish, then raises one BuildError naming the first failure;
         "stop" stops at the first and raises its own error (debugging, tests).
+    update : bool
+        Add the clips of ``manifest`` that the store at ``out_uri`` lacks (or
+        the augmentation variants ``config`` appends), as a new version
+        (:mod:`pipeline.build.update`, :mod:`stores.updates`); without it a
+        grown collection is refused, naming the number of new clips.
 
     Raises
     ------
@@ -149,11 +158,12 @@ def build_store(
         raise ConfigError(f"on_shard_error={on_shard_error!r} is not one of {', '.join(SHARD_ERROR_POLICIES)}")
     plan = make_plan(manifest, out_uri, config=config, workers=workers, scheduler=scheduler, overwrite=overwrite,
                  max_failures=max_failures, storage_options=storage_options, clips_per_shard=clips_per_shard,
-                 clip_limits=clip_limits, source_storage_options=source_storage_options)
+                 clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
     fingerprint = plan.writer.finalize()
-    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
+    return dataclasses.replace(_summary(plan, run, fingerprint, time.perf_counter() - t_start),
+                               vanished=plan.vanished)
 
 
 
@@ -173,8 +183,7 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
     t_build = time.perf_counter()
     if not plan.tasks:
         return _BuildRun(reports, 0.0, None)
-    bar = progress_bar(sum(len(t.clips) for t in plan.tasks), progress)
-    try:
+    with progress_bar(sum(len(t.clips) for t in plan.tasks), progress) as bar:
         if plan.n_workers == 0:
             errors = _run_serial(plan.tasks, bar, reports, on_shard_error)
         else:
@@ -187,8 +196,6 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
                 t_build = time.perf_counter()
                 errors = _run_distributed(client, plan.tasks, bar, plan.config, plan.uri, worker_addresses,
                                           reports, on_shard_error)
-    finally:
-        bar.close()
     if errors:
         shard, first = errors[0]
         if on_shard_error == "stop":
@@ -203,7 +210,10 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
 
 def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) -> BuildReport:
     """The finished store's counts, as the build reports them."""
-    store = open_store(plan.uri, storage_options=plan.options)
+    version = plan.writer.version
+    # the version this build committed, not whatever is newest by now
+    pinned = plan.uri if version == LEGACY_VERSION else f"{plan.uri}@{version}"
+    store = open_store(pinned, storage_options=plan.options)
     clips = store.clips
     failed = clips[clips["status"] == schema.STATUS_FAILED]
     failures = [(str(r.clip_id), str(r.source), str(r.reason)) for r in failed.itertuples()]
@@ -218,11 +228,25 @@ def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) 
         nbytes_stored=store.nbytes_stored, fingerprint=fingerprint, max_failures=plan.allowed_failures,
         task_seconds=sum(r.seconds for r in run.reports), write_seconds=sum(r.write_seconds for r in run.reports),
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
+        skipped={why: list(paths) for why, paths in store.metadata.dataset.skipped.items()},
+        ends_early=count_ends_early(clips.loc[clips["status"] == schema.STATUS_OK, "reason"].tolist()),
+        version=version,
     )
 
 
-def progress_bar(total: int, enabled: bool):
-    return tqdm(total=total, unit="clip", desc="build", disable=not enabled, file=sys.stderr, smoothing=0.1)
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool, desc: str = "build") -> Iterator[Any]:
+    """A progress bar of ``total`` clips on stderr; while it shows, this process's log lines go
+    through ``tqdm.write`` (above the bar) instead of tearing it."""
+    bar = tqdm(total=total, unit="clip", desc=desc, disable=not enabled, file=sys.stderr, smoothing=0.1)
+    try:
+        if enabled:
+            with logging_redirect_tqdm(tqdm_class=type(bar)):
+                yield bar
+        else:
+            yield bar
+    finally:
+        bar.close()
 
 
 def _run_serial(tasks: Sequence[ShardTask], bar, reports: list[ShardReport],

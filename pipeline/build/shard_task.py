@@ -23,6 +23,7 @@ from stores.remote import is_remote
 from stores import ClipResult, open_writer
 from stores.schema import MANTISSA_BITS, round_mantissa
 from stores.uri import remote_errors
+from stores.updates import write_extension
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class ShardTask:
     #: fsspec options for remote audio (``--root s3://...``): without credentials when the
     #: task goes to workers (they use their own environment), see stores.remote.public_options.
     source_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: An update that adds these augmentation variants: only they are computed and written
+    #: (:func:`stores.updates.write_extension`); clips with no variants are not decoded.
+    extend: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +83,8 @@ def build_shard(task: ShardTask) -> ShardReport:
     # and says to rerun, not as a bare botocore exception.
     with remote_errors(task.uri):
         writer = open_writer(task.uri, storage_options=task.storage_options)
-        digest = writer.write_shard(task.shard_index, results)
+        digest = write_extension(writer, task.shard_index, results, task.extend) if task.extend \
+            else writer.write_shard(task.shard_index, results)
     n_failed = sum(r.status != "ok" for r in results)
     t_end = time.perf_counter()
     return ShardReport(task.shard_index, len(results), n_failed, t_end - t0, t_end - t_write, digest)
@@ -91,11 +96,16 @@ def _extract_shard(task: ShardTask) -> list:
     The kernels are compiled here first so the sandbox child inherits them.
     """
     warm_up(task.config)
+    # an update adding variants decodes only the clips that get them
+    todo = [k for k, clip in enumerate(task.clips) if clip[3] or not task.extend]
     outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
-                              for clip_id, path, source, variants in task.clips],
+                              for clip_id, path, source, variants in (task.clips[k] for k in todo)],
                              extract_for_store, limits=task.limits, source_options=task.source_options,
                              excerpt=excerpt_plan(task.config))
-    return [_clip_result(outcome, clip, ClipResult) for outcome, clip in zip(outcomes, task.clips)]
+    results = [ClipResult("ok")] * len(task.clips)
+    for k, outcome in zip(todo, outcomes):
+        results[k] = _clip_result(outcome, task.clips[k], ClipResult)
+    return results
 
 
 def clip_outcomes(clips: Sequence[tuple[str, str, tuple]], work: Any, *, limits: ClipLimits,
@@ -170,7 +180,7 @@ def _clip_result(outcome: Outcome, clip: tuple[str, str, str, tuple[str, ...]], 
     clip_id, path, source, _ = clip
     if outcome.ok:
         features = outcome.value
-        return result_type("ok", duration_s=float(features.duration_s),
+        return result_type("ok", reason=features.note.replace(path, source), duration_s=float(features.duration_s),
                            features=features.features, params=features.params)
     # Decoders quote the file's path; the store holds only the dataset-relative one.
     reason = outcome.failure_text.replace(path, source)

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from stores.failures import describe_failure_counts
+from stores.failures import describe_failure_counts, describe_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ class BuildReport:
     write_seconds: float = 0.0
     dashboard: str | None = None
     failure_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    ends_early: int = 0
+    #: The version this build committed (or found unchanged); see stores.versions.
+    version: str = ""
+    #: What an update left alone: clips in the store whose files are gone from the collection.
+    vanished: tuple[str, ...] = ()
 
     @property
     def failures_exceeded(self) -> bool:
@@ -63,13 +69,21 @@ class BuildReport:
             f"store       {self.uri}",
             f"clips       {self.n_ok} ok, {self.n_failed} failed, {self.n_clips} in all",
             *([f"failures    {describe_failure_counts(self.failure_counts)}"] if self.failure_counts else []),
+            *([f"ends early  {self.ends_early} clips kept with the length that decodes (cut in their last "
+               "page/frame)"] if self.ends_early else []),
+            *[f"skipped     {describe_skipped(why, paths)[len('skipped '):]}" for why, paths in self.skipped.items()],
             f"variants    {', '.join(self.variants)}",
             f"shards      {self.shards_built} built, {self.shards_skipped} already done, {self.n_shards} in all",
             f"size        {_human_bytes(self.nbytes_stored)}",
             f"time        {self.seconds:.1f} s ({self.build_seconds:.1f} s building)",
             f"throughput  {self.clips_per_s:.2f} clips/s",
             f"fingerprint {self.fingerprint[:16]}",
+            f"version     {self.version} (open exactly this store as {self.uri}@{self.version})",
         ]
+        if self.vanished:
+            lines.append(f"vanished    {len(self.vanished)} clip(s) of the store are no longer in the collection; "
+                         f"they stay in the store: {', '.join(self.vanished[:10])}"
+                         + (" ..." if len(self.vanished) > 10 else ""))
         if self.failures:
             lines.append(f"failed clips ({self.n_failed}, allowed {self.max_failures}):")
             lines += [f"  {cid}  {src}: {why}" for cid, src, why in self.failures[:50]]

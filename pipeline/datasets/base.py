@@ -42,6 +42,18 @@ class ClipRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class SkippedFiles:
+    """Files under the dataset root that are not clips, for one reason.
+
+    why : a phrase that follows "skipped N files" ("that are not audio").
+    paths : the files, relative to the dataset root, POSIX separators, sorted.
+    """
+
+    why: str
+    paths: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     """All clips of one dataset under one split scheme.
 
@@ -55,6 +67,8 @@ class Manifest:
         "fault-filtered", "random", "folds", ...).
     n_folds : number of folds when the scheme has folds, else 0.
     source : short citation/description of where labels and splits come from.
+    skipped : the files under the root that are not clips, by why (the
+        build keeps them in the store, so nothing is left out in silence).
     """
 
     dataset: str
@@ -64,6 +78,7 @@ class Manifest:
     split_scheme: str
     n_folds: int = 0
     source: str = ""
+    skipped: tuple[SkippedFiles, ...] = ()
 
     def __len__(self) -> int:
         return len(self.clips)

@@ -28,6 +28,13 @@ Split schemes
     10 stratified folds grouped by artist
     (:class:`sklearn.model_selection.StratifiedGroupKFold`, seeded), split "".
 
+Audio not in the track list
+---------------------------
+Every file under ``fma_<subset>/`` that is not a clip is reported (build,
+``pipeline scan``, ``pipeline info``) by why: audio of a track that
+tracks.csv does not list for the subset, a track listed without a top
+genre, or a file that is not audio.
+
 Missing audio
 -------------
 ``missing="include"`` (default) keeps a listed track whose mp3 is not on
@@ -57,7 +64,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.walk import require_dir
+from pipeline.datasets.walk import HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, walk_tree
+from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension
 from pipeline.datasets.splits import DEFAULT_N_FOLDS, grouped_folds
 from pipeline.errors import ConfigError, DatasetError
 from pipeline.sources import RemotePath, is_remote, source_path
@@ -167,8 +175,11 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {', '.join(MISSING_POLICIES)}")
     path, tracks_csv, audio_dir = _locate(root, subset, metadata, storage_options)
-    tracks = _labelled_tracks(read_tracks(tracks_csv), subset, tracks_csv)
+    listed = read_tracks(tracks_csv)
+    tracks = _labelled_tracks(listed, subset, tracks_csv)
     tracks, relpaths = _with_audio(tracks, subset, missing, path, audio_dir)
+    skipped = _audio_not_listed(audio_dir, subset, listed, relpaths)
+    skipped.log(audio_dir)
     ids = [int(t) for t in tracks.index]
     labels = list(tracks[("track", "genre_top")])
     groups = list(tracks[("artist", "id")])
@@ -178,7 +189,38 @@ def load_fma(root: str | Path | None, *, subset: str, split: str = "official", s
                   for t, rel, lab, s, f, g in zip(ids, relpaths, labels, splits, folds, groups))
     logger.info("fma-%s: %d clips, %d genres, split %s", subset, len(clips), len(set(labels)), split)
     return Manifest(dataset=f"fma-{subset}", root=manifest_root(path), labels=tuple(sorted(set(labels))), clips=clips,
-                    split_scheme=split, n_folds=k, source=source)
+                    split_scheme=split, n_folds=k, source=source, skipped=skipped.record())
+
+
+def _audio_not_listed(audio_dir: _AnyPath, subset: str, listed: pd.DataFrame, relpaths: list[str]) -> SkipLog:
+    """The files under ``fma_<subset>/`` that are not clips of the manifest, by why.
+
+    The track list decides what is a clip; this only says what it leaves
+    out: audio whose track is not in tracks.csv for the subset, tracks listed
+    without a top genre, and files that are not audio.
+    """
+    skipped = SkipLog()
+    clips = set(relpaths)
+    rank = {name: i for i, name in enumerate(SUBSETS)}
+    in_subset = listed[listed[("set", "subset")].isin(SUBSETS[:rank[subset] + 1])]
+    no_genre = {int(t) for t in in_subset.index[in_subset[("track", "genre_top")] == ""]}
+    files, hidden_dirs = walk_tree(audio_dir)
+    for rel in hidden_dirs:
+        skipped.add(HIDDEN, f"fma_{subset}/{rel}")
+    for rel in files:
+        full = f"fma_{subset}/{rel}"
+        if full in clips:
+            continue
+        name = rel.rsplit("/", 1)[-1]
+        if any(is_hidden(part) for part in rel.split("/")):
+            skipped.add(HIDDEN, full)
+        elif audio_extension(name) not in AUDIO_EXTENSIONS:
+            skipped.add(NOT_AUDIO, full)
+        elif name.split(".", 1)[0].isdigit() and int(name.split(".", 1)[0]) in no_genre:
+            skipped.add("listed in tracks.csv without a top genre ('track','genre_top')", full)
+        else:
+            skipped.add(f"with an audio extension that are not tracks of fma-{subset} in tracks.csv", full)
+    return skipped
 
 
 def _locate(root: str | Path | None, subset: str, metadata: str | Path | None,

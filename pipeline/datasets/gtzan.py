@@ -6,11 +6,15 @@ Layouts found in the wild, all accepted:
   22,050 Hz, mono, 16-bit big-endian);
 - re-distributions as ``.wav`` in the same layout;
 - the Kaggle copy: ``Data/genres_original/<genre>/<genre>.000NN.wav``, which
-  also ships macOS ``._*`` files (skipped) and one truncated, undecodable
+  also ships macOS ``._*`` files (skipped and counted) and one truncated, undecodable
   clip (``jazz.00054.wav``: listed here; the builder marks it failed).
 
 ``root`` may be the folder that contains ``genres`` (or ``Data``), the
-``genres`` / ``genres_original`` folder itself, or ``Data``.
+``genres`` / ``genres_original`` folder itself, or ``Data``. A clip is a
+file ``<genre>/<genre>.000NN.<ext>`` with any extension of the audio list
+(:data:`pipeline.dsp.formats.AUDIO_EXTENSIONS`, or the ``extensions``
+option); every other file under the root (the Kaggle copy's images and CSV
+files, ``._*`` files, misnamed audio) is skipped and reported by why.
 
 Split schemes
 -------------
@@ -46,7 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.walk import is_hidden, relative_posix, require_dir, visible_dirs
+from pipeline.datasets.walk import (HIDDEN, NOT_AUDIO, SkipLog, is_hidden, relative_posix, require_dir,
+                                    visible_dirs, walk_tree)
+from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension, parse_extensions
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
@@ -59,7 +65,8 @@ GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
 SPLIT_SCHEMES: tuple[str, ...] = ("fault-filtered", "random", "folds")
 EXPECTED = ("GTZAN genre folders: <root>/genres/<genre>/<genre>.000NN.au (or .wav), "
             "<root>/Data/genres_original/<genre>/<genre>.000NN.wav, or <root> being the genres folder")
-_CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<num>\d{5})\.(?P<ext>au|wav)$", re.IGNORECASE)
+#: A clip's file name: ``<genre>.000NN.<ext>``, any extension of the audio list (checked apart).
+_CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<num>\d{5})\.(?P<ext>[^./]+)$", re.IGNORECASE)
 #: Sub-paths of ``root`` that may hold the genre folders, in the order tried.
 _CANDIDATES: tuple[str, ...] = ("genres", "genres_original", "Data/genres_original", ".")
 
@@ -91,8 +98,21 @@ def find_genres_dir(root: Path | RemotePath) -> Path | RemotePath:
                        f"expected {EXPECTED}")
 
 
-def scan_gtzan(genres_dir: Path | RemotePath) -> dict[str, Path | RemotePath]:
-    """clip id -> audio file of every GTZAN clip under ``genres_dir``, sorted by id."""
+#: Why an audio file under a GTZAN root is not a clip.
+NOT_A_CLIP = "with an audio extension that are not GTZAN clips (not <genre>/<genre>.000NN.<ext> in a genre folder)"
+#: Why the second file of one clip id (both .au and .wav) is skipped.
+SECOND_COPY = "that are a second copy of a clip (e.g. both .au and .wav; the first by name is used)"
+
+
+def scan_gtzan(root: Path | RemotePath, genres_dir: Path | RemotePath, *,
+               extensions: frozenset[str] = AUDIO_EXTENSIONS, skipped: SkipLog | None = None) -> dict[str, str]:
+    """clip id -> root-relative audio path of every GTZAN clip under ``genres_dir``, sorted by id.
+
+    Every other file under ``root`` goes into ``skipped`` with why (not
+    audio, hidden such as macOS ``._*`` files, not named as a GTZAN clip, a
+    second copy of a clip).
+    """
+    skipped = SkipLog() if skipped is None else skipped
     present = [g for g in GENRES if (genres_dir / g).is_dir()]
     missing = [g for g in GENRES if g not in present]
     if missing:
@@ -101,36 +121,44 @@ def scan_gtzan(genres_dir: Path | RemotePath) -> dict[str, Path | RemotePath]:
     extra = [p.name for p in visible_dirs(genres_dir) if p.name not in GENRES]
     if extra:
         logger.warning("ignoring non-GTZAN folder(s) in %s: %s", genres_dir, ", ".join(extra))
-    found: dict[str, Path | RemotePath] = {}
+    prefix = relative_posix(genres_dir, root)
+    prefix = "" if prefix == "." else prefix + "/"
+    files, hidden_dirs = walk_tree(root)
+    for rel in hidden_dirs:
+        skipped.add(HIDDEN, rel)
+    found: dict[str, str] = {}
+    for rel in files:
+        parts = rel.split("/")
+        if any(is_hidden(part) for part in parts):
+            skipped.add(HIDDEN, rel)
+            continue
+        if audio_extension(rel) not in extensions:
+            skipped.add(NOT_AUDIO, rel)
+            continue
+        inside = rel[len(prefix):].split("/") if rel.startswith(prefix) else []
+        match = _CLIP_NAME.match(inside[1]) if len(inside) == 2 else None
+        if match is None or match["genre"] != inside[0] or inside[0] not in present:
+            skipped.add(NOT_A_CLIP, rel)
+            continue
+        clip_id = f"{inside[0]}.{match['num']}"
+        if clip_id in found:
+            # Both .au and .wav of one clip (an in-place conversion): keep the first by name.
+            logger.warning("GTZAN clip %s exists twice (%s, %s); using %s", clip_id, found[clip_id], rel,
+                           found[clip_id])
+            skipped.add(SECOND_COPY, rel)
+            continue
+        found[clip_id] = rel
     for genre in present:
-        folder = genres_dir / genre
-        ignored = 0
-        n_before = len(found)
-        for f in sorted(folder.iterdir(), key=lambda p: p.name):
-            if is_hidden(f.name) or not f.is_file():
-                continue
-            match = _CLIP_NAME.match(f.name)
-            if match is None or match["genre"] != genre:
-                ignored += 1
-                continue
-            clip_id = f"{genre}.{match['num']}"
-            if clip_id in found:
-                # Both .au and .wav of one clip (an in-place conversion): keep the first by name.
-                logger.warning("GTZAN clip %s exists twice (%s, %s); using %s",
-                               clip_id, found[clip_id].name, f.name, found[clip_id].name)
-                continue
-            found[clip_id] = f
-        if ignored:
-            logger.warning("ignored %d file(s) in %s not named %s.000NN.au/.wav", ignored, folder, genre)
-        if len(found) == n_before:
-            raise DatasetError(f"GTZAN genre folder {folder} holds no clips; expected files named "
+        if not any(cid.startswith(genre + ".") for cid in found):
+            raise DatasetError(f"GTZAN genre folder {genres_dir / genre} holds no clips; expected files named "
                                f"{genre}.000NN.au or {genre}.000NN.wav there")
     return dict(sorted(found.items()))
 
 
 def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: int = 0,
                val_fraction: float = DEFAULT_VAL_FRACTION, test_fraction: float = DEFAULT_TEST_FRACTION,
-               n_folds: int = DEFAULT_N_FOLDS, storage_options: Mapping[str, Any] | None = None) -> Manifest:
+               n_folds: int = DEFAULT_N_FOLDS, extensions: str | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> Manifest:
     """Manifest of a GTZAN copy.
 
     Parameters
@@ -141,6 +169,9 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
     split : {"fault-filtered", "random", "folds"}
     seed, val_fraction, test_fraction, n_folds
         Used by "random" and "folds" only.
+    extensions : str, optional
+        File extensions taken as audio (:func:`pipeline.dsp.formats.parse_extensions`;
+        ``"+.ape"`` adds one to the default list).
     storage_options : mapping, optional
         fsspec options of a remote root (endpoint, credentials).
 
@@ -152,7 +183,9 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
     """
     path = require_dir(root, "gtzan", EXPECTED, storage_options)
     genres_dir = find_genres_dir(path)
-    files = scan_gtzan(genres_dir)
+    skipped = SkipLog()
+    files = scan_gtzan(path, genres_dir, extensions=parse_extensions(extensions), skipped=skipped)
+    skipped.log(path)
     ids = list(files)
     labels_of = {cid: genre_of(cid) for cid in ids}
     if split == "fault-filtered":
@@ -179,10 +212,10 @@ def load_gtzan(root: str | Path | None, *, split: str = "fault-filtered", seed: 
                                          val_fraction=val_fraction, test_fraction=test_fraction,
                                          n_folds=n_folds)
         source = f"GTZAN (Tzanetakis & Cook 2002); {split} split (seed {seed})"
-    clips = tuple(ClipRecord(clip_id=cid, path=relative_posix(files[cid], path), label=labels_of[cid],
+    clips = tuple(ClipRecord(clip_id=cid, path=files[cid], label=labels_of[cid],
                              split=s, fold=f)
                   for cid, s, f in zip(ids, splits, folds))
     labels = tuple(sorted({c.label for c in clips}))
     return Manifest(dataset="gtzan", root=manifest_root(path), labels=labels, clips=clips, split_scheme=split,
-                    n_folds=k, source=source)
+                    n_folds=k, source=source, skipped=skipped.record())
 

@@ -45,9 +45,16 @@ fallback or a classified failure:
 Truncation: one rule for every format
 -------------------------------------
 Where the container declares a length and clearly less decodes
-(:data:`TRUNCATION_TOLERANCE_S` plus 0.1 %), the clip is "truncated", with
-both figures in the reason. Where nothing declares a length, what decodes is
-the truth. The declarations (parsed in :mod:`pipeline.dsp.containers`):
+(:data:`TRUNCATION_TOLERANCE_S` plus 0.1 %), the file was cut. A cut inside
+its last unit (a shortfall under one Ogg page, MP3 frame or FLAC frame, or
+under :data:`ENDS_EARLY_FRACTION` of the declared length) keeps the clip with
+the length that decodes, and :attr:`DecodedClip.note` says it "ends early"
+(the build stores that in the clip's reason column, ``pipeline info`` counts
+it). Anything more is "truncated", with both figures in the reason. Where
+nothing declares a length, what decodes is the truth. A header field out of
+any possible range (a sample rate of 0 Hz or of an 80-bit float that
+overflows, 0 channels) makes the file "not audio", naming the field. The
+declarations (parsed in :mod:`pipeline.dsp.containers`):
 
 * WAV/AIFF/AU: the data chunk size (COMM frame count) against the bytes
   present; streaming writers' 0 or 0xFFFFFFFF sizes declare nothing.
@@ -55,7 +62,9 @@ the truth. The declarations (parsed in :mod:`pipeline.dsp.containers`):
   header (CRC-8 checked) is in the file's last 64 KiB.
 * Ogg Vorbis/Opus: the granule position of the page the file ends in (less
   Opus pre-skip) against the last complete page; a stream that ends on its
-  end-of-stream page declares its final granule position.
+  end-of-stream page declares its final granule position. Only a cut inside
+  the end-of-stream page can end early; a cut page before it declares only
+  a lower bound of the stream's length, so such a file is truncated.
 * MP3: the Xing/Info/VBRI header's frame count (less the LAME tag's encoder
   delay and padding). An MP3 has no other declaration, and the header alone
   cannot be trusted blindly, because MP3 files are cut without re-encoding:
@@ -105,7 +114,8 @@ from pipeline.config import EXCERPTS
 from pipeline.dsp import containers
 from pipeline.dsp.containers import ContainerFacts
 from pipeline.dsp.partial import PartialObject, SparseFile
-from pipeline.errors import AudioDecodeError, AudioError, ConfigError, InvalidSamplesError, PartialReadError, TooShortError
+from pipeline.errors import (ENDS_EARLY, AudioDecodeError, AudioError, ConfigError, InvalidSamplesError,
+                             PartialReadError, TooShortError)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +130,10 @@ SHORT_READ_TOLERANCE_S = 0.05
 #: Decoding less than the declared length by more than this (plus 0.1 % of
 #: it) means the file is truncated.
 TRUNCATION_TOLERANCE_S = 0.05
+#: A file whose decoded length falls short of its declared length by less than this fraction of
+#: it, or by less than one container unit (one Ogg page, MP3 frame, FLAC frame), was cut inside
+#: its last unit: it is kept with the length that decodes, and noted as ending early.
+ENDS_EARLY_FRACTION = 0.01
 #: PyAV seeks this far before the excerpt: an MP3 decoder needs the previous
 #: frames' bit reservoir, so the first frames after a seek are discarded.
 _SEEK_PREROLL_S = 0.2
@@ -216,6 +230,10 @@ class DecodedClip:
         Channels of the source file (all are averaged into one).
     decoder : str
         ``"soundfile"`` or ``"pyav"``: which decoder produced the signal.
+    note : str
+        "" or ``"ends early: ..."`` (:data:`pipeline.errors.ENDS_EARLY`): the
+        file ends a little before its declared length (cut inside its last
+        page or frame) and is kept with the length that decodes.
     """
 
     samples: np.ndarray
@@ -224,6 +242,7 @@ class DecodedClip:
     source_sample_rate: int
     source_channels: int
     decoder: str
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +254,7 @@ class _Excerpt:
     channels: int
     total_frames: int  # frames of the whole file at sample_rate
     decoder: str
+    note: str = ""  # the ends-early note, if the decoder found the file short
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +269,7 @@ class _Length:
     seconds: float | None
     declared: float | None
     source: str
+    note: str = ""  # the ends-early note, if the packet scan found the file short
 
 
 def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: float = 30.0,
@@ -302,7 +323,7 @@ def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: fl
     _check_arguments(sample_rate, clip_seconds, min_seconds, excerpt, resample_quality)
     path = _Source.of(source, name)
     try:
-        facts = _inspect(path)
+        facts, note = _inspect(path)
         part = _decode_excerpt(path, facts, clip_seconds, excerpt)
     except AudioError:
         _whole_bytes_were_read(path)  # a verdict on unfetched bytes is no verdict
@@ -330,7 +351,7 @@ def load_clip(source: AudioSource, *, sample_rate: int = 22050, clip_seconds: fl
     out = np.zeros(clip_samples, np.float32)
     out[:valid] = mono[:valid]
     return DecodedClip(out, valid, part.total_frames / part.sample_rate, part.sample_rate,
-                       part.channels, part.decoder)
+                       part.channels, part.decoder, part.note or note)
 
 
 # --------------------------------------------------------------------------
@@ -372,8 +393,9 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
             ValueError, TypeError, IndexError, OverflowError, NotImplementedError)
 
 
-def _inspect(path: _Source) -> ContainerFacts:
-    """The file's header facts; unreadable, empty and cut-short files fail here, before decoding."""
+def _inspect(path: _Source) -> tuple[ContainerFacts, str]:
+    """The file's header facts, and the ends-early note if the bytes present fall a little short of
+    the declared length; unreadable, empty and cut-short files fail here, before decoding."""
     path = _Source.of(path, None) if not isinstance(path, _Source) else path
     if path.file is None:
         try:
@@ -397,20 +419,50 @@ def _inspect(path: _Source) -> ContainerFacts:
     except (struct.error, ValueError, IndexError) as exc:  # a header cut inside a field
         logger.debug("%s: header parse stopped: %s", path, exc)
         facts = ContainerFacts(description="a damaged header")
+    if facts.impossible:
+        raise AudioDecodeError(path, f"{facts.description}: {facts.impossible}; its header is damaged, "
+                                     "re-export the file or exclude it", "not audio")
     if facts.no_audio_bytes:
         declares = (f" (it declares {facts.declared_seconds:.2f} s)"
                     if facts.declared_seconds else "")
         raise AudioDecodeError(path, f"{facts.description}: only a header, no audio after "
                                      f"it{declares}; re-export the file or exclude it", "empty")
-    if (facts.declared_seconds is not None and facts.present_seconds is not None
-            and _clearly_short(facts.declared_seconds, facts.present_seconds)):
-        raise _truncated(path, facts, facts.present_seconds)
-    return facts
+    note = ""
+    if facts.declared_seconds is not None and facts.present_seconds is not None:
+        note = _shortfall(path, facts, facts.present_seconds)
+    return facts, note
 
 
 def _clearly_short(declared_s: float, decoded_s: float) -> bool:
     """Whether ``decoded_s`` falls clearly short of ``declared_s`` (both in seconds)."""
     return decoded_s < declared_s - TRUNCATION_TOLERANCE_S - 0.001 * declared_s
+
+
+def _shortfall(path: _Source, facts: ContainerFacts, decoded_s: float, declared_s: float | None = None,
+               by: str | None = None) -> str:
+    """What decoding ``decoded_s`` seconds of a file declaring ``declared_s`` means.
+
+    "" when it is not clearly short; the ends-early note when the shortfall
+    is under one container unit (:attr:`ContainerFacts.end_unit_seconds`) or
+    :data:`ENDS_EARLY_FRACTION` of the declared length (the file was cut
+    inside its last page or frame: kept with the length that decodes); a
+    "truncated" error otherwise, and always where the declaration is only a
+    lower bound of the stream's length.
+    """
+    declared_s = facts.declared_seconds if declared_s is None else declared_s
+    by = by or facts.declared_by
+    if not _clearly_short(declared_s, decoded_s):
+        return ""
+    short = declared_s - decoded_s
+    # A decoder drops the whole unit a cut lands in, so up to one whole unit (and a millisecond of
+    # rounding) may be missing.
+    within_unit = short <= facts.end_unit_seconds + 1e-3
+    if facts.declares_whole and (within_unit or short < ENDS_EARLY_FRACTION * declared_s):
+        unit = f"at most its last unit of {facts.end_unit_seconds * 1000:.0f} ms" \
+            if within_unit else f"{short / declared_s:.2%} of it"
+        return (f"{ENDS_EARLY}: {by} declares {declared_s:.2f} s, {decoded_s:.2f} s decode ({unit} "
+                f"missing: cut inside its last page or frame); kept with the length that decodes")
+    raise _truncated(path, facts, decoded_s, declared_s, by)
 
 
 def _truncated(path: _Source, facts: ContainerFacts, decoded_s: float, declared_s: float | None = None,
@@ -455,8 +507,9 @@ def _known_length(path: _Source, facts: ContainerFacts) -> _Length:
         if scanned is None:
             return _Length(None, None, "")
         if facts.declared_seconds is not None:
-            if _clearly_short(facts.declared_seconds, scanned):
-                raise _truncated(path, facts, scanned)
+            note = _shortfall(path, facts, scanned)
+            if note:
+                return _Length(scanned, None, "the MPEG frames (packet scan)", note)
             if abs(scanned - facts.declared_seconds) <= MP3_LENGTH_TOLERANCE_S:
                 return _Length(scanned, facts.declared_seconds, facts.declared_by)
         return _Length(scanned, None, "the MPEG frames (packet scan)")
@@ -485,6 +538,9 @@ def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, e
         except errors as exc:
             logger.debug("%s: libsndfile reports no stream facts: %s", path, exc)
             rate = 0
+        if rate > 0 and containers.rate_out_of_range(rate, "header"):
+            raise _not_audio(path, facts, "libsndfile reads a sample rate of "
+                                          f"{rate} Hz from it, which no audio has")
         if rate <= 0 or fmt == "RAW":
             # RAW: libsndfile guessed header-less audio from the extension
             # (any bytes named .au read as 8 kHz u-law): nothing to trust.
@@ -515,7 +571,7 @@ def _decode_excerpt(path: _Source, facts: ContainerFacts, clip_seconds: float, e
                        "retrying with PyAV", path, len(block), count)
         return _decode_pyav(path, clip_seconds, excerpt, facts=facts, length=length,
                             why="libsndfile stopped early")
-    return _Excerpt(_downmix(block), rate, channels, frames, "soundfile")
+    return _Excerpt(_downmix(block), rate, channels, frames, "soundfile", length.note)
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:
@@ -556,6 +612,9 @@ def _av_open(path: _Source, facts: ContainerFacts, why: str) -> tuple[Any, Any]:
         for stream in audio:
             ctx = stream.codec_context
             if ctx is not None and ctx.sample_rate and _codec_name(stream) not in ("", "none"):
+                if containers.rate_out_of_range(ctx.sample_rate, "header"):
+                    raise _not_audio(path, facts, f"ffmpeg reads a sample rate of {ctx.sample_rate} Hz "
+                                                  "from it, which no audio has")
                 return container, stream
         raise _not_audio(path, facts, f"{why}, and ffmpeg has no decoder for its audio "
                                       f"(codec {_codec_name(audio[0]) or 'unknown'})")
@@ -723,14 +782,17 @@ def _decode_pyav(path: _Source, clip_seconds: float, excerpt: str, *, facts: Con
         if length.declared:
             raise _truncated(path, facts, decoded_s, length.declared, length.source)
         raise _not_audio(path, facts, f"{why}, and ffmpeg decodes no audio from it")
+    note = length.note
     if filled < count - SHORT_READ_TOLERANCE_S * rate:
-        if length.declared is not None and _clearly_short(length.declared, decoded_s):
-            raise _truncated(path, facts, decoded_s, length.declared, length.source)
-        logger.warning("%s: decoded %.2f s where %s says %.2f s; keeping what decodes",
-                       path, decoded_s, length.source, seconds)
-        # Without a declared length, what the decoder delivered is the truth.
+        if length.declared is not None:
+            note = _shortfall(path, facts, decoded_s, length.declared, length.source) or note
+        if not note:
+            logger.warning("%s: decoded %.2f s where %s says %.2f s; keeping what decodes",
+                           path, decoded_s, length.source, seconds)
+        # Without a declared length (or one that the file misses by its last unit), what the
+        # decoder delivered is the truth.
         total = first + filled
-    return _Excerpt(mono[:filled], rate, channels, total, "pyav")
+    return _Excerpt(mono[:filled], rate, channels, total, "pyav", note)
 
 
 def _decode_frames(path: _Source, container: Any, stream: Any, rate: int, first: int, count: int,

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 import soxr
+from numba import njit
 
 from pipeline.dsp.filterbanks import CQTPlan, centred_frames, cqt_plan, smoothing_window
 
@@ -44,7 +45,7 @@ def _decimate(y: np.ndarray, factor: int) -> np.ndarray:
 
 
 def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
-    """Magnitude of the multirate CQT of ``plan``.
+    """Magnitude of the multirate CQT of ``plan``, time-major (a view of :func:`cqt_magnitude_fm`).
 
     Parameters
     ----------
@@ -58,26 +59,67 @@ def cqt_magnitude(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
     np.ndarray [shape=(1 + n // hop, n_bins)], float32
         Time-major ``|librosa.cqt(y, ...)|.T``.
     """
+    return cqt_magnitude_fm(y, plan).T
+
+
+@njit(cache=True, nogil=True)
+def _sparse_magnitude(spec, indptr, indices, values, out, row0):
+    """``out[row0 + j, t] = |sum_p values[p] * spec[indices[p], t]|`` over filter ``j``'s non-zeros.
+
+    ``spec`` [bins, >= T] complex64 is frequency-major, so every product runs
+    along contiguous frames (vectorised); only the ~15% non-zero kernel
+    entries are visited, where a dense product would visit them all.
+    """
+    n_t = out.shape[1]
+    acc_re = np.empty(n_t, np.float32)
+    acc_im = np.empty(n_t, np.float32)
+    for j in range(indptr.shape[0] - 1):
+        acc_re[:] = 0
+        acc_im[:] = 0
+        for p in range(indptr[j], indptr[j + 1]):
+            row = spec[indices[p]]
+            br = values[p].real
+            bi = values[p].imag
+            for t in range(n_t):
+                s = row[t]
+                acc_re[t] += s.real * br - s.imag * bi
+                acc_im[t] += s.real * bi + s.imag * br
+        for t in range(n_t):
+            out[row0 + j, t] = np.sqrt(acc_re[t] * acc_re[t] + acc_im[t] * acc_im[t])
+
+
+def cqt_magnitude_fm(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
+    """Magnitude of the multirate CQT of ``plan``, frequency-major.
+
+    Of each octave's spectra only the FFT bins its kernels use are kept,
+    frequency-major, and multiplied by the kernels' non-zero entries only.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_bins, 1 + n // hop)], float32
+        ``|librosa.cqt(y, ...)|`` (C-contiguous).
+    """
     y = np.ascontiguousarray(y, dtype=np.float32)
     if plan.early_downsample:
         y = _decimate(y, 2 ** plan.early_downsample)
-    responses = []
+    spectra = []
     for i, octave in enumerate(plan.octaves):
         if i and plan.octaves[i - 1].halve_after:
             y = _decimate(y, 2)
-        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
-        responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
-    n_frames = min(r.shape[0] for r in responses)
-    out = np.empty((n_frames, plan.n_bins), np.float32)
-    bpo = responses[0].shape[1]
-    for i, r in enumerate(responses):
-        out[:, plan.n_bins - bpo * (i + 1): plan.n_bins - bpo * i] = r[:n_frames]
+        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)   # [T, bins]
+        spectra.append(np.ascontiguousarray(spec[:, octave.lo:octave.hi].T))          # [used bins, T]
+    n_frames = min(spec.shape[1] for spec in spectra)
+    out = np.empty((plan.n_bins, n_frames), np.float32)
+    for i, (octave, spec) in enumerate(zip(plan.octaves, spectra)):
+        bpo = octave.indptr.shape[0] - 1
+        _sparse_magnitude(spec, octave.indptr, octave.indices, octave.values, out, plan.n_bins - bpo * (i + 1))
     return out
 
 
 def _normalize_frames(x: np.ndarray, order: int) -> np.ndarray:
-    # librosa.util.normalize(axis=-2, threshold=tiny, fill=None): frames whose
-    # norm is below float32 tiny are left as they are (all zero in practice).
+    # librosa.util.normalize(axis=-2, threshold=tiny, fill=None) of [T, 12]:
+    # frames whose norm is below float32 tiny are left as they are (all zero
+    # in practice).
     if order == 1:
         norm = np.sum(np.abs(x), axis=1, keepdims=True)
     else:
@@ -113,11 +155,29 @@ def chroma_cens(y: np.ndarray, *, sr: int, hop_length: int, fmin: float, bins_pe
     np.ndarray [shape=(12, 1 + n // hop_length)], float32
         Unit-L2 chroma vectors (all-zero frames stay zero).
     """
+    return chroma_cens_parts(y, sr=sr, hop_length=hop_length, fmin=fmin, bins_per_octave=bins_per_octave,
+                             n_octaves=n_octaves, tuning=tuning, win_len_smooth=win_len_smooth)[0]
+
+
+def chroma_cens_parts(y: np.ndarray, *, sr: int, hop_length: int, fmin: float, bins_per_octave: int,
+                      n_octaves: int, tuning: float, win_len_smooth: int) -> tuple[np.ndarray, float]:
+    """:func:`chroma_cens` and the smallest positive L1 norm of a chroma frame (inf if none).
+
+    The norm says whether CENS of ``g * y`` is CENS of ``y``: it is, unless
+    the gain ``g`` moves a positive norm across float32 tiny, below which a
+    frame is not normalised (see :meth:`pipeline.dsp.features.Spectra.scaled`).
+    """
     plan = cqt_plan(int(sr), int(hop_length), float(fmin), int(bins_per_octave), int(n_octaves), float(tuning))
-    C = cqt_magnitude(y, plan)
-    chroma = _normalize_frames(C @ plan.chroma.T, 1)
+    # Time-major [T, 12] from here on, C-contiguous: numpy sums each frame's
+    # 12 values in the same order as it always did, so the stored CENS keeps
+    # its bits wherever the quantised chroma is the same.
+    chroma = np.ascontiguousarray((plan.chroma @ cqt_magnitude_fm(y, plan)).T)
+    norms = np.sum(np.abs(chroma), axis=1)
+    positive = norms[norms > 0]
+    min_norm = float(positive.min()) if positive.size else float("inf")
+    chroma = _normalize_frames(chroma, 1)
     quant = np.zeros_like(chroma)
     for step in _QUANT_STEPS:
         quant += (chroma > step) * np.float32(0.25)
     smooth = scipy.ndimage.convolve1d(quant, smoothing_window(int(win_len_smooth)), axis=0, mode="constant")
-    return np.ascontiguousarray(_normalize_frames(smooth, 2).T, dtype=np.float32)
+    return np.ascontiguousarray(_normalize_frames(smooth, 2).T, dtype=np.float32), min_norm

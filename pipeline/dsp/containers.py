@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import struct
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -54,6 +55,19 @@ class ContainerFacts:
     problem : str
         Something in the header that no decoder will get past ("" if none),
         e.g. "its PCM samples are 36 bits wide".
+    end_unit_seconds : float
+        Seconds of the container's unit of audio at the end of the file (one
+        MP3 frame, one FLAC frame, the Ogg page the file ends in; 0 where
+        samples are the unit): a file that ends less than one unit before
+        its declared length was cut inside its last unit, and is kept.
+    declares_whole : bool
+        ``declared_seconds`` is the length of the whole stream (False: only
+        a lower bound, e.g. the end of an Ogg page that is not the last one).
+    impossible : str
+        A header field out of any possible range ("" if none), e.g. "its
+        AIFF COMM chunk gives a sample rate of 1.2e+4931 Hz": the file is not
+        audio, whatever a decoder would make of it (no length or rate from
+        such a header is ever computed on).
     """
 
     container: str = ""
@@ -64,6 +78,40 @@ class ContainerFacts:
     no_audio_bytes: bool = False
     length_trusted: bool = False
     problem: str = ""
+    end_unit_seconds: float = 0.0
+    declares_whole: bool = True
+    impossible: str = ""
+
+
+#: Sample rates a header may declare, in Hz: anything outside is a damaged field, not a rate
+#: (the highest PCM rates in use are 768 kHz; DSD reaches the decoders through ffmpeg, at 1/8 of
+#: its bit rate).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1, 2_000_000
+#: Channels a header may declare (WAV's and AIFF's 16-bit fields allow 65,535).
+MAX_CHANNELS = 255
+
+
+def rate_out_of_range(rate: float, field: str) -> str:
+    """"" when ``rate`` (Hz) is a possible sample rate, else what is wrong with ``field``."""
+    if math.isfinite(rate) and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        return ""
+    return (f"its {field} gives a sample rate of {rate:g} Hz (possible: {MIN_SAMPLE_RATE} Hz to "
+            f"{MAX_SAMPLE_RATE / 1e6:g} MHz)")
+
+
+def channels_out_of_range(channels: int, field: str) -> str:
+    """"" when ``channels`` is a possible channel count, else what is wrong with ``field``."""
+    if 1 <= channels <= MAX_CHANNELS:
+        return ""
+    return f"its {field} gives {channels} channels (possible: 1 to {MAX_CHANNELS})"
+
+
+def _impossible(container: str, description: str, *problems: str) -> ContainerFacts | None:
+    """Facts that name the first impossible field among ``problems`` (None when all are "")."""
+    for problem in problems:
+        if problem:
+            return ContainerFacts(container, description, impossible=problem)
+    return None
 
 
 def probe(source: str | Path | bytes | BinaryIO) -> ContainerFacts:
@@ -193,6 +241,13 @@ def _wav_facts(fmt: tuple[int, int, int, int, int] | None, data_start: int, data
     declared = present = None
     if fmt is not None:
         tag, channels, rate, block_align, bits = fmt
+        odd = _impossible("WAV", description, rate_out_of_range(rate, "fmt chunk"),
+                          channels_out_of_range(channels, "fmt chunk"))
+        if odd is not None:
+            return odd
+        if block_align == 0 and tag in (1, 3, 6, 7):
+            # A writer that left the field empty: the decoders derive it, and so do we.
+            block_align = channels * ((bits + 7) // 8)
         if tag == 1 and bits not in _PCM_BITS:
             problem = f"its PCM samples are {bits} bits wide (decoders read 8, 16, 24, 32 or 64)"
         elif tag == 3 and bits not in (32, 64):
@@ -209,14 +264,20 @@ def _wav_facts(fmt: tuple[int, int, int, int, int] | None, data_start: int, data
 
 
 def _extended_float(raw: bytes) -> float:
-    """An 80-bit IEEE 754 extended float (AIFF's sample rate)."""
+    """An 80-bit IEEE 754 extended float (AIFF's sample rate); ``inf`` or ``nan`` where it
+    does not fit a float64 (an exponent of 2**16383 holds no sample rate)."""
     exponent = struct.unpack(">H", raw[:2])[0]
     mantissa = struct.unpack(">Q", raw[2:10])[0]
     sign = -1.0 if exponent & 0x8000 else 1.0
     exponent &= 0x7FFF
-    if exponent == 0 and mantissa == 0:
+    if exponent == 0x7FFF:  # the extended format's infinities and NaNs
+        return math.nan if mantissa & ((1 << 63) - 1) else sign * math.inf
+    if mantissa == 0:
         return 0.0
-    return sign * mantissa * 2.0 ** (exponent - 16383 - 63)
+    try:
+        return sign * math.ldexp(float(mantissa), exponent - 16383 - 63)
+    except OverflowError:
+        return sign * math.inf
 
 
 #: AIFF-C compression types whose frames are channels * bytes-per-sample wide.
@@ -248,9 +309,15 @@ def _aiff_facts(comm: tuple | None, data_start: int, size: int) -> ContainerFact
         return ContainerFacts("AIFF", "AIFF without a COMM chunk", no_audio_bytes=present_bytes == 0)
     channels, frames, bits, rate, compression = comm
     description = f"AIFF ({compression.decode('latin-1')}), {bits}-bit, {channels} ch, {rate:g} Hz"
+    odd = _impossible("AIFF", description, rate_out_of_range(rate, "COMM chunk"),
+                      channels_out_of_range(channels, "COMM chunk"),
+                      f"its COMM chunk gives {bits}-bit samples (possible: 1 to 64)"
+                      if not 1 <= bits <= 64 and compression in (b"NONE", b"twos", b"sowt") else "")
+    if odd is not None:
+        return odd
     width = _AIFC_BYTES.get(compression, 0)
     width = (bits + 7) // 8 if width is None else width
-    if not (width and channels and rate > 0):
+    if not width:
         return ContainerFacts("AIFF", description, no_audio_bytes=present_bytes == 0)
     return ContainerFacts("AIFF", description, frames / rate, "the AIFF COMM frame count",
                           present_bytes // (width * channels) / rate,
@@ -266,9 +333,12 @@ def _au(head: bytes, size: int) -> ContainerFacts:
         return ContainerFacts("AU", "Sun .au header cut short", no_audio_bytes=True)
     offset, data_size, encoding, rate, channels = struct.unpack(">IIIII", head[4:24])
     description = f"Sun .au, encoding {encoding}, {channels} ch, {rate} Hz"
+    odd = _impossible("AU", description, rate_out_of_range(rate, "header"), channels_out_of_range(channels, "header"))
+    if odd is not None:
+        return odd
     present_bytes = max(0, size - offset)
     width = _AU_BYTES.get(encoding)
-    if not (width and channels and rate):
+    if not width:
         return ContainerFacts("AU", description, no_audio_bytes=present_bytes == 0)
     declared = None if data_size in (0, 0xFFFFFFFF) else data_size // (width * channels) / rate
     return ContainerFacts("AU", description, declared, "the .au data size",
@@ -308,6 +378,8 @@ def _flac(fh: BinaryIO, size: int, start: int) -> ContainerFacts:
     description = f"FLAC, {bits}-bit, {channels} ch, {rate} Hz"
     if not rate:
         return ContainerFacts("FLAC", description, problem="its STREAMINFO gives no sample rate")
+    # (STREAMINFO's 20-bit rate field cannot exceed MAX_SAMPLE_RATE, and its channel and bit
+    # fields are 1 + a 3- or 5-bit value: nothing else to range-check.)
     if pos >= size:
         return ContainerFacts("FLAC", description, total / rate if total else None,
                               "FLAC STREAMINFO", 0.0, no_audio_bytes=True)
@@ -315,7 +387,7 @@ def _flac(fh: BinaryIO, size: int, start: int) -> ContainerFacts:
                                min_block if min_block == max_block else 0)
     return ContainerFacts("FLAC", description, total / rate if total else None, "FLAC STREAMINFO",
                           None if end is None else end / rate,
-                          length_trusted=end is not None and total > 0)
+                          length_trusted=end is not None and total > 0, end_unit_seconds=max_block / rate)
 
 
 def crc8(data: bytes) -> int:
@@ -352,15 +424,14 @@ def flac_frame_header(buf: bytes, at: int, fixed_block: int) -> tuple[int, int] 
     block_code, rate_code = buf[at + 2] >> 4, buf[at + 2] & 0xF
     if block_code == 0 or rate_code == 15 or buf[at + 3] & 1 or (buf[at + 3] >> 4) > 10:
         return None
-    # The frame or sample number, coded like UTF-8 (1 to 7 bytes).
+    # The frame or sample number, coded like UTF-8 (1 to 7 bytes): as many leading 1 bits as
+    # bytes in all; one leading 1 (a continuation byte) or eight cannot start it.
     first = buf[at + 4]
-    if first < 0x80:
-        number, extra = first, 0
-    elif first >= 0xFE:
-        number, extra = 0, 6
-    else:
-        extra = next(k for k in range(1, 6) if first & (0x80 >> (k + 1)) == 0)
-        number = first & (0x3F >> extra)
+    ones = 8 - (~first & 0xFF).bit_length()
+    if ones == 1 or ones == 8:
+        return None
+    extra = max(0, ones - 1)
+    number = first & (0x7F >> ones)
     p = at + 5
     if p + extra > len(buf):
         return None
@@ -440,6 +511,9 @@ def _ogg(fh: BinaryIO, head: bytes, size: int) -> ContainerFacts:
         return ContainerFacts("Ogg", "Ogg (codec not Vorbis or Opus)")
     if not rate:
         return ContainerFacts("Ogg", description, problem="its header gives no sample rate")
+    odd = _impossible("Ogg", description, rate_out_of_range(rate, "Vorbis identification header"))
+    if odd is not None:
+        return odd
     start = max(0, size - TAIL_BYTES)
     fh.seek(start)
     pages = [p for p in ogg_pages(fh.read(size - start)) if p[3] in (serial, -1)]
@@ -454,8 +528,18 @@ def _ogg(fh: BinaryIO, head: bytes, size: int) -> ContainerFacts:
         # would have ended (if the header itself survived).
         page_granule = cut[-1][2]
         declared = max(0, page_granule - skip) / rate if page_granule >= 0 else None
+        if cut[-1][1] & 0x04:
+            # The end-of-stream page: the file was cut inside its last page, which declares the
+            # stream's length, and at most that one page is missing.
+            return ContainerFacts("Ogg", description, declared, "the granule position of the Ogg page "
+                                  "the file ends in (its end-of-stream page)", present,
+                                  length_trusted=declared is not None,
+                                  end_unit_seconds=max(0.0, (declared or 0.0) - present))
+        # Any other page only says where it would have ended: the stream was cut somewhere before
+        # its end, by how much nothing says.
         return ContainerFacts("Ogg", description, declared, "the granule position of the Ogg page "
-                              "the file ends in", present, length_trusted=declared is not None)
+                              "the file ends in", present, length_trusted=declared is not None,
+                              declares_whole=False)
     if last[1] & 0x04:  # end-of-stream page: the stream ended as its writer meant
         return ContainerFacts("Ogg", description, present, "the final Ogg granule position",
                               present, length_trusted=True)
@@ -578,8 +662,9 @@ def _mp3(fh: BinaryIO, buf: bytes, start: int, size: int) -> ContainerFacts:
                               0.0, declared_by=f"the {tag} header", no_audio_bytes=True)
     declared = max(0, frames * frame.samples - trim) / frame.rate
     declared_by = f"the {tag} header ({frames} frames)"
+    unit = frame.samples / frame.rate
     if nbytes is None:
-        return ContainerFacts("MP3", description, declared, declared_by)
+        return ContainerFacts("MP3", description, declared, declared_by, end_unit_seconds=unit)
     fh.seek(max(0, size - 128))
     trailer = fh.read(128)
     audio_bytes = size - start - at - (128 if trailer[:3] == b"TAG" else 0)
@@ -591,4 +676,4 @@ def _mp3(fh: BinaryIO, buf: bytes, start: int, size: int) -> ContainerFacts:
                               f"the {audio_bytes} present")
     return ContainerFacts("MP3", description, declared, declared_by,
                           present_seconds=None if audio_bytes < nbytes - slack else declared,
-                          length_trusted=audio_bytes >= nbytes - slack)
+                          length_trusted=audio_bytes >= nbytes - slack, end_unit_seconds=unit)

@@ -17,25 +17,34 @@ For a mono signal the extractor computes every feature registered in
 The reference a user would write (librosa.stft -> decompose.hpss ->
 feature.melspectrogram / power_to_db / mfcc, istft -> chroma_cens) costs
 about 1.3 s per 30 s clip on one core, ~80% of it in
-``scipy.ndimage.median_filter``; this module takes ~65 ms (measured with
-``pipeline bench features``). The same numbers come from:
+``scipy.ndimage.median_filter``; this module takes ~55 ms (measured with
+``pipeline bench features``, which also times each kernel below). The same
+numbers come from:
 
 - a branch-free, SIMD sliding-window median (:mod:`pipeline.dsp.median`),
   bit-identical to ``scipy.ndimage.median_filter(mode="reflect")``
   (~2 x 9 ms instead of ~2 x 0.55 s);
-- float32 throughout: frames are strided views with one real FFT each;
-  after the FFT everything is frequency-major ``[bins, frames]``, the
-  layout of the outputs, so the sparse mel banks give ``[bands, frames]``
-  directly;
+- float32 throughout: frames are strided views with one real FFT each,
+  transformed along the contiguous axis of their transposed view so that
+  the STFT comes out frequency-major ``[bins, frames]`` (the same numbers
+  bit for bit), the layout of the outputs: the magnitude needs no
+  transpose and the sparse mel banks give ``[bands, frames]`` directly;
 - filterbanks, windows and CQT kernels built once per configuration
   (:mod:`pipeline.dsp.filterbanks`), with the CQT otherwise identical to
-  librosa's (:mod:`pipeline.dsp.cens`, ~22 ms, now the largest part);
+  librosa's; its kernel products visit only their ~15% non-zero entries
+  (:mod:`pipeline.dsp.cens`; its octaves' FFTs, ~14 ms, are now the
+  largest part after the medians);
 - soft masks and the harmonic/percussive power spectra fused into one
-  vectorised numba kernel.
+  vectorised numba kernel; mel powers computed once per part and band count.
 
 No approximation is made anywhere: differences from librosa are float32
 rounding (librosa orders some sums differently), at most ~2e-3 dB on the
 log-mels and ~1e-7 on CENS for 30 s clips; the tests bound them.
+
+A signal that is another's times a constant (the gain variant) needs none
+of this: :meth:`Spectra.scaled` derives its spectra from the other's by
+exact identities (see there), which :func:`pipeline.extract.variant_spectra`
+uses when ``features.derive_scaled_variants`` is on.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ import scipy.fft
 from numba import njit
 
 from pipeline.config import FEATURES, FeatureConfig
-from pipeline.dsp.cens import chroma_cens
+from pipeline.dsp.cens import chroma_cens_parts
 from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse
 from pipeline.dsp.median import median_filter_axis
 from pipeline.dsp.registered import resolve
@@ -67,6 +76,8 @@ def __getattr__(name: str) -> Any:
 
 _AMIN = 1e-10
 _TINY32 = float(np.finfo(np.float32).tiny)
+#: The smallest STFT entry (max of |re|, |im|) that :meth:`Spectra.scaled` derives from.
+_MIN_SCALED_ENTRY = 1e-18
 
 
 def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
@@ -88,30 +99,45 @@ def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     return scipy.fft.rfft(centred_frames(y, n_fft, hop_length) * hann_window(n_fft), axis=-1)
 
 
-_TILE = 32
+def stft_frequency_major(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """:func:`stft` in librosa's frequency-major layout [F, T] (C-contiguous), the same numbers bit for bit.
+
+    The windowed frames are transformed along the contiguous axis of their
+    transposed view, so the FFT reads as fast as :func:`stft`'s and writes
+    the layout that everything after it uses (the magnitude and the masks
+    then need no transpose); pocketfft runs the same transform per frame.
+    """
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    frames = centred_frames(y, n_fft, hop_length) * hann_window(n_fft)
+    return np.ascontiguousarray(scipy.fft.rfft(frames.T, axis=0))
+
+
 
 
 @njit(cache=True, nogil=True)
-def _magnitude_transposed(X, out):
-    """``out[f, t] = |X[t, f]|``, in tiles so that both sides stay in cache."""
-    n_t, n_f = X.shape
-    for t0 in range(0, n_t, _TILE):
-        for f0 in range(0, n_f, _TILE):
-            for t in range(t0, min(t0 + _TILE, n_t)):
-                for f in range(f0, min(f0 + _TILE, n_f)):
-                    v = X[t, f]
-                    out[f, t] = np.sqrt(v.real * v.real + v.imag * v.imag)
+def _magnitude(X, out):
+    """``out = |X|`` element-wise, as ``sqrt(re**2 + im**2)``."""
+    x = X.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(x.size):
+        v = x[i]
+        o[i] = np.sqrt(v.real * v.real + v.imag * v.imag)
 
 
 @njit(cache=True, nogil=True)
-def _masked_transposed(X, mask, out):
-    """``out[t, f] = X[t, f] * mask[f, t]`` (complex time-major STFT, real frequency-major mask), tiled."""
-    n_t, n_f = X.shape
-    for t0 in range(0, n_t, _TILE):
-        for f0 in range(0, n_f, _TILE):
-            for t in range(t0, min(t0 + _TILE, n_t)):
-                for f in range(f0, min(f0 + _TILE, n_f)):
-                    out[t, f] = X[t, f] * mask[f, t]
+def _smallest_entry(X):
+    """The smallest ``max(|re|, |im|)`` of the non-zero entries of ``X`` (inf if none).
+
+    Below ~1e-19 an entry's squares underflow float32 and its magnitude is
+    not ``|X|`` any more.
+    """
+    x = X.reshape(-1)
+    smallest = np.float32(np.inf)
+    for i in range(x.size):
+        size = max(abs(x[i].real), abs(x[i].imag))
+        if size > 0 and size < smallest:
+            smallest = size
+    return float(smallest)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -166,16 +192,27 @@ def _hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray, *, power: flo
     return mask_h.reshape(shape), pow_h.reshape(shape), pow_p.reshape(shape)
 
 
-def _hpss_power(S: np.ndarray, *, kernel_harmonic: int, kernel_percussive: int, power: float,
-                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """HPSS of a frequency-major magnitude ``S`` [F, T]: (mask_H, |H|^2, |P|^2), each [F, T] float32.
+def magnitude(X: np.ndarray) -> np.ndarray:
+    """``|X|`` float32 of a C-contiguous complex64 array (as ``sqrt(re**2 + im**2)``), same shape."""
+    S = np.empty(X.shape, np.float32)
+    _magnitude(X, S)
+    return S
+
+
+def hpss_medians(S: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The two HPSS medians of a frequency-major magnitude ``S`` [F, T]: (harmonic, percussive), [F, T] float32.
 
     The harmonic median runs along time (axis 1), the percussive one along
     frequency (axis 0), both as ``scipy.ndimage.median_filter(mode="reflect")``.
     """
-    harm = median_filter_axis(S, kernel_harmonic, axis=1)
-    perc = median_filter_axis(S, kernel_percussive, axis=0)
-    return _hpss_parts(S, harm, perc, power=power, margin=margin)
+    return (median_filter_axis(S, cfg.hpss_kernel_harmonic, axis=1),
+            median_filter_axis(S, cfg.hpss_kernel_percussive, axis=0))
+
+
+def hpss_parts(S: np.ndarray, harm: np.ndarray, perc: np.ndarray,
+               cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HPSS of ``S`` [F, T] from its medians: (mask_H, |H|^2, |P|^2), each [F, T] float32 (see :func:`_hpss_parts`)."""
+    return _hpss_parts(S, harm, perc, power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
 
 
 def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float = 2.0,
@@ -300,12 +337,16 @@ def _check_samples(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return y
 
 
+#: The power spectra a :class:`Spectra` holds, by the name :meth:`Spectra.log_mel` takes.
+PARTS: dict[str, str] = {"signal": "power", "harmonic": "harmonic_power", "percussive": "percussive_power"}
+
+
 class Spectra:
     """The spectra that the features of one signal share, each computed once.
 
-    Built by :func:`extract_features`; every registered feature function
-    reads what it needs from it. Frequency-major arrays are ``[F, T]``
-    float32 with ``F = 1 + n_fft // 2`` and ``T = 1 + n // hop_length``.
+    Built by :func:`spectra_of`; every registered feature function reads what
+    it needs from it. Frequency-major arrays are ``[F, T]`` float32 with
+    ``F = 1 + n_fft // 2`` and ``T = 1 + n // hop_length``.
 
     Attributes
     ----------
@@ -317,7 +358,10 @@ class Spectra:
     n_frames : int
         ``T``.
     stft : np.ndarray [shape=(T, F)], complex64
-        :func:`stft` of the signal (time-major; do not modify it).
+        :func:`stft` of the signal (a time-major view of the frequency-major
+        :attr:`stft_fm`; do not modify it).
+    stft_fm : np.ndarray [shape=(F, T)], complex64
+        The same STFT, C-contiguous frequency-major.
     power : np.ndarray [shape=(F, T)]
         ``|X|**2``.
     harmonic_mask : np.ndarray [shape=(F, T)]
@@ -330,29 +374,148 @@ class Spectra:
         self.samples, self.sr, self.cfg = samples, sr, cfg
         self._fmax = float(cfg.fmax or sr / 2.0)
         self._top_db = cfg.top_db or None
+        self._mel_powers: dict[tuple[str, int], np.ndarray] = {}
         # The FFT yields frames x bins; everything after it runs frequency-major
         # [F, T], the layout of the outputs, so the sparse mel banks produce
         # [bands, T] without a transpose.
-        self.stft = stft(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)   # [T, F] complex64
-        self.n_frames = self.stft.shape[0]
-        S = np.empty((self.stft.shape[1], self.stft.shape[0]), np.float32)     # [F, T] magnitude
-        _magnitude_transposed(self.stft, S)
-        self.harmonic_mask, self.harmonic_power, self.percussive_power = _hpss_power(
-            S, kernel_harmonic=cfg.hpss_kernel_harmonic, kernel_percussive=cfg.hpss_kernel_percussive,
-            power=float(cfg.hpss_power), margin=float(cfg.hpss_margin))
+        self.stft_fm = stft_frequency_major(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)  # [F, T]
+        self.n_frames = self.stft_fm.shape[1]
+        S = magnitude(self.stft_fm)                                             # [F, T]
+        harm, perc = hpss_medians(S, cfg)
+        self.harmonic_mask, self.harmonic_power, self.percussive_power = hpss_parts(S, harm, perc, cfg)
         self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
+
+    @property
+    def stft(self) -> np.ndarray:
+        return self.stft_fm.T
 
     def mel_db(self, power: np.ndarray, n_mels: int) -> np.ndarray:
         """Log-mel (dB, ``cfg.top_db`` floor) of a power spectrum [F, T]: [n_mels, T] float32."""
-        basis = mel_basis_sparse(self.sr, self.cfg.n_fft, n_mels, float(self.cfg.fmin), self._fmax)
-        return power_to_db(basis @ power, top_db=self._top_db)
+        return power_to_db(self._mel_basis(n_mels) @ power, top_db=self._top_db)
+
+    def _mel_basis(self, n_mels: int):
+        return mel_basis_sparse(self.sr, self.cfg.n_fft, n_mels, float(self.cfg.fmin), self._fmax)
+
+    def mel_power(self, part: str, n_mels: int) -> np.ndarray:
+        """Mel power spectrum [n_mels, T] of one of :data:`PARTS` ("signal", "harmonic", "percussive"), cached."""
+        key = (part, n_mels)
+        if key not in self._mel_powers:
+            self._mel_powers[key] = self._mel_basis(n_mels) @ getattr(self, PARTS[part])
+        return self._mel_powers[key]
+
+    def log_mel(self, part: str, n_mels: int) -> np.ndarray:
+        """Log-mel (dB, ``cfg.top_db`` floor) [n_mels, T] of one of :data:`PARTS`; equal to
+        ``mel_db(<its power>, n_mels)``, with the mel product shared between calls."""
+        return power_to_db(self.mel_power(part, n_mels), top_db=self._top_db)
 
     @functools.cached_property
     def harmonic_signal(self) -> np.ndarray:
         """The harmonic part as a waveform, ``istft(H)`` [shape=(n,)] float32."""
-        harmonic = np.empty_like(self.stft)
-        _masked_transposed(self.stft, self.harmonic_mask, harmonic)
+        # H = mask * X, time-major for the inverse FFT (which reads each frame
+        # contiguously): numpy's product and transposing copy beat a fused loop.
+        harmonic = np.ascontiguousarray(np.multiply(self.stft_fm, self.harmonic_mask).T)
         return istft(harmonic, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length, length=len(self.samples))
+
+    @functools.cached_property
+    def _harmonic_cens(self) -> tuple[np.ndarray, float]:
+        cfg = self.cfg
+        cens, min_norm = chroma_cens_parts(
+            self.harmonic_signal, sr=self.sr, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
+            bins_per_octave=cfg.cens_bins_per_octave, n_octaves=cfg.cens_n_octaves, tuning=cfg.cens_tuning,
+            win_len_smooth=cfg.cens_win_len_smooth)
+        return cens[:, : self.n_frames], min_norm
+
+    def harmonic_cens(self) -> np.ndarray:
+        """CENS [12, T] of :attr:`harmonic_signal` (``librosa.feature.chroma_cens``), computed once (a copy)."""
+        return self._harmonic_cens[0].copy()
+
+    def scaled(self, factor: float, samples: np.ndarray) -> "Spectra | None":
+        """The spectra of ``factor * self.samples`` (``samples``, the scaled signal itself), derived.
+
+        Every quantity follows from this one by an exact identity: the STFT,
+        the HPSS medians and the harmonic waveform scale by ``factor``, the
+        powers and mel powers by ``factor**2``, the soft masks and CENS
+        (normalised) do not change. Features computed from the result
+        therefore differ from those of ``samples`` computed afresh only by
+        float32 rounding, the dB floors (``amin``, ``top_db``) included,
+        since the log-mels are taken of the scaled mel powers.
+
+        Returns ``None`` where an identity would not hold in float32: a
+        non-zero STFT entry that the scaling (or this signal already) brings
+        near underflow, where squares and products stop being exact enough
+        and the soft mask treats values below ``tiny`` as zero; also for a
+        factor that is not positive and finite or ``samples`` of another
+        length. The caller then computes the spectra of ``samples`` afresh.
+        (A CENS chroma norm that the scaling would move across ``tiny`` makes
+        the derived spectra recompute CENS from the scaled waveform.)
+        """
+        factor = float(factor)
+        if not (np.isfinite(factor) and factor > 0) or len(samples) != len(self.samples):
+            return None
+        # Every non-zero STFT entry must stay far from float32's underflow on
+        # both sides of the scaling, so that its squared magnitude, the
+        # medians and the mask's products are normal numbers (>= 1e-36, far
+        # above tiny, the mask's threshold for zero). Audio is far above it:
+        # even one 16-bit step under a window's edge gives ~1e-11.
+        if _smallest_entry(self.stft_fm) * min(1.0, factor) < _MIN_SCALED_ENTRY:
+            return None
+        return ScaledSpectra(self, factor, samples)
+
+
+class ScaledSpectra(Spectra):
+    """The :class:`Spectra` of ``factor * parent.samples``, derived from the parent's (see :meth:`Spectra.scaled`).
+
+    The log-mels come from the parent's mel powers times ``factor**2`` (a
+    few hundred thousand multiplications and logarithms instead of an STFT,
+    two medians, four mel products and a CQT), CENS is the parent's; the
+    other attributes, which only a feature registered at run time reads,
+    are scaled on first use.
+    """
+
+    def __init__(self, parent: Spectra, factor: float, samples: np.ndarray) -> None:  # noqa: D107 (no super: nothing is computed)
+        self.samples, self.sr, self.cfg = samples, parent.sr, parent.cfg
+        self._fmax, self._top_db = parent._fmax, parent._top_db
+        self._mel_powers = {}
+        self.n_frames = parent.n_frames
+        self.harmonic_mask = parent.harmonic_mask
+        self._parent, self._factor = parent, factor
+        self._power_factor = np.float32(factor * factor)
+
+    def mel_power(self, part: str, n_mels: int) -> np.ndarray:
+        key = (part, n_mels)
+        if key not in self._mel_powers:
+            self._mel_powers[key] = self._parent.mel_power(part, n_mels) * self._power_factor
+        return self._mel_powers[key]
+
+    @functools.cached_property
+    def stft_fm(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.stft_fm * np.complex64(self._factor)
+
+    @functools.cached_property
+    def power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.power * self._power_factor
+
+    @functools.cached_property
+    def harmonic_power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.harmonic_power * self._power_factor
+
+    @functools.cached_property
+    def percussive_power(self) -> np.ndarray:  # type: ignore[override]
+        return self._parent.percussive_power * self._power_factor
+
+    @functools.cached_property
+    def harmonic_signal(self) -> np.ndarray:
+        return self._parent.harmonic_signal * np.float32(self._factor)
+
+    @functools.cached_property
+    def _harmonic_cens(self) -> tuple[np.ndarray, float]:
+        cens, min_norm = self._parent._harmonic_cens
+        # Chroma frames are L1-normalised unless their norm is below tiny (all
+        # zero in practice): the parent's CENS holds if the scaling moves no
+        # positive norm (min_norm: the smallest, inf if none) across it.
+        if min(min_norm, min_norm * self._factor) >= 2.0 * _TINY32:
+            return cens, min_norm * self._factor
+        return Spectra._harmonic_cens.func(self)  # recompute from the scaled harmonic waveform
 
 
 # --------------------------------------------------------------------------
@@ -360,30 +523,27 @@ class Spectra:
 # --------------------------------------------------------------------------
 def log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``mel``: log-mel (dB) of the signal, [n_mels, T]."""
-    return spectra.mel_db(spectra.power, cfg.n_mels)
+    return spectra.log_mel("signal", cfg.n_mels)
 
 
 def harmonic_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``harmonic_mel``: log-mel (dB) of the HPSS harmonic part, [hp_n_mels, T]."""
-    return spectra.mel_db(spectra.harmonic_power, cfg.hp_n_mels)
+    return spectra.log_mel("harmonic", cfg.hp_n_mels)
 
 
 def percussive_log_mel(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``percussive_mel``: log-mel (dB) of the HPSS percussive part, [hp_n_mels, T]."""
-    return spectra.mel_db(spectra.percussive_power, cfg.hp_n_mels)
+    return spectra.log_mel("percussive", cfg.hp_n_mels)
 
 
 def harmonic_mfcc(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``mfcc``: MFCCs (DCT-II, ortho) of the harmonic part's ``n_mels``-band log-mel, [n_mfcc, T]."""
-    return dct_ortho(cfg.n_mfcc, cfg.n_mels) @ spectra.mel_db(spectra.harmonic_power, cfg.n_mels)
+    return dct_ortho(cfg.n_mfcc, cfg.n_mels) @ spectra.log_mel("harmonic", cfg.n_mels)
 
 
 def harmonic_cens(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     """``cens``: 12-d CENS of the harmonic waveform, as ``librosa.feature.chroma_cens``, [12, T]."""
-    cens = chroma_cens(spectra.harmonic_signal, sr=spectra.sr, hop_length=cfg.hop_length, fmin=cfg.cens_fmin,
-                       bins_per_octave=cfg.cens_bins_per_octave, n_octaves=cfg.cens_n_octaves,
-                       tuning=cfg.cens_tuning, win_len_smooth=cfg.cens_win_len_smooth)
-    return cens[:, : spectra.n_frames]
+    return spectra.harmonic_cens()
 
 
 def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
@@ -412,6 +572,11 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
         holds NaN/Inf; or the CENS CQT does not fit ``sr``; or a registered
         feature function returns another shape than its bands x T.
     """
+    return features_of_spectra(spectra_of(samples, sr=sr, cfg=cfg))
+
+
+def spectra_of(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> Spectra:
+    """The checked signal's :class:`Spectra` (the arguments and errors of :func:`extract_features`)."""
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise FeatureError(f"sample rate sr={sr!r} must be a positive integer (Hz)")
     y = _check_samples(samples, cfg)
@@ -419,7 +584,12 @@ def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dic
     fmax = cfg.fmax or sr / 2.0
     if fmax > sr / 2.0:
         raise FeatureError(f"features.fmax={cfg.fmax} exceeds Nyquist ({sr / 2.0} Hz at sr={sr}); lower fmax")
-    spectra = Spectra(y, sr=sr, cfg=cfg)
+    return Spectra(y, sr=sr, cfg=cfg)
+
+
+def features_of_spectra(spectra: Spectra) -> dict[str, np.ndarray]:
+    """Every registered feature of ``spectra`` (the result of :func:`extract_features`)."""
+    cfg = spectra.cfg
     out = {}
     for feature in FEATURES.values():
         compute = resolve(feature.compute, what=f"feature {feature.name!r}")

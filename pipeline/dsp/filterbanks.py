@@ -95,6 +95,10 @@ class CQTOctave:
     halve_after : bool
         Whether the signal is decimated by 2 before the next octave. As in
         librosa, only while the hop is even; an odd hop keeps the rate.
+    indptr, indices, values : np.ndarray
+        The non-zeros of ``basis_t`` filter by filter (compressed sparse
+        columns: filter ``j``'s bins ``lo + indices[indptr[j]:indptr[j + 1]]``
+        with weights ``values[...]``, complex64): ~15% of the dense entries.
     """
 
     n_fft: int
@@ -103,6 +107,17 @@ class CQTOctave:
     hi: int
     basis_t: np.ndarray
     halve_after: bool
+    indptr: np.ndarray = dataclasses.field(init=False, repr=False)
+    indices: np.ndarray = dataclasses.field(init=False, repr=False)
+    values: np.ndarray = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        nonzero = [np.nonzero(self.basis_t[:, j])[0] for j in range(self.basis_t.shape[1])]
+        indptr = np.concatenate([[0], np.cumsum([len(nz) for nz in nonzero])]).astype(np.int64)
+        indices = np.concatenate(nonzero).astype(np.int64)
+        values = np.concatenate([self.basis_t[nz, j] for j, nz in enumerate(nonzero)]).astype(np.complex64)
+        for name, value in (("indptr", indptr), ("indices", indices), ("values", values)):
+            object.__setattr__(self, name, _frozen(value))
 
 
 @dataclasses.dataclass(frozen=True)

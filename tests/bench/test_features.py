@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
-from bench.features import bench_features, make_bench_clips, synth_music
+from bench.features import bench_features, format_report, make_bench_clips, synth_music
 from pipeline.errors import PipelineError
 
 
@@ -65,6 +65,30 @@ def test_bench_features_figures(short_bench):
         assert p["correlation"] > 0.9999, name
     stages = r["ours_stage_core_s"]
     assert "decode" in stages and all(f"features_{v}" in stages for v in r["variants"])
+    # Every kernel inside the features, and the floor of the same clips.
+    assert set(r["kernel_core_s"]) == {"stft", "medians", "masks", "mels", "mfcc", "inverse_stft", "cqt", "cens",
+                                       "other"}
+    assert r["kernel_core_s"]["medians"] > 0 and r["kernel_core_s"]["cqt"] > 0
+    assert r["computed_variants"] == ["original", "pitch_shift"]
+    parts = r["floor_parts_core_s"]
+    assert set(parts) == {"decode", "augment", "stft_and_medians"} and all(v > 0 for v in parts.values())
+    assert r["floor_core_s_per_clip"] == pytest.approx(sum(parts.values()))
+    assert r["floor_multiple"] == pytest.approx(r["ours_core_s_per_clip"] / r["floor_core_s_per_clip"])
+    for figures in r["by_format"].values():
+        assert figures["floor_core_s_per_clip"] > 0 and figures["floor_multiple"] > 0
+    assert r["derived_parity"] == {}
+
+
+def test_bench_features_reports_a_derived_variant():
+    cfg = PipelineConfig(audio=AudioConfig(clip_seconds=3.5), augment=AugmentConfig(variants=("gain",)))
+    r = bench_features(1, clip_seconds=3.5, cfg=cfg)
+    assert r["computed_variants"] == ["original"]
+    assert "features_gain" in r["ours_stage_core_s"]
+    assert set(r["derived_parity"]) == {"gain"}
+    for name, p in r["derived_parity"]["gain"].items():
+        assert p["max_abs_diff"] <= (1e-4 if name == "cens" else 0.01), name
+    text = format_report(r)
+    assert "the floor" in text and "derived from the original" in text and "kernels" in text
 
 
 def test_bench_rejects_bad_clip_count():

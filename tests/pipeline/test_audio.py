@@ -138,11 +138,11 @@ def test_excerpt_start(tmp_path):
 
 
 def _by_soundfile(path, clip_seconds, excerpt="centre"):
-    return audio._decode_excerpt(path, audio._inspect(path), clip_seconds, excerpt)
+    return audio._decode_excerpt(path, audio._inspect(path)[0], clip_seconds, excerpt)
 
 
 def _by_pyav(path, clip_seconds, excerpt="centre", **kw):
-    facts = audio._inspect(path)
+    facts, _ = audio._inspect(path)
     return audio._decode_pyav(path, clip_seconds, excerpt, facts=facts,
                               length=audio._known_length(path, facts), why="test", **kw)
 

@@ -110,6 +110,8 @@ def test_registry_refuses_bad_and_duplicate_names(name, match):
     (lambda: AugmentParam("p", (2.0, 1.0)), "low <= high"),
     (lambda: Augmentation("x", "m:f", (AugmentParam("p"), AugmentParam("p"))), "twice"),
     (lambda: Augmentation("x", "m:f", (AugmentParam("p"),), rate_param="rate"), "rate_param='rate'"),
+    (lambda: Augmentation("x", "m:f", (AugmentParam("p"),), gain_db_param="db"), "gain_db_param='db'"),
+    (lambda: FeatureConfig(derive_scaled_variants=1), "derive_scaled_variants=1 must be true or false"),
 ])
 def test_specs_are_validated(make, match):
     with pytest.raises(ConfigError, match=match):
@@ -146,3 +148,14 @@ def test_max_frames_follows_the_rate_parameter_of_a_stretching_augmentation():
     assert cfg.max_frames == cfg.features.n_frames(cfg.audio.clip_samples)
     stretched = cfg.replace(augment=AugmentConfig(variants=("time_stretch",), stretch_rate=(0.8, 1.0)))
     assert stretched.max_frames == cfg.features.n_frames(int(math.ceil(cfg.audio.clip_samples / 0.8)))
+
+
+def test_deriving_the_gain_variant_is_part_of_the_config_hash():
+    """Derived gain features differ from computed ones by float32 rounding: another store."""
+    derived = PipelineConfig()
+    computed = PipelineConfig(features=FeatureConfig(derive_scaled_variants=False))
+    assert derived.features.derive_scaled_variants is True
+    assert derived.config_hash() != computed.config_hash()
+    assert PipelineConfig.from_dict(computed.to_dict()) == computed
+    assert AUGMENTATIONS["gain"].gain_db_param == "gain_db"
+    assert all(AUGMENTATIONS[v].gain_db_param is None for v in ("time_stretch", "pitch_shift", "noise"))

@@ -355,3 +355,76 @@ def test_balanced_head_keeps_every_label(tmp_path):
     assert [c.label for c in m.head(3).clips] == ["a", "a", "a"]
     assert [c.clip_id for c in m.balanced_head(5).clips] == ["a/0", "a/1", "b/0", "b/1", "c/0"]
     assert len(m.balanced_head(100)) == 9 and len(m.balanced_head(0)) == 0
+
+
+# -- what is not a clip is accounted for ------------------------------------------------------
+
+def _skipped(manifest) -> dict[str, tuple[str, ...]]:
+    return {group.why: group.paths for group in manifest.skipped}
+
+
+def test_folder_takes_every_listed_extension_and_records_every_other_file(tmp_path):
+    make_folder_tree(tmp_path, {"rock": ["a.wav", "b.wma", "c.AIFC", "cover.jpg", "._a.wav", "sub/d.dsf"],
+                                "jazz": ["e.opus", "notes.txt", "f.ape"]})
+    (tmp_path / "loose.mp3").write_bytes(b"x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    m = load_manifest("folder", tmp_path)
+    assert sorted(c.path for c in m.clips) == ["jazz/e.opus", "rock/a.wav", "rock/b.wma", "rock/c.AIFC",
+                                               "rock/sub/d.dsf"]
+    assert _skipped(m) == {"that are hidden (dot files and folders, e.g. macOS ._* files)": (".git/", "rock/._a.wav"),
+                           "that are not audio": ("jazz/f.ape", "jazz/notes.txt", "rock/cover.jpg"),
+                           "that lie directly in the root, not in a label folder": ("loose.mp3",)}
+    # extensions= extends the list (the .ape becomes a clip) or replaces it
+    extended = load_manifest("folder", tmp_path, extensions="+.ape")
+    assert "jazz/f.ape" in [c.path for c in extended.clips]
+    only = load_manifest("folder", tmp_path, extensions=".wav,.opus")
+    assert sorted(c.path for c in only.clips) == ["jazz/e.opus", "rock/a.wav"]
+    assert "rock/b.wma" in _skipped(only)["that are not audio"]
+    with pytest.raises(DatasetError, match="holds no audio files"):
+        load_manifest("folder", tmp_path, extensions=".wav")  # jazz/ has none of them
+
+
+def test_gtzan_takes_any_listed_extension_and_counts_junk_and_macos_files(tmp_path):
+    make_gtzan_tree(tmp_path, genres=("jazz", "rock"), n_per_genre=2, ext="wav", layout="kaggle", macos_junk=True)
+    data = tmp_path / "Data"
+    (data / "features_30_sec.csv").write_text("a,b\n")
+    (data / "images_original" / "jazz").mkdir(parents=True)
+    (data / "images_original" / "jazz" / "jazz00000.png").write_bytes(b"\x89PNG")
+    flac = data / "genres_original" / "rock" / "rock.00005.flac"
+    flac.write_bytes((data / "genres_original" / "rock" / "rock.00000.wav").read_bytes())
+    (data / "genres_original" / "rock" / "rock.00000.au").write_bytes(b".snd")  # a second copy of rock.00000
+    (data / "genres_original" / "rock" / "extra_song.mp3").write_bytes(b"x")
+    m = load_manifest("gtzan", tmp_path, split="random")
+    assert "rock.00005" in [c.clip_id for c in m.clips] and len(m) == 5
+    skipped = _skipped(m)
+    assert skipped["that are not audio"] == ("Data/features_30_sec.csv", "Data/images_original/jazz/jazz00000.png")
+    hidden = skipped["that are hidden (dot files and folders, e.g. macOS ._* files)"]
+    assert len(hidden) == 2 * 2 + 2 and "Data/genres_original/jazz/._jazz.00000.wav" in hidden  # ._* and .DS_Store
+    assert any(p.endswith("rock/extra_song.mp3") for paths in skipped.values() for p in paths)
+    assert any(p.endswith("rock/rock.00000.wav") or p.endswith("rock/rock.00000.au")
+               for why, paths in skipped.items() if "second copy" in why for p in paths)
+
+
+def test_fma_reports_audio_not_in_its_track_list(tmp_path):
+    rows = default_fma_rows()
+    root = make_fma_tree(tmp_path, "small", rows=rows)
+    (root / "fma_small" / "999").mkdir()
+    (root / "fma_small" / "999" / "999999.mp3").write_bytes(b"x")  # in no track list
+    (root / "fma_small" / "checksums").write_text("sha1\n")
+    m = load_fma(root, subset="small")
+    skipped = _skipped(m)
+    assert skipped["with an audio extension that are not tracks of fma-small in tracks.csv"] == (
+        "fma_small/999/999999.mp3",)
+    assert skipped["that are not audio"] == ("fma_small/checksums",)
+    assert all(c.path != "fma_small/999/999999.mp3" for c in m.clips)
+
+
+def test_describe_skipped_counts_by_extension_most_first():
+    from pipeline.errors import describe_skipped
+
+    paths = ["rock/cover.jpg", "jazz/a.txt", "rock/b.jpg", "pop/list.m3u", "pop/c.jpg", "README"]
+    assert describe_skipped("that are not audio", paths) == (
+        "skipped 6 files that are not audio: 3 .jpg, 1 (no extension), 1 .m3u, 1 .txt (e.g. rock/cover.jpg)")
+    assert describe_skipped("that are not audio", ["a/b.txt"]) == (
+        "skipped 1 file that is not audio: 1 .txt (e.g. a/b.txt)")

@@ -343,3 +343,151 @@ def test_a_registered_feature_builds_into_a_store(manifest, registered_energy):
     i = int(np.flatnonzero(store.clips["clip_id"].to_numpy() == record.clip_id)[0])
     expected = process_clip(manifest.root / record.path, record.clip_id, cfg).features["original"]["log_energy"]
     np.testing.assert_allclose(store.read_clip(i, features=["log_energy"])["log_energy"], expected, rtol=2**-8)
+
+
+# -- kernels that replaced slower ones: the same numbers --------------------
+
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (1024, 256), (512, 100)])
+def test_frequency_major_stft_is_the_stft_bit_for_bit(rng, n_fft, hop):
+    y = _tones_and_clicks(rng, 1.5)
+    X = features_module.stft_frequency_major(y, n_fft=n_fft, hop_length=hop)
+    assert X.flags.c_contiguous and X.dtype == np.complex64
+    np.testing.assert_array_equal(X, stft(y, n_fft=n_fft, hop_length=hop).T)
+    S = features_module.magnitude(X)
+    np.testing.assert_array_equal(S, np.sqrt(X.real * X.real + X.imag * X.imag))
+    sizes = np.maximum(np.abs(X.real), np.abs(X.imag))
+    assert features_module._smallest_entry(X) == sizes[sizes > 0].min()
+
+
+def _dense_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
+    """The CQT as it was computed before the sparse kernel: time-major spectra times the dense kernels."""
+    import scipy.fft
+
+    from pipeline.dsp.cens import _decimate
+    from pipeline.dsp.filterbanks import centred_frames
+
+    responses = []
+    for i, octave in enumerate(plan.octaves):
+        if i and plan.octaves[i - 1].halve_after:
+            y = _decimate(y, 2)
+        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
+        responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
+    n_frames = min(r.shape[0] for r in responses)
+    return np.concatenate([r[:n_frames] for r in reversed(responses)], axis=1)
+
+
+def test_sparse_cqt_equals_the_dense_product(rng):
+    from pipeline.dsp.cens import cqt_magnitude, cqt_magnitude_fm
+    from pipeline.dsp.filterbanks import cqt_plan
+
+    plan = cqt_plan(SR, 512, 32.70319566257483, 36, 7, 0.0)
+    for octave in plan.octaves:
+        # The compressed columns hold exactly the kernels' non-zeros.
+        dense = np.zeros_like(octave.basis_t)
+        for j in range(dense.shape[1]):
+            rows = octave.indices[octave.indptr[j]:octave.indptr[j + 1]]
+            dense[rows, j] = octave.values[octave.indptr[j]:octave.indptr[j + 1]]
+        np.testing.assert_array_equal(dense, octave.basis_t)
+        assert len(octave.values) < 0.3 * octave.basis_t.size
+    y = _tones_and_clicks(rng, 3.0)
+    ours = cqt_magnitude_fm(y, plan)
+    ref = _dense_cqt_magnitude(y, plan)
+    assert ours.shape == ref.T.shape and ours.flags.c_contiguous
+    # Float32 sums of the same products in another order.
+    assert np.max(np.abs(ours - ref.T)) <= 1e-5 * np.max(ref)
+    np.testing.assert_array_equal(cqt_magnitude(y, plan), ours.T)
+
+
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
+def test_cens_is_unchanged_by_the_sparse_cqt(rng, signal):
+    """CENS keeps its bits: it reads the CQT only through the quantised chroma."""
+    from pipeline.dsp.cens import _QUANT_STEPS, _normalize_frames
+    from pipeline.dsp.filterbanks import cqt_plan, smoothing_window
+
+    y = SIGNALS[signal](rng)
+    plan = cqt_plan(SR, 512, 32.70319566257483, 36, 7, 0.0)
+    chroma = _normalize_frames(_dense_cqt_magnitude(y, plan) @ plan.chroma.T, 1)
+    quant = np.zeros_like(chroma)
+    for step in _QUANT_STEPS:
+        quant += (chroma > step) * np.float32(0.25)
+    smooth = scipy.ndimage.convolve1d(quant, smoothing_window(41), axis=0, mode="constant")
+    before = np.ascontiguousarray(_normalize_frames(smooth, 2).T, dtype=np.float32)
+    ours = chroma_cens(y, sr=SR, hop_length=512, fmin=32.70319566257483, bins_per_octave=36, n_octaves=7,
+                       tuning=0.0, win_len_smooth=41)
+    np.testing.assert_array_equal(ours, before)
+
+
+# -- the gain variant, derived from the original's spectra ------------------
+
+def _half_silent(rng: np.random.Generator) -> np.ndarray:
+    """Tones and clicks, then digital silence: the amin and top_db floors both act."""
+    y = _tones_and_clicks(rng, 3.0)
+    y[len(y) // 2:] = 0.0
+    return y
+
+
+@pytest.mark.parametrize("gain_db", [-60.0, -6.0, 0.0, 3.5, 60.0])
+@pytest.mark.parametrize("make", [_tones_and_clicks, _half_silent, _noise])
+def test_scaled_spectra_give_the_features_of_the_scaled_signal(rng, make, gain_db):
+    cfg = FeatureConfig()
+    y = make(rng)
+    g = 10.0 ** (gain_db / 20.0)
+    y_gain = (y * np.float32(g)).astype(np.float32)
+    original = features_module.spectra_of(y, sr=SR, cfg=cfg)
+    scaled = original.scaled(g, y_gain)
+    assert scaled is not None
+    derived = features_module.features_of_spectra(scaled)
+    direct = extract_features(y_gain, sr=SR, cfg=cfg)
+    for name in FEATURE_NAMES:
+        assert derived[name].shape == direct[name].shape and derived[name].dtype == np.float32
+        if name == "cens" and make is _half_silent:
+            # In digital silence the CQT holds only the rounding noise of
+            # the decimation (librosa's too), which no gain scales exactly:
+            # equal where there is signal.
+            np.testing.assert_array_equal(derived[name][:, :30], direct[name][:, :30])
+        elif name == "cens":
+            # Normalised: the scaling cancels exactly (quantised chroma).
+            np.testing.assert_array_equal(derived[name], direct[name])
+        else:
+            # Float32 rounding of a scaled STFT against a scaled mel power.
+            assert np.max(np.abs(derived[name] - direct[name])) <= 5e-3, name
+    # The floors are the direct computation's, not the original's shifted:
+    # silence sits at amin (-100 dB) or top_db below the maximum (+60 dB).
+    if make is _half_silent:
+        silent = direct["mel"][:, -10:]
+        np.testing.assert_array_equal(derived["mel"][:, -10:], silent)
+        assert np.all(silent == max(np.float32(-100.0), direct["mel"].max() - np.float32(80.0)))
+    # The original's own features are untouched by the derivation.
+    again = features_module.features_of_spectra(original)
+    for name, value in extract_features(y, sr=SR, cfg=cfg).items():
+        np.testing.assert_array_equal(again[name], value)
+
+
+def test_scaled_spectra_scale_what_a_registered_feature_reads(rng):
+    cfg = FeatureConfig()
+    y = _tones_and_clicks(rng, 2.0)
+    original = features_module.spectra_of(y, sr=SR, cfg=cfg)
+    scaled = original.scaled(2.0, y * np.float32(2.0))
+    np.testing.assert_allclose(scaled.power, 4.0 * original.power, rtol=1e-6)
+    np.testing.assert_allclose(scaled.percussive_power, 4.0 * original.percussive_power, rtol=1e-6)
+    np.testing.assert_allclose(scaled.stft, 2.0 * original.stft, rtol=1e-6)
+    np.testing.assert_allclose(scaled.harmonic_signal, 2.0 * original.harmonic_signal, rtol=1e-6)
+    assert scaled.harmonic_mask is original.harmonic_mask and scaled.n_frames == original.n_frames
+    np.testing.assert_allclose(log_energy(scaled, cfg), log_energy(original, cfg) + 10 * np.log10(4.0), atol=1e-4)
+
+
+def test_scaling_that_would_cross_float32_tiny_is_not_derived(rng):
+    cfg = FeatureConfig()
+    # STFT entries around 1e-16: a gain of 1/1000 takes their squares below
+    # float32 tiny, where magnitudes underflow and the soft masks see zeros.
+    y = (1e-17 * rng.standard_normal(SR)).astype(np.float32)
+    original = features_module.spectra_of(y, sr=SR, cfg=cfg)
+    assert original.scaled(1e-3, y * np.float32(1e-3)) is None
+    # A bad factor or a signal of another length is refused too.
+    y = _noise(rng, 1.0)
+    original = features_module.spectra_of(y, sr=SR, cfg=cfg)
+    assert original.scaled(0.0, y) is None
+    assert original.scaled(float("nan"), y) is None
+    assert original.scaled(2.0, y[:-1]) is None
+    assert original.scaled(2.0, 2 * y) is not None
+    assert original.scaled(1e-3, y * np.float32(1e-3)) is not None

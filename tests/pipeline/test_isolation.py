@@ -9,6 +9,7 @@ owners, and that no child outlives its sandbox.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 import threading
@@ -95,3 +96,32 @@ def test_a_stop_that_is_interrupted_leaves_a_usable_sandbox(monkeypatch):
     monkeypatch.undo()
     out = run_isolated([Job("b", ("b",))], _echo)  # the same limits: no reason to fork again but the stop
     assert out[0].ok and out[0].value == "b"
+
+
+def _chatter(name):
+    """What a native decoder does: write to the process's descriptors 1 and 2, then log a line of ours."""
+    os.write(2, f"Note: Skipped 1024 bytes in input ({name})\n".encode())
+    os.write(1, b"ffmpeg says something on stdout\n")
+    logging.getLogger("pipeline.dsp.audio").warning("%s: our own warning", name)
+    return name
+
+
+def test_native_output_of_a_clip_is_captured_and_logged_at_debug_level(capfd, caplog):
+    """Nothing a decoder prints reaches the terminal; it is in the debug log with the clip's name,
+    and our own log records of the child come back through this process's handlers."""
+    isolation._sandbox_of_this_thread()._stop()  # a child forked under this test's log capture
+    caplog.set_level(logging.DEBUG, logger="pipeline")
+    out = run_isolated([Job("rock/a.mp3", ("rock/a.mp3",)), Job("rock/b.mp3", ("rock/b.mp3",))], _chatter)
+    assert [o.value for o in out] == ["rock/a.mp3", "rock/b.mp3"]
+    printed = capfd.readouterr()
+    assert "Skipped 1024 bytes" not in printed.err and "ffmpeg says" not in printed.out
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and r.name == "pipeline.isolation"]
+    for name in ("rock/a.mp3", "rock/b.mp3"):
+        # each clip's own output, under its own name, and only its own (the capture is emptied per clip)
+        mine = [m for m in debug if m.startswith(f"{name}: the decoders printed")]
+        assert len(mine) == 1 and f"Skipped 1024 bytes in input ({name})" in mine[0]
+        assert "ffmpeg says something on stdout" in mine[0]
+    assert "(rock/a.mp3)" not in [m for m in debug if m.startswith("rock/b.mp3")][0]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "our own warning" in r.getMessage()]
+    assert [r.getMessage() for r in warnings] == ["rock/a.mp3: our own warning", "rock/b.mp3: our own warning"]
+    assert all(r.process != os.getpid() for r in warnings)  # made in the child, handled here

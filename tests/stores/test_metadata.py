@@ -216,3 +216,17 @@ def test_damaged_store_is_refused_by_the_reader_and_reported_by_verify(tmp_path,
     report = verify_store(uri)
     assert not report["ok"] and report["checks"][0]["name"] == "open"
     assert "layout.n_clips" in report["checks"][0]["detail"]
+
+
+def test_the_dataset_attribute_keeps_the_skipped_files_and_old_stores_round_trip():
+    old = {"name": "folder", "split_scheme": "random", "n_folds": 0, "source": "s"}
+    assert DatasetInfo.from_attrs(old).to_attrs() == old  # a store from before has no "skipped"
+    new = {**old, "skipped": {"that are not audio": ["rock/cover.jpg", "jazz/notes.txt"]}}
+    info = DatasetInfo.from_attrs(new)
+    assert info.skipped["that are not audio"] == ("rock/cover.jpg", "jazz/notes.txt")
+    assert info.to_attrs() == new
+    assert DatasetInfo.of_mapping({**old, "skipped": {"x": ("a.txt",)}}).to_attrs()["skipped"] == {"x": ["a.txt"]}
+    with pytest.raises(MetadataError, match="relative to the dataset root"):
+        DatasetInfo.from_attrs({**old, "skipped": {"that are not audio": ["/home/me/rock/cover.jpg"]}})
+    with pytest.raises(MetadataError, match="a list of strings"):
+        DatasetInfo.from_attrs({**old, "skipped": {"that are not audio": "rock/cover.jpg"}})

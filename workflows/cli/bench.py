@@ -36,6 +36,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_storage_option(b)
     b.set_defaults(func=_build)
 
+    b = benches.add_parser("update", help="build --update of N new clips vs building them alone; a no-op update; "
+                                          "the loader on a versioned store vs the same files unversioned")
+    b.add_argument("--base", type=int, default=200, help="demo clips in the store before the update (default 200)")
+    b.add_argument("--new", type=int, default=20, help="demo clips the update adds (default 20)")
+    b.add_argument("--seconds", type=float, default=4.0, help="length of each demo clip (default 4 s)")
+    b.add_argument("--workers", type=int, default=0, help="0: serial, in this process (default); N: a LocalCluster")
+    b.add_argument("--repeats", type=int, default=2, help="timed (alone, update) pairs, alternating order")
+    b.add_argument("--loader-seconds", type=float, default=5.0, help="each loader measurement (0: skip the loader)")
+    b.add_argument("--json", metavar="FILE")
+    b.set_defaults(func=_update)
+
     b = benches.add_parser("loader", help="windows/s streamed from a store vs raw decompression")
     b.add_argument("--store", required=True)
     b.add_argument("--seconds", type=float, default=10.0)
@@ -92,6 +103,31 @@ def _build(args: argparse.Namespace) -> int:
                         worker_counts=tuple(args.worker_counts), source_root=args.root,
                         source_options=parse_storage_options(args.storage_option))
     print(format_figures(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    import statistics
+    import tempfile
+
+    from bench.update import format_update_figures, run_update_bench  # dask: loaded on use
+
+    with tempfile.TemporaryDirectory(prefix="update-bench-") as folder:
+        figures = run_update_bench(folder, args.base, args.new, seconds=args.seconds, workers=args.workers,
+                                   repeats=args.repeats)
+        if args.loader_seconds > 0:
+            from model.bench import bench_loader  # torch: loaded on use
+
+            rates: dict[str, list[float]] = {"versioned": [], "plain": []}
+            for kind in ("plain", "versioned", "versioned", "plain"):  # alternated: the machine's speed drifts
+                uri = figures["store_uri" if kind == "versioned" else "plain_uri"]
+                rates[kind].append(bench_loader(uri, seconds=args.loader_seconds)["windows_per_s"])
+            figures["loader_versioned_windows_per_s"] = statistics.median(rates["versioned"])
+            figures["loader_plain_windows_per_s"] = statistics.median(rates["plain"])
+            figures["loader_ratio"] = figures["loader_versioned_windows_per_s"] / figures["loader_plain_windows_per_s"]
+    print(format_update_figures(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     return 0

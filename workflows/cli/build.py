@@ -20,7 +20,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("build", help="build a feature store from a dataset")
     add_dataset_options(p)
     p.add_argument("--out", required=True, help="store URI: path, file://, s3://, gs://, memory://")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store built with another config")
+    where_to = p.add_mutually_exclusive_group()
+    where_to.add_argument("--overwrite", action="store_true",
+                          help="replace an existing store built with another config (a versioned store: a new version)")
+    where_to.add_argument("--update", action="store_true",
+                          help="add the clips of a grown collection to the existing store, as a new version "
+                               "(only the new clips are computed; existing shards stay byte for byte)")
     p.add_argument("--max-failures", default="0.05", help="failed clips allowed before a non-zero exit: count or fraction (default 0.05)")
     p.add_argument("--clips-per-shard", type=int, default=None,
                    help="clips per store shard (default 16, fewer for under 512 clips so every worker is busy; one task builds one shard)")
@@ -50,7 +55,8 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="dataset split scheme (gtzan: fault-filtered, random, folds)")
     p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", default=[],
                    help="adapter option (repeatable), e.g. clips_per_genre=10 clip_seconds=5 for demo, "
-                        "missing=skip for FMA; unknown options are rejected with the valid ones")
+                        "missing=skip for FMA, extensions=+.ape (add to the audio list) or extensions=.wav,.flac "
+                        "(only these) for folder and gtzan; unknown options are rejected with the valid ones")
     p.add_argument("--limit", type=int, help="only N clips of the manifest, taken from every label in turn (smoke tests)")
 
 
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = build_store(
         manifest_from_cli(args), args.out, config=load_config(args.config), workers=args.workers,
-        scheduler=args.scheduler, overwrite=args.overwrite, max_failures=args.max_failures,
+        scheduler=args.scheduler, overwrite=args.overwrite, update=args.update, max_failures=args.max_failures,
         # --storage-option serves whichever of --out and --root is remote (or both).
         storage_options=parse_storage_options(args.storage_option) if local_path(args.out) is None else {},
         clips_per_shard=args.clips_per_shard, progress=True,

@@ -33,6 +33,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_storage_option(p)
     p.set_defaults(func=export)
 
+    p = commands.add_parser("log", help="list a store's versions, newest first: id, time, what changed")
+    p.add_argument("uri")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_storage_option(p)
+    p.set_defaults(func=log)
+
+    p = commands.add_parser("tag", help="name a version of a store (STORE@NAME then opens it)")
+    p.add_argument("uri")
+    p.add_argument("name", help="the tag: letters, digits, '.', '_', '-'; never moved once set")
+    p.add_argument("--version", default=None, help="version id, unique prefix or tag (default: the newest)")
+    add_storage_option(p)
+    p.set_defaults(func=tag)
+
 
 def info(args: argparse.Namespace) -> int:
     from stores.checks import format_info, store_info  # zarr: loaded on use, `pipeline --help` stays fast
@@ -55,5 +68,23 @@ def export(args: argparse.Namespace) -> int:
 
     out = export_store(args.uri, args.out, storage_options=parse_storage_options(args.storage_option))
     print(f"exported to {out} ({out.stat().st_size / 2**20:.1f} MiB); open it with `pipeline info {out}`",
+          file=sys.stderr)
+    return 0
+
+
+def log(args: argparse.Namespace) -> int:
+    from stores.versions import format_entries, store_log  # zarr: loaded on use
+
+    entries = store_log(args.uri, storage_options=parse_storage_options(args.storage_option))
+    print(json.dumps(entries, indent=2) if args.json else format_entries(entries))
+    return 0
+
+
+def tag(args: argparse.Namespace) -> int:
+    from stores.versions import tag_store  # zarr: loaded on use
+
+    entry = tag_store(args.uri, args.name, version=args.version,
+                      storage_options=parse_storage_options(args.storage_option))
+    print(f"tagged version {entry.id} ({entry.change}) as {args.name!r}: open it as {args.uri}@{args.name}",
           file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.errors import failure_category
 from stores import open_store
+from stores.checks import format_info, store_info
 from tests.odd_audio import make_odd_files, reference_seconds
 
 SR = 22050
@@ -68,12 +69,19 @@ def test_build_over_odd_files_completes_and_stores_each_correctly(mixed, serial_
             continue
         # Good files against an independent full decode (every frame by PyAV); odd ones
         # against what the factory wrote (a reference decoder may itself trip on a damaged page).
-        true_seconds = reference_seconds(path) if odd is None else odd.seconds
+        true_seconds = reference_seconds(path) if odd is None or odd.seconds is None else odd.seconds
+        # A file cut inside its last page or frame is kept, and its reason column says so.
+        assert row["reason"].startswith("ends early: ") == bool(odd and odd.ends_early), (source, row["reason"])
         stored_seconds = (int(store.valid_frames[i, 0]) - 1) * hop / SR
         tolerance = (0.1 if odd is not None and odd.lossy else 0.0) + hop / SR
         assert abs(stored_seconds - min(true_seconds, 30.0)) <= tolerance, (source, stored_seconds, true_seconds)
     counts = summary.failure_counts
     assert sum(counts.values()) == summary.n_failed
+    assert summary.ends_early == sum(f.ends_early for f in expected.values()) > 0
+    assert f"ends early  {summary.ends_early} clips" in summary.report()
+    info = store_info(uri)
+    assert info["ends_early"] == summary.ends_early
+    assert f"ends early   {summary.ends_early} ok clips" in format_info(info)
     assert "internal error" not in counts and "decoder crash" not in counts, counts
 
 

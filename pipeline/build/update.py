@@ -1,0 +1,194 @@
+"""Which clips an update adds to a store, and the splits and folds they get.
+
+``pipeline build ... --out STORE --update`` over a grown collection adds only
+the clips the store does not hold. Existing clips never change split or fold
+(the store's columns win over whatever the manifest says now). New clips get
+theirs:
+
+- by the dataset's own rule when the scheme is a fixed one (FMA's official
+  split per track, GTZAN's fault-filtered lists): the manifest's value;
+- for the seeded generic schemes (:data:`pipeline.datasets.splits.GENERIC_SCHEMES`),
+  whose assignment depends on the whole collection and would reshuffle it,
+  by :func:`assign_new_clips`: a clip of an artist (group) already placed
+  goes where that artist is (artist-disjointness holds), any other clip goes
+  to the split/fold that is furthest below its share among the stored clips
+  of the same label (the fractions stay close).
+
+Clips the store holds whose files are gone stay in the store and are
+reported (:attr:`Growth.vanished`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from pipeline.config import PipelineConfig
+from pipeline.datasets.base import ClipRecord, Manifest
+from pipeline.datasets.splits import GENERIC_SCHEMES
+from pipeline.errors import ConfigMismatchError
+
+
+@dataclasses.dataclass(frozen=True)
+class Growth:
+    """What an update adds.
+
+    new : the manifest's clips the store does not hold, with their split and fold decided.
+    vanished : ids of stored clips the collection no longer has (they stay in the store).
+    """
+
+    new: tuple[ClipRecord, ...]
+    vanished: tuple[str, ...]
+
+
+def plan_growth(manifest: Manifest, stored: pd.DataFrame, *, split_scheme: str) -> Growth:
+    """The clips of ``manifest`` that ``stored`` (the store's clip table, padding left out) lacks.
+
+    Parameters
+    ----------
+    manifest : the collection as it is now.
+    stored : columns clip_id, label, split, fold, group of the stored clips.
+    split_scheme : the scheme the store was built with (its ``dataset.split_scheme``).
+    """
+    stored_ids = set(stored["clip_id"].astype(str))
+    current_ids = {c.clip_id for c in manifest.clips}
+    new = [c for c in manifest.clips if c.clip_id not in stored_ids]
+    vanished = tuple(sorted(stored_ids - current_ids))
+    if split_scheme in GENERIC_SCHEMES:
+        new = assign_new_clips(stored, new)
+    return Growth(tuple(new), vanished)
+
+
+def assign_new_clips(stored: pd.DataFrame, new: Sequence[ClipRecord]) -> list[ClipRecord]:
+    """``new`` with the split and fold that keep the stored assignment (see the module docstring).
+
+    Deterministic: clips are placed in the order of a SHA-256 of their ids,
+    so the same collection always gets the same assignment.
+    """
+    cells = sorted({(str(s), int(f)) for s, f in zip(stored["split"], stored["fold"])})
+    if not cells:
+        return list(new)
+    by_group = {str(g): (str(s), int(f)) for g, s, f in zip(stored["group"], stored["split"], stored["fold"]) if g}
+    counts: dict[str, dict[tuple[str, int], int]] = {}
+    for label, s, f in zip(stored["label"], stored["split"], stored["fold"]):
+        per_label = counts.setdefault(str(label), dict.fromkeys(cells, 0))
+        per_label[(str(s), int(f))] += 1
+    overall = dict.fromkeys(cells, 0)
+    for per_label in counts.values():
+        for cell, n in per_label.items():
+            overall[cell] += n
+    total = sum(overall.values())
+    share = {cell: n / total for cell, n in overall.items()}
+
+    placed: dict[str, tuple[str, int]] = {}
+    for clip in sorted(new, key=lambda c: hashlib.sha256(c.clip_id.encode()).hexdigest()):
+        if clip.group and clip.group in by_group:
+            cell = by_group[clip.group]
+        else:
+            per_label = counts.setdefault(clip.label, dict.fromkeys(cells, 0))
+            after = sum(per_label.values()) + 1
+            # the cell furthest below its share of this label's clips (ties: the stored order of cells)
+            cell = max(cells, key=lambda c: (share[c] * after - per_label[c], -cells.index(c)))
+            if clip.group:
+                by_group[clip.group] = cell
+        counts.setdefault(clip.label, dict.fromkeys(cells, 0))[cell] += 1
+        placed[clip.clip_id] = cell
+    return [dataclasses.replace(c, split=placed[c.clip_id][0], fold=placed[c.clip_id][1]) for c in new]
+
+
+def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], *, update: bool) -> Growth | None:
+    """What ``pipeline build --update`` would add to the store at ``uri``; None when there is no store.
+
+    Raises
+    ------
+    ConfigMismatchError
+        The collection has clips the store lacks and ``update`` is False
+        (the message gives their number and the flag that adds them).
+    """
+    from stores.reader import open_store
+    from stores.updates import padding_rows, stored_clip_ids
+
+    if stored_clip_ids(uri, storage_options=storage_options) is None:
+        return None
+    store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
+    table = store.clips
+    table = table[~padding_rows(table["clip_id"].astype(str).to_numpy())]
+    growth = plan_growth(manifest, table, split_scheme=store.metadata.dataset.split_scheme)
+    if update:
+        return growth
+    if growth.new and store.complete:
+        raise ConfigMismatchError(
+            f"the collection has {len(growth.new):,} clips that {store.uri} does not hold "
+            f"({len(table):,} stored): pass --update to add them as a new version (existing shards stay as they "
+            "are), or --overwrite to rebuild everything"
+        )
+    return None
+
+
+def start_growth(uri: str, growth: Growth, manifest: Manifest, config: PipelineConfig,
+                 storage_options: Mapping[str, Any]) -> tuple[Any, dict[int, ClipRecord]]:
+    """Start (or resume) the update that adds ``growth.new``: the writer and, per clip index
+    of the grown store, the new clip stored there."""
+    from pipeline.build import store_order  # the one definition of the clips' order in a store
+    from stores.reader import open_store
+    from stores.updates import grow_store
+
+    labels = list(open_store(uri, storage_options=storage_options).labels)
+    unknown = sorted({c.label for c in growth.new} - set(labels))
+    if unknown:
+        raise ConfigMismatchError(f"new clips have labels {unknown} that {uri} does not have ({labels}): an update "
+                                  "cannot add labels (the label axis of trained models would change); build a new store")
+    new = store_order(dataclasses.replace(manifest, clips=growth.new)).clips
+    columns = {"clip_id": [c.clip_id for c in new], "label": [c.label for c in new],
+               "label_index": [labels.index(c.label) for c in new], "split": [c.split for c in new],
+               "fold": [c.fold for c in new], "group": [c.group for c in new], "source": [c.path for c in new]}
+    writer = grow_store(uri, config=config, clips=columns, storage_options=storage_options)
+    first = writer.layout.n_clips - len(new)
+    return writer, {first + k: clip for k, clip in enumerate(new)}
+
+
+def open_newest(uri: str, storage_options: Mapping[str, Any], config: PipelineConfig) -> Any:
+    """A writer on the newest version of ``uri`` that has nothing to do (an update that adds nothing).
+
+    Raises
+    ------
+    ConfigMismatchError
+        ``config`` is not the store's: the update would change features, which it cannot.
+    """
+    from stores.updates import check_same_config, newest_writer
+
+    writer = newest_writer(uri, storage_options=storage_options)
+    check_same_config(writer.metadata, config, writer.uri)
+    return writer
+
+
+def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[str, Any]
+                    ) -> tuple[Any, dict[int, ClipRecord], dict[int, tuple[str, ...]], tuple[str, ...]] | None:
+    """Start (or resume) the update that adds ``config``'s new augmentation variants to the store
+    at ``uri``; None when ``config`` adds none.
+
+    Returns the writer, the stored clip at each clip index, the variants each
+    clip gets (the new ones for an ok clip of an augmented split, none
+    otherwise: such clips are not decoded at all), and the new variants.
+    """
+    from pipeline.config import AUGMENTATIONS
+    from stores.reader import open_store
+    from stores.updates import appended_variants, extend_store
+
+    store = open_store(uri, storage_options=storage_options)
+    added = appended_variants(store.metadata, config)
+    if not added:
+        return None
+    writer = extend_store(uri, config=config, storage_options=storage_options,
+                          aug_params={v: sorted(AUGMENTATIONS[v].param_names) for v in added})
+    augmented = writer.metadata.augmented_splits
+    clips, variants = {}, {}
+    for i, row in enumerate(store.clips.itertuples()):
+        clips[i] = ClipRecord(str(row.clip_id), str(row.source), str(row.label), str(row.split), int(row.fold),
+                              str(row.group))
+        gets = row.status == "ok" and ("all" in augmented or row.split in augmented)
+        variants[i] = tuple(added) if gets else ()
+    return writer, clips, variants, tuple(added)

@@ -1,0 +1,287 @@
+"""Updating a store in place, as a new version: more clips (grow), more augmentation variants (extend).
+
+A grown store keeps every object of its clips as it was: the new clips go
+into new shards. When the last shard of the store is not full, the clip axis
+first gets *padding rows* up to the next shard boundary (``clip_id`` empty,
+status "pending", no frames), so the new clips start a shard of their own and
+the old last shard's objects stay byte for byte. Readers never select padding
+rows (they are not "ok"); :func:`padding_rows` counts them for ``verify``.
+
+Everything is written through a transaction (:mod:`stores.versions`): a
+reader of the version before keeps reading it, a killed update leaves that
+version newest, and running the same update again resumes its shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import zarr
+
+from stores.errors import ConfigMismatchError, StoreError
+from stores import schema
+from stores.metadata import RecordedConfig, StoreMetadata
+from stores.schema import Layout
+from stores.uri import redact_uri
+from stores.versions import begin_transaction, describe_clips, split_version
+from stores.writer import (StoreWriter, columns_hash, _config_diff, _existing_metadata, _open_group, open_writer,
+                           recorded_config, shard_digest)
+
+logger = logging.getLogger(__name__)
+
+#: ``clip_id`` of a padding row (a real clip always has an id).
+PADDING_CLIP_ID = ""
+#: Values of the static columns in a padding row.
+_PADDING = {"clip_id": PADDING_CLIP_ID, "label": "", "label_index": 0, "split": "", "fold": -1, "group": "",
+            "source": ""}
+
+
+def padding_rows(clip_ids: Sequence[str]) -> np.ndarray:
+    """bool [shape=(n_clips,)]: rows of the clip axis that are padding, not clips."""
+    return np.fromiter((str(c) == PADDING_CLIP_ID for c in clip_ids), dtype=bool, count=len(clip_ids))
+
+
+def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> list[str] | None:
+    """Clip ids of the newest version of the store at ``uri`` (padding left out); None when there is no store."""
+    from stores.reader import open_store
+
+    shown = redact_uri(uri)
+    if _existing_metadata(uri, storage_options, shown) is None:
+        return None
+    store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
+    ids = store.clips["clip_id"].astype(str).to_numpy()
+    return [str(i) for i in ids[~padding_rows(ids)]]
+
+
+def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[str, Sequence[Any]],
+               storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """Start (or resume) the update that appends ``clips`` to the store at ``uri``.
+
+    Parameters
+    ----------
+    uri : the store (its newest version is the base; never ``@VERSION``).
+    config : must be the store's own config (features and variants unchanged).
+    clips : the static per-clip columns (:data:`stores.schema.STATIC_COLUMNS`) of the
+        new clips only, in the order they are to be stored; their split and
+        fold already decided (:mod:`pipeline.build.update` keeps the store's).
+
+    Returns
+    -------
+    StoreWriter
+        Its pending shards are the new ones; ``target_uri`` is the transaction
+        the tasks write through; ``finalize`` commits the new version.
+
+    Raises
+    ------
+    ConfigMismatchError
+        No finished store at ``uri``, another config, or an id already stored.
+    """
+    shown = redact_uri(uri)
+    if split_version(uri)[1] is not None:
+        raise StoreError(f"cannot update {shown}: a pinned version is read-only; update the store without @VERSION")
+    existing = _existing_metadata(uri, storage_options, shown)
+    if existing is None or not existing.complete:
+        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first "
+                                  "(without --update), or rerun that build to finish it")
+    config = recorded_config(config)
+    check_same_config(existing, config, shown)
+    config_hash = config.config_hash
+    cps = existing.layout.clips_per_shard
+    n_old = existing.layout.n_clips
+    n_pad = -n_old % cps
+    n_new = len(clips["clip_id"])
+    if n_new == 0:
+        raise StoreError(f"no new clips to add to {shown}")
+    n_total = n_old + n_pad + n_new
+    # The static columns after the update: the stored ones, the padding, the new clips.
+    old_group = _open_group(uri, storage_options, "r")
+    stored = {name: old_group[name][:] for name in schema.STATIC_COLUMNS}
+    clash = set(map(str, clips["clip_id"])) & set(map(str, stored["clip_id"]))
+    if clash:
+        raise ConfigMismatchError(f"cannot add clips {sorted(clash)[:5]} to {shown}: they are stored already")
+    columns = {name: [*stored[name].tolist(), *[_PADDING[name]] * n_pad, *list(clips[name])]
+               for name in schema.STATIC_COLUMNS}
+    clips_hash = columns_hash(columns)
+    change = f"+{describe_clips(clips['split'])}"
+    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
+                               intent=f"grow|{config_hash}|{clips_hash}|{cps}")
+    started = _existing_metadata(target, storage_options, shown)
+    if started is not None and started.clips_hash == clips_hash:
+        logger.info("resuming the update of %s (%s)", shown, change)
+        return open_writer(target, storage_options=storage_options)
+
+    group = _open_group(target, storage_options, "r+")
+    layout = Layout(n_total, cps)
+    _resize_clip_axis(group, existing, n_total, layout.n_shards)
+    for name, kind in schema.STATIC_COLUMNS.items():
+        values = columns[name][n_old:]
+        group[name][n_old:] = np.array([str(v) for v in values]) if kind == "str" else np.asarray(values, dtype=kind)
+    metadata = dataclasses.replace(
+        existing, complete=False, fingerprint=None, summary=None, finished=None, clips_hash=clips_hash,
+        layout=dataclasses.replace(existing.layout, n_clips=n_total, n_shards=layout.n_shards),
+    )
+    # Written last, all at once: a half-done setup is recognised (other clips_hash) and redone.
+    group.attrs.put(metadata.to_attrs())
+    logger.info("%s: adding %d clips (%d padding rows) in shards %d..%d", shown, n_new, n_pad,
+                (n_old + n_pad) // cps, layout.n_shards - 1)
+    return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
+
+
+def check_same_config(existing: StoreMetadata, config: RecordedConfig | Any, shown: str) -> None:
+    """Refuse an update whose config is not the store's, naming what differs and the way out.
+
+    Raises
+    ------
+    ConfigMismatchError
+    """
+    config = recorded_config(config)
+    if existing.config_hash == config.config_hash:
+        return
+    differing = _config_diff(existing.config_dict(), config)
+    raise ConfigMismatchError(
+        f"cannot update {shown} with another config (differing: {', '.join(differing)}): changing a feature's "
+        "parameters is not an update, it makes other numbers (an update may only append augmentation variants, "
+        "in an update of its own, not together with new clips; adding a feature is not implemented); build a new "
+        "store (another --out, or --overwrite: a new version of this one)"
+    )
+
+
+def newest_writer(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """A writer on the newest version of ``uri``, read-only: an update with nothing to add (its
+    ``finalize`` commits nothing)."""
+    shown = redact_uri(uri)
+    return StoreWriter(_open_group(uri, storage_options, "r"), shown)
+
+
+def _resize_clip_axis(group: zarr.Group, metadata: StoreMetadata, n_clips: int, n_shards: int) -> None:
+    """Every per-clip array to ``n_clips`` rows (new chunks only: zarr keeps the ones inside the old shape)."""
+    per_clip = [*metadata.features, schema.VALID_FRAMES, *schema.STATIC_COLUMNS, *schema.OUTCOME_COLUMNS,
+                *metadata.aug_arrays()]
+    for name in per_clip:
+        array = group[name]
+        array.resize((n_clips, *array.shape[1:]))
+    group[schema.SHARD_DIGEST].resize((n_shards,))
+
+
+def appended_variants(existing: StoreMetadata, config: RecordedConfig | Any) -> tuple[str, ...]:
+    """The augmentation variants ``config`` adds to the store's, when that is all it changes; else ().
+
+    Only appending is an extension: the stored variants keep their positions
+    on the variant axis, and every other setting (parameter ranges included)
+    must be the store's own.
+    """
+    config = recorded_config(config)
+    stored = existing.config_dict()
+    now = dict(config.config)
+    old, new = tuple(existing.variants), tuple(config.variants)
+    if len(new) <= len(old) or new[:len(old)] != old:
+        return ()
+    same_otherwise = {**now, "augment": {**now["augment"], "variants": None}} == \
+        {**stored, "augment": {**stored.get("augment", {}), "variants": None}}
+    return new[len(old):] if same_otherwise else ()
+
+
+def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: Mapping[str, Sequence[str]],
+                 storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """Start (or resume) the update that adds ``config``'s new augmentation variants to the store at ``uri``.
+
+    The variant axis grows by whole shards: the stored variants keep their
+    shard objects byte for byte and the new variants of a shard's clips go
+    into a new object beside them. Every shard is pending afterwards; a task
+    writes only its new variants (:func:`write_extension`) and the shard's
+    digest over everything it now holds.
+
+    Raises
+    ------
+    ConfigMismatchError
+        ``config`` changes anything but appending variants.
+    """
+    shown = redact_uri(uri)
+    existing = _existing_metadata(uri, storage_options, shown)
+    if existing is None or not existing.complete:
+        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    config = recorded_config(config)
+    added = appended_variants(existing, config)
+    if not added:
+        check_same_config(existing, config, shown)
+        raise ConfigMismatchError(f"{shown}: the config adds no variant to the store's {list(existing.variants)}")
+    variants = tuple(config.variants)
+    aug_arrays = {**{v: dict(p) for v, p in existing.aug_params.items()},
+                  **{v: {param: schema.aug_array_name(v, param) for param in aug_params.get(v, ())} for v in added}}
+    metadata = dataclasses.replace(
+        existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
+        config_hash=config.config_hash, variants=variants, aug_params=aug_arrays,
+    )
+    change = f"+variant {', '.join(added)}"
+    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
+                               intent=f"extend|{config.config_hash}|{existing.clips_hash}")
+    started = _existing_metadata(target, storage_options, shown)
+    if started is not None and started.config_hash == metadata.config_hash:
+        logger.info("resuming the update of %s (%s)", shown, change)
+        return open_writer(target, storage_options=storage_options)
+
+    group = _open_group(target, storage_options, "r+")
+    n, nv = existing.layout.n_clips, len(variants)
+    for name in existing.features:
+        array = group[name]
+        array.resize((n, nv, *array.shape[2:]))
+    group[schema.VALID_FRAMES].resize((n, nv))
+    names = group[schema.VARIANT]
+    names.resize((nv,))
+    names[len(existing.variants):] = np.array(added)
+    cps = existing.layout.clips_per_shard
+    for variant in added:
+        for param, array in aug_arrays[variant].items():
+            group.create_array(array, shape=(n,), chunks=(cps,), dtype="float64", fill_value=np.nan,
+                               dimension_names=("clip",), attributes={"variant": variant, "parameter": param})
+    group[schema.SHARD_DIGEST][:] = ""  # every shard gets its new variants (or none) and a new digest
+    group.attrs.put(metadata.to_attrs())  # last: a half-done setup is recognised (old config hash) and redone
+    logger.info("%s: adding variant(s) %s to %d shards", shown, ", ".join(added), existing.layout.n_shards)
+    return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
+
+
+def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any], added: Sequence[str]) -> str:
+    """Write the new variants of one shard's clips and the shard's digest; return the digest.
+
+    ``results`` are :class:`stores.writer.ClipResult` per clip of the shard
+    whose ``features``/``params`` hold only ``added`` variants (none for a clip
+    that does not get them); status, reason and duration of the clips stay as
+    stored. The stored variants are read back for the digest, never rewritten.
+    """
+    start, stop = writer.layout.shard_range(shard_index)
+    variants = writer.variants
+    first = variants.index(added[0])
+    group = writer.group
+    blocks = {name: np.asarray(writer.array(name).oindex[start:stop, :first]) for name in writer.feature_bands}
+    valid = np.zeros((stop - start, len(variants)), np.int32)
+    valid[:, :first] = writer.array(schema.VALID_FRAMES)[start:stop, :first]
+    new_blocks = {name: np.zeros((stop - start, len(variants) - first, bands, writer.max_frames), np.float16)
+                  for name, bands in writer.feature_bands.items()}
+    new_aug = {array: np.full(stop - start, np.nan) for v in added for array in writer.aug_arrays.get(v, {}).values()}
+    bits = writer.metadata.layout.mantissa_bits
+    for c, result in enumerate(results):
+        for variant, feats in result.features.items():
+            j = variants.index(variant) - first
+            for name in writer.feature_bands:
+                x = np.asarray(feats[name])
+                new_blocks[name][c, j, :, :x.shape[1]] = x if x.dtype == np.float16 else schema.round_mantissa(x, bits)
+                valid[c, first + j] = x.shape[1]
+            for param, value in result.params.get(variant, {}).items():
+                new_aug[writer.aug_arrays[variant][param]][c] = float(value)
+    for name, block in new_blocks.items():
+        writer.array(name)[start:stop, first:] = block
+    writer.array(schema.VALID_FRAMES)[start:stop, first:] = valid[:, first:]
+    for array, values in new_aug.items():
+        writer.array(array)[start:stop] = values
+    # the digest covers the shard's clips, not the padding rows that close a grown store's old last shard
+    real = int((~padding_rows(group["clip_id"][start:stop])).sum())
+    outcome = {name: group[name][start:start + real] for name in schema.OUTCOME_COLUMNS}
+    aug = {name: group[name][start:start + real] for name in writer.metadata.aug_arrays()}
+    full = {name: np.concatenate([blocks[name], new_blocks[name]], axis=1)[:real] for name in blocks}
+    digest = shard_digest(full, valid[:real], outcome, aug)
+    writer.array(schema.SHARD_DIGEST)[shard_index] = digest
+    return digest
