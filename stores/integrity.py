@@ -194,7 +194,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
                 key = _chunk_key(arrays[name], (i,) + (0,) * (arrays[name].ndim - 1))
                 found.append(Damage(name, i, key, _message(exc, store.uri)))
         valid = columns.get(schema.VALID_FRAMES)
-        found += _missing_columns(arrays, columns, i)
+        found += _missing_columns(arrays, columns, i, real_rows[start:stop])
         for name in features:
             decoder = store._decoder(name)  # None: not our layout, checked by zarr-python's read and the digest
             problem = "" if decoder is None else _feature_object_problem(decoder, i, valid)
@@ -210,10 +210,10 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
             continue
         # padding rows (stores.updates) close the last shard of a store before it grew: the digest covers its clips only
         n_real = int(real_rows[start:stop].sum())
-        blocks = {n: block[:n_real] for n, block in blocks.items()}
+        real_blocks = {n: block[:n_real] for n, block in blocks.items()}
         outcome = {n: columns[n][:n_real] for n in schema.OUTCOME_COLUMNS}
         aug = {n: columns[n][:n_real] for n in store.metadata.aug_arrays()}
-        if shard_digest(blocks, valid[:n_real], outcome, aug) != digest:
+        if shard_digest(real_blocks, valid[:n_real], outcome, aug) != digest:
             damage.append(Damage("", i, "", "its content differs from the digest its build recorded "
                                             "(an object is missing, or changed where no checksum covers it)"))
             continue
@@ -222,12 +222,14 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
     return damage
 
 
-def _missing_columns(arrays: dict[str, zarr.Array], columns: dict[str, np.ndarray], shard: int) -> list[Damage]:
+def _missing_columns(arrays: dict[str, zarr.Array], columns: dict[str, np.ndarray], shard: int,
+                     real: np.ndarray) -> list[Damage]:
     """Per-clip column objects of a built shard that read as their fill value where a build never
     leaves it: a status "pending", an ok clip without original frames (the object is gone)."""
     damage = []
     status = columns.get("status")
-    if status is not None and (status == schema.STATUS_PENDING).any():
+    # padding rows of a grown store (``real`` False) are pending by design
+    if status is not None and ((status == schema.STATUS_PENDING) & real[:len(status)]).any():
         damage.append(Damage("status", shard, _chunk_key(arrays["status"], (shard,)),
                              "the object is missing (its clips read as 'pending' in a built shard)"))
     valid = columns.get(schema.VALID_FRAMES)

@@ -248,3 +248,7 @@ class Layout:
             raise StoreError(f"shard index {shard_index} out of range 0..{self.n_shards - 1}")
         start = shard_index * self.clips_per_shard
         return start, min(start + self.clips_per_shard, self.n_clips)
+
+#: The clip id of a padding row: an update (stores.updates) closes the last shard of a store before it grew
+#: with such rows, so that no existing shard object is rewritten; they are never built.
+PADDING_CLIP_ID = ""

@@ -34,7 +34,7 @@ from stores.writer import (StoreWriter, columns_hash, _config_diff, _existing_me
 logger = logging.getLogger(__name__)
 
 #: ``clip_id`` of a padding row (a real clip always has an id).
-PADDING_CLIP_ID = ""
+PADDING_CLIP_ID = schema.PADDING_CLIP_ID
 #: Values of the static columns in a padding row.
 _PADDING = {"clip_id": PADDING_CLIP_ID, "label": "", "label_index": 0, "split": "", "fold": -1, "group": "",
             "source": ""}

@@ -451,13 +451,24 @@ def create_store(
                 + (" (a new version; the old ones stay readable as STORE@VERSION)" if versioned else "")
                 + ", or choose another --out"
             )
-        if versioned:  # its newest version is this store already: nothing to write
-            logger.info("%s is built with these inputs already (version unchanged)", shown)
-            return StoreWriter(_open_group(uri, storage_options, "r"), shown)
+        # repair instead of rebuild: damaged shards become "not built" for the resume logic
+        from stores.integrity import find_damage  # they read through stores.reader, which imports this module
+        from stores.reader import open_store
+        from stores.repair import mark_damage
+        if versioned:
+            # Its newest version is this store already: nothing to write, unless something is damaged;
+            # then the repair is one new version (readers of the damaged one are not disturbed).
+            if not find_damage(open_store(uri, storage_options=storage_options, allow_incomplete=True)):
+                logger.info("%s is built with these inputs already (version unchanged)", shown)
+                return StoreWriter(_open_group(uri, storage_options, "r"), shown)
+            target = begin_transaction(uri, storage_options, existing, fresh=False, change="repair of damaged objects",
+                                       intent=f"repair|{config.config_hash}|{clips_hash}|{existing.fingerprint}")
+            logger.info("repairing %s as a new version", shown)
+            writer = open_writer(target, storage_options=storage_options)
+            mark_damage(writer, target, clips=clips, storage_options=storage_options)
+            return writer
         logger.info("resuming the existing store %s", shown)
         writer = open_writer(uri, storage_options=storage_options)
-        # repair instead of rebuild: damaged shards become "not built" for the resume logic
-        from stores.repair import mark_damage  # it reads through stores.reader, which imports this module's helpers
         mark_damage(writer, str(uri), clips=clips, storage_options=storage_options)
         return writer
 
