@@ -40,6 +40,7 @@ from stores import schema
 from stores.backend_errors import REPAIR_FIX, translate
 from stores.listing import ROOT_METADATA, forget_listings
 from stores.updates import padding_rows
+from stores.versions import unreferenced_plain_objects
 from stores.writer import columns_hash, shard_digest
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
     # a digest is recomputed from every feature and column: not when one array's metadata is damaged
     digestible = len(features) == len(store.feature_bands) \
         and len(per_shard) == 1 + len(schema.OUTCOME_COLUMNS) + len(store.metadata.aug_arrays())
-    real_rows = ~padding_rows(store.clips["clip_id"].astype(str).to_numpy())
+    real_rows = _real_rows(arrays, store.n_clips)
     for i, (start, stop) in enumerate(store.shards):
         found: list[Damage] = []
         digest = ""
@@ -220,6 +221,18 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
         if on_shard is not None:
             on_shard(i, blocks)
     return damage
+
+
+def _real_rows(arrays: dict[str, zarr.Array], n_clips: int) -> np.ndarray:
+    """bool [shape=(n_clips,)]: rows that are clips, not the padding rows of a grown store (stores.updates).
+
+    Read from the clip_id column alone: ``store.clips`` refuses a finished store whose
+    per-clip columns read as 'pending', the very damage this pass names shard by shard.
+    """
+    try:
+        return ~padding_rows(np.asarray(arrays["clip_id"][:]).astype(str))
+    except Exception:  # noqa: BLE001 - a damaged or missing clip_id column is named above; count every row
+        return np.ones(n_clips, dtype=bool)
 
 
 def _missing_columns(arrays: dict[str, zarr.Array], columns: dict[str, np.ndarray], shard: int,
@@ -295,6 +308,10 @@ def _strays(store: Any, raw: zarr.abc.store.Store, arrays: dict[str, zarr.Array]
         return []
     finally:
         forget_listings(raw)
+    # a version lists only its manifest's keys: objects in the folder's plain layout that no version refers to
+    # are what a plain zarr/xarray reader of the folder would still meet
+    outside = unreferenced_plain_objects(raw) or []
+    listed = sorted(set(listed) | set(outside))
     grids = {name: _grid(array) for name, array in arrays.items()}
     known = set(array_names(store))
     strays = []

@@ -32,6 +32,7 @@ from stores import schema
 from stores.integrity import Damage, consolidated_entry, find_damage
 from stores.listing import ROOT_METADATA
 from stores.reader import open_store
+from stores.versions import delete_unreferenced
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ def mark_damage(writer: Any, uri: str, *, clips: Mapping[str, Sequence[Any]],
         digests = writer.array(schema.SHARD_DIGEST)
         for shard in shards:
             digests[shard] = ""  # "not built": the resume logic rebuilds it
+    if found:
+        # unfinished even when no shard is rebuilt (only metadata, a column or a stray repaired): finalize then
+        # consolidates again and commits the transaction, so the repair becomes a version rather than being dropped
         unfinished = dataclasses.replace(writer.metadata, complete=False, fingerprint=None, summary=None,
                                          finished=None)
         writer.group.attrs.put(unfinished.to_attrs())
@@ -89,7 +93,10 @@ def _rewrite_in_place(writer: Any, raw: Any, damage: list[Damage], clips: Mappin
             _put(raw, d.key, json.dumps(copy, indent=2).encode())
             rewritten = True
         elif d.problem.startswith("stray object"):
-            sync(raw.delete(d.key))
+            # outside every version (a physical object only): deleted where it lies; a stray a version
+            # lists: deleted in the transaction (a tombstone), the committed version untouched
+            if not delete_unreferenced(raw, d.key):
+                sync(raw.delete(d.key))
         elif d.array in schema.STATIC_COLUMNS or (d.array == "" and not d.key):
             for name, kind in schema.STATIC_COLUMNS.items():
                 values = np.array([str(v) for v in clips[name]]) if kind == "str" \

@@ -691,6 +691,52 @@ def iter_objects(store: Store) -> Iterator[tuple[str, bytes]]:
             yield key, data
 
 
+#: Physical prefixes of the versioning machinery (never part of the plain Zarr layout of version 1).
+MACHINERY_PREFIXES = (LOG_PREFIX, MANIFEST_PREFIX, DATA_PREFIX, TOMB_PREFIX, TXN_PREFIX, TAG_PREFIX)
+
+
+def unreferenced_plain_objects(store: Store) -> list[str] | None:
+    """Physical objects in the plain Zarr layout of a versioned location that no version refers to, sorted.
+
+    A :class:`VersionedStore` lists only the keys of its manifest, so an object
+    dropped into the folder (``cens/c/99/0/0/0``) is invisible through it, yet a
+    plain zarr or xarray reader of the folder (which sees version 1's layout)
+    would meet it. Objects under the machinery prefixes (``data/<txn>/`` of an
+    open or abandoned transaction, old manifests) are the versions' own and are
+    not listed. None: ``store`` is not a versioned view, or its location cannot be listed (HTTP).
+    """
+    if not isinstance(store, VersionedStore) or store.repo is None:
+        return None
+    repo = store.repo
+
+    async def keys() -> list[str]:
+        return [k async for k in repo.physical.list()]
+
+    try:
+        physical = sync(keys())
+    except Exception:  # noqa: BLE001 - a location that cannot be listed: unknowable there
+        return None
+    referenced: set[str] = set()
+    for entry in repo.entries():
+        referenced.update(repo.manifest(entry).values())
+    return sorted(k for k in physical if k not in referenced and k != HEAD_HINT and not k.startswith(MACHINERY_PREFIXES)
+                  and k.rsplit("/", 1)[-1][:5] != ".tmp-")
+
+
+def delete_unreferenced(store: Store, key: str) -> bool:
+    """Delete physical object ``key`` of a versioned location when no version refers to it; True if deleted.
+
+    What a repair does with a stray outside every manifest: it is no version's
+    object, so deleting it changes no committed version.
+    """
+    if not isinstance(store, VersionedStore) or store.repo is None:
+        return False
+    if key not in (unreferenced_plain_objects(store) or ()):
+        return False
+    sync(_delete_quietly(store.physical, key))
+    return True
+
+
 def writes_transaction(store: Store) -> bool:
     """True when ``store`` is a transaction's writable view (a commit will make it a version)."""
     return isinstance(store, VersionedStore) and store.txn is not None

@@ -111,10 +111,19 @@ def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], 
     from stores.reader import open_store
     from stores.updates import padding_rows, stored_clip_ids
 
-    if stored_clip_ids(uri, storage_options=storage_options) is None:
+    from stores.errors import StoreDamageError
+
+    try:
+        if stored_clip_ids(uri, storage_options=storage_options) is None:
+            return None
+        store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
+        table = store.clips
+    except StoreDamageError:
+        # Damaged per-clip columns (a missing status object, a changed clip_id chunk): which clips the store
+        # holds cannot be read, so no growth can be planned. The rerun goes to create_store, which compares the
+        # collection's clip list with the hash the store's root records: the same list is a repair of the
+        # damaged objects (one new version), another list is refused there, naming the difference.
         return None
-    store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-    table = store.clips
     table = table[~padding_rows(table["clip_id"].astype(str).to_numpy())]
     growth = plan_growth(manifest, table, split_scheme=store.metadata.dataset.split_scheme)
     if update:
