@@ -230,7 +230,7 @@ def _real_rows(arrays: dict[str, zarr.Array], n_clips: int) -> np.ndarray:
     per-clip columns read as 'pending', the very damage this pass names shard by shard.
     """
     try:
-        return ~padding_rows(np.asarray(arrays["clip_id"][:]).astype(str))
+        return ~padding_rows(arrays["clip_id"][:])
     except Exception:  # noqa: BLE001 - a damaged or missing clip_id column is named above; count every row
         return np.ones(n_clips, dtype=bool)
 
