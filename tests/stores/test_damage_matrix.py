@@ -130,9 +130,14 @@ def test_other_damage_on_a_folder(demo, tmp_path, capsys, case):
         assert code == 2 and "array 'clip_id'" in one_error_line(text) and "rerun the `pipeline build`" in text
     else:  # readers use the root's consolidated copy of the array metadata; a stray is no array's
         assert code == 0
+    damaged_version = open_store(uri, allow_incomplete=True).version
     summary = rebuild(demo, uri)
     assert summary.fingerprint == demo[3] and summary.shards_built == 0
     assert verify_store(uri)["ok"]
+    # the repair is a new version written copy-on-write: the damaged version's objects are untouched (a stray
+    # lies outside every version, so deleting it changes none)
+    assert open_store(uri).version != damaged_version
+    assert verify_store(f"{uri}@{damaged_version}")["ok"] == (case == "stray object")
 
 
 def test_all_damage_is_reported_in_one_run_and_repaired_together(demo, tmp_path, capsys):
