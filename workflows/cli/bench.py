@@ -118,7 +118,7 @@ def _update(args: argparse.Namespace) -> int:
         figures = run_update_bench(folder, args.base, args.new, seconds=args.seconds, workers=args.workers,
                                    repeats=args.repeats)
         if args.loader_seconds > 0:
-            from model.bench import bench_loader  # torch: loaded on use
+            from bench.model import bench_loader  # torch: loaded on use
 
             rates: dict[str, list[float]] = {"versioned": [], "plain": []}
             for kind in ("plain", "versioned", "versioned", "plain"):  # alternated: the machine's speed drifts

@@ -48,3 +48,14 @@ def test_bench_stretch_runs_the_study_and_prints_one_row_per_method(monkeypatch,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["method", "stretch_s", "shift_s"]
     assert [line.split()[0] for line in lines[1:]] == ["librosa", "ours_locked"]
+
+
+def test_bench_update_runs_end_to_end_and_measures_the_loader(tmp_path, capsys):
+    """The real update bench at tiny size (no stand-ins: its loader part imports the trainer's loader)."""
+    out = tmp_path / "update.json"
+    assert main(["bench", "update", "--base", "4", "--new", "2", "--seconds", "3", "--repeats", "1",
+                 "--loader-seconds", "0.2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "update of 2 clips into a store of 4" in printed and "no-op --update (6 clips)" in printed
+    assert "loader: versioned" in printed and "unversioned" in printed
+    assert out.exists()
