@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from bench.model import latency as bench_latency
-from model.checkpoint import checkpoint_file
+from model.checkpoint import checkpoint_file, store_version
 from model.config import TrainConfig
 from model.evaluate import evaluate
 from model.networks import NON_NEURAL, PRESETS
@@ -137,7 +137,7 @@ def _store_facts(store: ReadableStore) -> dict[str, Any]:
             counts[f"fold {int(fold)}"] = int(n)
     return {
         "fingerprint": str(store.fingerprint),
-        "version": str(getattr(store, "version", "")),
+        "version": store_version(store).get("version", ""),
         "config_hash": str(store.config_hash),
         "labels": [str(x) for x in store.labels],
         "clips": counts,

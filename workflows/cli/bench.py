@@ -1,4 +1,4 @@
-"""``pipeline bench features|build|loader|predict|gpu|stretch``: the performance targets, the GPU check
+"""``pipeline bench features|build|update|loader|predict|gpu|stretch``: the performance targets, the GPU check
 and the time-stretch study (the benchmarks themselves live in :mod:`bench`)."""
 
 from __future__ import annotations
@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
+import tempfile
 from pathlib import Path
 
 from workflows.cli.options import add_storage_option, parse_storage_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("bench", help="benchmarks (features, build, loader, predict, gpu, stretch)")
+    p = commands.add_parser("bench", help="benchmarks (features, build, update, loader, predict, gpu, stretch)")
     benches = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
     b = benches.add_parser("features", help="our extraction of all variants vs a plain librosa reference")
@@ -109,9 +111,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
-    import statistics
-    import tempfile
-
     from bench.update import format_update_figures, run_update_bench  # dask: loaded on use
 
     with tempfile.TemporaryDirectory(prefix="update-bench-") as folder:
