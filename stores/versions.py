@@ -771,7 +771,7 @@ def store_log(uri: str | Path, *, storage_options: Mapping[str, Any] | None = No
     StoreNotFoundError
         Nothing is at ``uri``.
     """
-    from stores.uri import redact_uri, remote_errors
+    from stores.uri import remote_errors
 
     location, _ = split_version(uri)
     with remote_errors(location):

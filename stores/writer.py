@@ -458,7 +458,7 @@ def create_store(
         if versioned:
             # Its newest version is this store already: nothing to write, unless something is damaged;
             # then the repair is one new version (readers of the damaged one are not disturbed).
-            if not find_damage(open_store(uri, storage_options=storage_options, allow_incomplete=True)):
+            if not find_damage(open_store(uri, storage_options=storage_options, allow_incomplete=True), engine="auto"):
                 logger.info("%s is built with these inputs already (version unchanged)", shown)
                 return StoreWriter(_open_group(uri, storage_options, "r"), shown)
             target = begin_transaction(uri, storage_options, existing, fresh=False, change="repair of damaged objects",
