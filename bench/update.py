@@ -40,6 +40,7 @@ from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import ConfigError
 from pipeline.build.update import plan_growth
 from stores import schema
+from stores.versions import HEAD_HINT, MACHINERY_PREFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,9 @@ def run_update_bench(out: str | Path, base: int = 200, new: int = 20, *, seconds
             (alone_s if name == "alone" else update_s).append(timed(run))
         noop_s.append(timed(lambda s=store: build_store(grown, s, update=True, **kw)))
     plain = folder / "plain.zarr"
-    shutil.copytree(store, plain, ignore=shutil.ignore_patterns("log", "manifests", "tags", "txn", "data",
-                                                                  "tomb", "head.json"))
+    # without the version layer's own objects (stores.versions)
+    layer = [prefix.rstrip("/") for prefix in MACHINERY_PREFIXES] + [HEAD_HINT]
+    shutil.copytree(store, plain, ignore=shutil.ignore_patterns(*layer))
     a, u = statistics.median(alone_s), statistics.median(update_s)
     figures = {
         "base_clips": base, "new_clips": new, "clip_seconds": seconds, "workers": workers, "repeats": repeats,
