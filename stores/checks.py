@@ -162,9 +162,7 @@ def verify_store(uri: str | Path, *, storage_options: Mapping[str, Any] | None =
     checks = [_check("schema", True, f"{schema.FORMAT_NAME} v{store.metadata.schema_version}")]
     nonfinite: list[str] = []
 
-    def finite(shard: int, blocks: dict[str, np.ndarray]) -> None:
-        start, stop = store.shards[shard]
-        valid = store.array(schema.VALID_FRAMES)[start:stop]  # checked: find_damage read it before
+    def finite(shard: int, blocks: dict[str, np.ndarray], valid: np.ndarray) -> None:
         frames = np.arange(store.max_frames)[None, None, :] < valid[:, :, None]
         for name, block in blocks.items():
             if not np.isfinite(block.transpose(0, 1, 3, 2)[frames]).all():  # (valid clip-variant-frames, bands)

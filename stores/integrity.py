@@ -118,16 +118,16 @@ def array_names(store: Any) -> list[str]:
             *store.metadata.aug_arrays(), schema.SHARD_DIGEST]
 
 
-def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray], np.ndarray], None] | None = None,
                 engine: str = "zarr") -> list[Damage]:
     """Every damaged object of ``store`` (a :class:`stores.reader.FeatureStore`), in one pass.
 
     Parameters
     ----------
-    on_shard : called with ``(shard, blocks)`` for every built shard whose
+    on_shard : called with ``(shard, blocks, valid)`` for every built shard whose
         objects pass their checks, after its digest is compared
-        (``blocks``: feature name -> float16 ``(clips, variants, bands, frames)``),
-        so ``verify`` checks values without reading twice.
+        (``blocks``: feature name -> float16 ``(clips, variants, bands, frames)``;
+        ``valid``: its ``valid_frames`` rows), so ``verify`` checks values without reading twice.
     engine : how a shard whose objects pass is decoded for its digest: "zarr"
         (zarr-python, the reference reader ``verify`` uses) or "auto" (the
         fast decoder, bit-identical: a repair pass over a large store).
@@ -219,7 +219,7 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray]], 
                                             "(an object is missing, or changed where no checksum covers it)"))
             continue
         if on_shard is not None:
-            on_shard(i, blocks)
+            on_shard(i, blocks, valid)
     return damage
 
 
