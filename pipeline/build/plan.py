@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.build.shard_task import ShardTask, clip_variants
-from pipeline.build.update import growth_of, open_newest, start_extension, start_growth
-from pipeline.config import AUGMENTATIONS, PipelineConfig
+from pipeline.build.update import aug_param_names, growth_of, open_newest, start_extension, start_growth
+from pipeline.config import PipelineConfig
 from pipeline.datasets.base import Manifest
 from pipeline.errors import BuildError, ConfigError
 from pipeline.isolation import ClipLimits
@@ -65,11 +65,6 @@ def augmented_splits(manifest: Manifest, config: PipelineConfig) -> tuple[str, .
     fold); else ``augment_splits`` (train by default, or "all").
     """
     return ("all",) if manifest.n_folds > 0 else tuple(config.augment.augment_splits)
-
-
-def _aug_param_names(config: PipelineConfig) -> dict[str, list[str]]:
-    """Variant -> the parameter names it draws (from the augmentation registry)."""
-    return {v: sorted(AUGMENTATIONS[v].param_names) for v in config.augment.variants}
 
 
 def _static_columns(manifest: Manifest) -> dict[str, list[Any]]:
@@ -159,7 +154,6 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
     if is_remote(manifest.root):
         check_root(manifest.root, source_options)  # a missing bucket or bad credentials: one line, up front
 
-    augmented = augmented_splits(manifest, config)
     growth = None if overwrite else growth_of(manifest, uri, options, update=update)
     extension = start_extension(uri, config, options) if growth is not None and not growth.new else None
     per_clip_variants: dict[int, tuple[str, ...]] = {}
@@ -171,12 +165,12 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
     else:
         writer = create_store(
             uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
-            aug_params=_aug_param_names(config),
+            aug_params=aug_param_names(config.augment.variants),
             dataset={"name": manifest.dataset, "split_scheme": manifest.split_scheme,
                      "n_folds": manifest.n_folds, "source": manifest.source,
                      "skipped": {group.why: group.paths for group in manifest.skipped}},
-            augmented_splits=augmented, clips_per_shard=clips_per_shard, overwrite=overwrite,
-            storage_options=options,
+            augmented_splits=augmented_splits(manifest, config), clips_per_shard=clips_per_shard,
+            overwrite=overwrite, storage_options=options,
         ) if growth is None else open_newest(uri, options, config)
         store_clips = dict(enumerate(manifest.clips))
     augmented = writer.metadata.augmented_splits

@@ -162,8 +162,7 @@ def build_store(
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
     fingerprint = plan.writer.finalize()
-    return dataclasses.replace(_summary(plan, run, fingerprint, time.perf_counter() - t_start),
-                               vanished=plan.vanished)
+    return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
 
 
 
@@ -230,7 +229,7 @@ def _summary(plan: BuildPlan, run: _BuildRun, fingerprint: str, seconds: float) 
         dashboard=run.dashboard, failure_counts=count_failures([why for _, _, why in failures]),
         skipped={why: list(paths) for why, paths in store.metadata.dataset.skipped.items()},
         ends_early=count_ends_early(clips.loc[clips["status"] == schema.STATUS_OK, "reason"].tolist()),
-        version=version,
+        version=version, vanished=plan.vanished,
     )
 
 

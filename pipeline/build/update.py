@@ -26,10 +26,14 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from pipeline.config import PipelineConfig
+from pipeline.config import AUGMENTATIONS, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.datasets.splits import GENERIC_SCHEMES
 from pipeline.errors import ConfigMismatchError
+from stores.errors import StoreDamageError
+from stores.reader import open_store
+from stores.updates import (appended_variants, check_same_config, extend_store, grow_store, newest_writer,
+                            padding_rows, stored_clip_ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +103,11 @@ def assign_new_clips(stored: pd.DataFrame, new: Sequence[ClipRecord]) -> list[Cl
     return [dataclasses.replace(c, split=placed[c.clip_id][0], fold=placed[c.clip_id][1]) for c in new]
 
 
+def aug_param_names(variants: Sequence[str]) -> dict[str, list[str]]:
+    """Variant -> the parameter names it draws (from the augmentation registry), as the store records them."""
+    return {v: sorted(AUGMENTATIONS[v].param_names) for v in variants}
+
+
 def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], *, update: bool) -> Growth | None:
     """What ``pipeline build --update`` would add to the store at ``uri``; None when there is no store.
 
@@ -108,11 +117,6 @@ def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], 
         The collection has clips the store lacks and ``update`` is False
         (the message gives their number and the flag that adds them).
     """
-    from stores.reader import open_store
-    from stores.updates import padding_rows, stored_clip_ids
-
-    from stores.errors import StoreDamageError
-
     try:
         if stored_clip_ids(uri, storage_options=storage_options) is None:
             return None
@@ -141,9 +145,7 @@ def start_growth(uri: str, growth: Growth, manifest: Manifest, config: PipelineC
                  storage_options: Mapping[str, Any]) -> tuple[Any, dict[int, ClipRecord]]:
     """Start (or resume) the update that adds ``growth.new``: the writer and, per clip index
     of the grown store, the new clip stored there."""
-    from pipeline.build import store_order  # the one definition of the clips' order in a store
-    from stores.reader import open_store
-    from stores.updates import grow_store
+    from pipeline.build import store_order  # the one definition of the clips' order in a store (plan imports us)
 
     labels = list(open_store(uri, storage_options=storage_options).labels)
     unknown = sorted({c.label for c in growth.new} - set(labels))
@@ -167,8 +169,6 @@ def open_newest(uri: str, storage_options: Mapping[str, Any], config: PipelineCo
     ConfigMismatchError
         ``config`` is not the store's: the update would change features, which it cannot.
     """
-    from stores.updates import check_same_config, newest_writer
-
     writer = newest_writer(uri, storage_options=storage_options)
     check_same_config(writer.metadata, config, writer.uri)
     return writer
@@ -183,16 +183,12 @@ def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[s
     clip gets (the new ones for an ok clip of an augmented split, none
     otherwise: such clips are not decoded at all), and the new variants.
     """
-    from pipeline.config import AUGMENTATIONS
-    from stores.reader import open_store
-    from stores.updates import appended_variants, extend_store
-
     store = open_store(uri, storage_options=storage_options)
     added = appended_variants(store.metadata, config)
     if not added:
         return None
     writer = extend_store(uri, config=config, storage_options=storage_options,
-                          aug_params={v: sorted(AUGMENTATIONS[v].param_names) for v in added})
+                          aug_params=aug_param_names(added))
     augmented = writer.metadata.augmented_splits
     clips, variants = {}, {}
     for i, row in enumerate(store.clips.itertuples()):

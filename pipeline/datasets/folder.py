@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.walk import (HIDDEN, NOT_AUDIO, SkipLog, is_hidden, require_dir, visible_dirs,
-                                    walk_tree)
-from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension, parse_extensions
+from pipeline.datasets.walk import SkipLog, require_dir, visible_audio, visible_dirs
+from pipeline.dsp.formats import AUDIO_EXTENSIONS, parse_extensions
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
@@ -56,17 +55,10 @@ def scan_labelled_folders(root: Path | RemotePath, *, expected: str = EXPECTED,
     label_dirs = visible_dirs(root)
     if not label_dirs:
         raise DatasetError(f"no label folders in {root}; expected {expected}")
-    files, hidden_dirs = walk_tree(root)
-    for rel in hidden_dirs:
-        skipped.add(HIDDEN, rel)
     by_label: dict[str, list[str]] = {d.name: [] for d in label_dirs}
-    for rel in files:
+    for rel in visible_audio(root, skipped, extensions):
         parts = rel.split("/")
-        if any(is_hidden(part) for part in parts):
-            skipped.add(HIDDEN, rel)
-        elif audio_extension(rel) not in extensions:
-            skipped.add(NOT_AUDIO, rel)
-        elif len(parts) == 1:
+        if len(parts) == 1:
             skipped.add(LOOSE, rel)
         else:
             by_label[parts[0]].append(rel)

@@ -50,9 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.base import ClipRecord, Manifest, manifest_root
-from pipeline.datasets.walk import (HIDDEN, NOT_AUDIO, SkipLog, is_hidden, relative_posix, require_dir,
-                                    visible_dirs, walk_tree)
-from pipeline.dsp.formats import AUDIO_EXTENSIONS, audio_extension, parse_extensions
+from pipeline.datasets.walk import SkipLog, relative_posix, require_dir, visible_audio, visible_dirs
+from pipeline.dsp.formats import AUDIO_EXTENSIONS, parse_extensions
 from pipeline.datasets.splits import (DEFAULT_N_FOLDS, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION,
                                       assign_scheme)
 from pipeline.errors import DatasetError
@@ -123,18 +122,8 @@ def scan_gtzan(root: Path | RemotePath, genres_dir: Path | RemotePath, *,
         logger.warning("ignoring non-GTZAN folder(s) in %s: %s", genres_dir, ", ".join(extra))
     prefix = relative_posix(genres_dir, root)
     prefix = "" if prefix == "." else prefix + "/"
-    files, hidden_dirs = walk_tree(root)
-    for rel in hidden_dirs:
-        skipped.add(HIDDEN, rel)
     found: dict[str, str] = {}
-    for rel in files:
-        parts = rel.split("/")
-        if any(is_hidden(part) for part in parts):
-            skipped.add(HIDDEN, rel)
-            continue
-        if audio_extension(rel) not in extensions:
-            skipped.add(NOT_AUDIO, rel)
-            continue
+    for rel in visible_audio(root, skipped, extensions):
         inside = rel[len(prefix):].split("/") if rel.startswith(prefix) else []
         match = _CLIP_NAME.match(inside[1]) if len(inside) == 2 else None
         if match is None or match["genre"] != inside[0] or inside[0] not in present:

@@ -78,6 +78,24 @@ def walk_tree(root: Path | RemotePath) -> tuple[list[str], list[str]]:
     return files, hidden_dirs
 
 
+def visible_audio(root: Path | RemotePath, skipped: "SkipLog",
+                  extensions: frozenset[str] = AUDIO_EXTENSIONS) -> list[str]:
+    """The visible audio files under ``root`` (:func:`walk_tree` order, root-relative POSIX paths);
+    hidden folders and files and files that are not audio go into ``skipped``."""
+    files, hidden_dirs = walk_tree(root)
+    for rel in hidden_dirs:
+        skipped.add(HIDDEN, rel)
+    audio = []
+    for rel in files:
+        if any(is_hidden(part) for part in rel.split("/")):
+            skipped.add(HIDDEN, rel)
+        elif audio_extension(rel) not in extensions:
+            skipped.add(NOT_AUDIO, rel)
+        else:
+            audio.append(rel)
+    return audio
+
+
 def _entries(folder: Path | RemotePath) -> list[tuple[str, bool, Path | RemotePath]]:
     """``(name, is a folder, path)`` of the entries of ``folder``, sorted by name (regular files and folders)."""
     if isinstance(folder, RemotePath):
