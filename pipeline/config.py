@@ -28,6 +28,9 @@ from stores.metadata import FeatureInfo, RecordedConfig, WindowInfo
 from stores.schema import ORIGINAL  # the un-augmented variant's name, always stored first
 #: Excerpt positions of a longer file (``audio.excerpt``, ``load_clip(excerpt=)``).
 EXCERPTS: tuple[str, ...] = ("centre", "start")
+#: Metadata key of a config field added after stores existed: ``to_dict`` leaves it out while it
+#: is at its default, so stores built before it keep their config hash (and fingerprint).
+RECORDED_IF_SET = "recorded_if_set"
 #: The augmentations a default config stores, in the order variants are stored.
 DEFAULT_AUGMENTATIONS: tuple[str, ...] = ("time_stretch", "pitch_shift", "noise", "gain")
 
@@ -132,6 +135,14 @@ class Feature:
         Units of the values ("dB", or "" when they have none).
     description : str
         One line saying what the feature is, written beside its array.
+    optional : bool
+        Computed only where a config names it in ``features.extra`` (a store
+        gains it by ``pipeline build --update``, see :mod:`stores.updates`);
+        the others are in every store.
+    params : tuple of str
+        The :class:`FeatureConfig` fields only this feature reads: an update
+        that adds the feature may set them, any other change of them is a
+        change of the feature (not an update).
     """
 
     name: str
@@ -139,13 +150,20 @@ class Feature:
     compute: FunctionRef
     units: str = ""
     description: str = ""
+    optional: bool = False
+    params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        fields = {f.name for f in dataclasses.fields(FeatureConfig)}
         if isinstance(self.bands, str):
-            if self.bands not in {f.name for f in dataclasses.fields(FeatureConfig)}:
+            if self.bands not in fields:
                 raise ConfigError(f"feature {self.name!r}: bands={self.bands!r} is not a FeatureConfig field")
         else:
             validate.integer(f"feature {self.name!r}.bands", self.bands, minimum=1)
+        object.__setattr__(self, "params", tuple(self.params))
+        unknown = [p for p in self.params if p not in fields]
+        if unknown:
+            raise ConfigError(f"feature {self.name!r}: params {unknown} are not FeatureConfig fields")
 
     def n_bands(self, cfg: "FeatureConfig") -> int:
         return int(getattr(cfg, self.bands)) if isinstance(self.bands, str) else self.bands
@@ -342,6 +360,15 @@ class FeatureConfig:
         applied afterwards) instead of computing them afresh: ~1/200 of the
         cost, equal up to float32 rounding. False computes them afresh, as
         stores built before this option did.
+    extra : tuple of str
+        Optional registered features (:attr:`Feature.optional`) stored after
+        the built-in ones, in this order: ``["tempogram"]``. A store gains
+        one without recomputing anything else through ``pipeline build
+        --update`` with a config that appends it here.
+    tempogram_win_length : int
+        Autocorrelation window of the ``tempogram`` feature in frames, which
+        is also its number of lags (bands): 384 frames (8.9 s at hop 512),
+        as ``librosa.feature.tempogram``.
     """
 
     n_fft: int = 2048
@@ -362,6 +389,10 @@ class FeatureConfig:
     cens_fmin: float = 32.70319566257483
     cens_tuning: float = 0.0
     derive_scaled_variants: bool = True
+    # Fields added after stores existed: left out of the canonical dict while at their default
+    # (PipelineConfig.to_dict), so that the stores built before keep their config hash.
+    extra: tuple[str, ...] = dataclasses.field(default=(), metadata={RECORDED_IF_SET: True})
+    tempogram_win_length: int = dataclasses.field(default=384, metadata={RECORDED_IF_SET: True})
 
     def __post_init__(self) -> None:
         for name in ("n_fft", "hop_length", "n_mels", "hp_n_mels", "n_mfcc",
@@ -388,14 +419,28 @@ class FeatureConfig:
         if self.hpss_margin < 1.0:
             raise ConfigError(f"features.hpss_margin={self.hpss_margin} must be >= 1.0")
         validate.flag("features.derive_scaled_variants", self.derive_scaled_variants)
+        validate.integer("features.tempogram_win_length", self.tempogram_win_length, minimum=2)
+        object.__setattr__(self, "extra", tuple(self.extra))
+        optional = [f.name for f in FEATURES.values() if f.optional]
+        for name in self.extra:
+            if name not in optional:
+                raise ConfigError(f"features.extra names {name!r}, which is not an optional registered feature; "
+                                  f"valid: {', '.join(optional) or '(none registered)'}")
+        if len(set(self.extra)) != len(self.extra):
+            raise ConfigError(f"features.extra={list(self.extra)!r} lists a feature twice")
         validate.number("features.cens_fmin", self.cens_fmin, positive=True)
         validate.number("features.cens_tuning", self.cens_tuning)
         if not -0.5 <= self.cens_tuning < 0.5:
             raise ConfigError(f"features.cens_tuning={self.cens_tuning} must be in [-0.5, 0.5)")
 
+    def feature_names(self) -> tuple[str, ...]:
+        """The features a store of this config holds, in store order: every registered
+        feature that is not optional (:data:`FEATURES` order), then :attr:`extra`."""
+        return (*(f.name for f in FEATURES.values() if not f.optional), *self.extra)
+
     def feature_bands(self) -> dict[str, int]:
-        """Name -> number of bands of every registered feature (:data:`FEATURES`), in store order."""
-        return {feature.name: feature.n_bands(self) for feature in FEATURES.values()}
+        """Name -> number of bands of each feature of :meth:`feature_names`, in store order."""
+        return {name: FEATURES[name].n_bands(self) for name in self.feature_names()}
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of a centred STFT of ``n_samples`` samples."""
@@ -489,6 +534,10 @@ _SECTIONS: dict[str, type] = {
     "window": WindowConfig,
     "augment": AugmentConfig,
 }
+#: (section, field) of every field recorded only when it differs from its default.
+_RECORDED_IF_SET: tuple[tuple[str, str], ...] = tuple(
+    (section, f.name) for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
+    if f.metadata.get(RECORDED_IF_SET))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,8 +593,14 @@ class PipelineConfig:
 
     # -- serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain JSON types only (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain JSON types only (tuples become lists); fields marked :data:`RECORDED_IF_SET` are
+        left out while at their default."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for section, name in _RECORDED_IF_SET:
+            field = next(f for f in dataclasses.fields(_SECTIONS[section]) if f.name == name)
+            if getattr(getattr(self, section), name) == field.default:
+                del data[section][name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PipelineConfig":
@@ -583,7 +638,7 @@ class PipelineConfig:
                             hop_length=self.features.hop_length, sample_rate=self.audio.sample_rate)
         return RecordedConfig(
             config=self.to_dict(), config_hash=self.config_hash(), variants=tuple(self.augment.variant_names),
-            features={feature.name: feature.recorded(self.features) for feature in FEATURES.values()},
+            features={name: FEATURES[name].recorded(self.features) for name in self.features.feature_names()},
             max_frames=self.max_frames, window=window,
         )
 
@@ -627,6 +682,9 @@ for _feature in (
             "dB", "log-mel spectrogram of the HPSS percussive part (power dB)"),
     Feature("mfcc", "n_mfcc", "pipeline.dsp.features:harmonic_mfcc", "", "MFCCs of the harmonic part"),
     Feature("cens", 12, "pipeline.dsp.features:harmonic_cens", "", "chroma energy normalised statistics (CENS)"),
+    Feature("tempogram", "tempogram_win_length", "pipeline.dsp.features:onset_tempogram", "",
+            "autocorrelation tempogram of the onset strength of the log-mel (optional: features.extra)",
+            optional=True, params=("tempogram_win_length",)),
 ):
     register_feature(_feature)
 

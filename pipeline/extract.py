@@ -52,12 +52,15 @@ def features_of_signal(samples: np.ndarray, cfg: PipelineConfig) -> dict[str, np
 
 
 def process_clip(source: AudioSource, clip_id: str, cfg: PipelineConfig,
-                 variants: tuple[str, ...] = (ORIGINAL,), *, name: str | None = None) -> ClipFeatures:
+                 variants: tuple[str, ...] = (ORIGINAL,), *, name: str | None = None,
+                 features: tuple[str, ...] | None = None) -> ClipFeatures:
     """Decode ``source`` once and compute the features of each variant.
 
     ``source`` is a file path or the file's bytes (a build fetches remote
     clips with :func:`pipeline.sources.fetch_many` and passes them here);
     ``name`` is what error messages call it (default: the path).
+    ``features`` limits the work to those features (an update that adds a
+    feature to a store computes only it; default: every feature of ``cfg``).
 
     Augmentations act on the valid (unpadded) audio only, so padding never
     leaks into a stretched or shifted signal; their parameters come from
@@ -70,13 +73,14 @@ def process_clip(source: AudioSource, clip_id: str, cfg: PipelineConfig,
         the message); callers quarantine the clip.
     """
     clip = decode(source, cfg, name=name)
-    features = process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
-                              duration_s=clip.source_seconds)
-    return dataclasses.replace(features, note=clip.note)
+    computed = process_signal(clip.samples[: clip.valid_samples], clip_id, cfg, variants,
+                              duration_s=clip.source_seconds, features=features)
+    return dataclasses.replace(computed, note=clip.note)
 
 
 def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
-                   variants: tuple[str, ...] = (ORIGINAL,), *, duration_s: float = 0.0) -> ClipFeatures:
+                   variants: tuple[str, ...] = (ORIGINAL,), *, duration_s: float = 0.0,
+                   features: tuple[str, ...] | None = None) -> ClipFeatures:
     """The features of each variant of an already decoded valid signal (see :func:`process_clip`).
 
     A variant that only scales the signal (gain) is computed right after the
@@ -84,7 +88,7 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
     original's spectra need not outlive it.
     """
     sr = cfg.audio.sample_rate
-    features: dict[str, dict[str, np.ndarray]] = {}
+    computed: dict[str, dict[str, np.ndarray]] = {}
     params: dict[str, dict[str, float]] = {}
     original: Spectra | None = None
     for variant in sorted(variants, key=lambda v: (v != ORIGINAL, not derives_from_original(v, cfg))):
@@ -99,10 +103,10 @@ def process_signal(signal: np.ndarray, clip_id: str, cfg: PipelineConfig,
         spectra = variant_spectra(variant, y, drawn, cfg, original=original)
         if variant == ORIGINAL:
             original = spectra
-        features[variant] = features_of_spectra(spectra)
+        computed[variant] = features_of_spectra(spectra, features)
         params[variant] = drawn
         del spectra  # not alive while the next variant's are computed
-    return ClipFeatures({v: features[v] for v in variants}, {v: params[v] for v in variants}, duration_s)
+    return ClipFeatures({v: computed[v] for v in variants}, {v: params[v] for v in variants}, duration_s)
 
 
 def derives_from_original(variant: str, cfg: PipelineConfig) -> bool:

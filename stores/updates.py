@@ -1,4 +1,5 @@
-"""Updating a store in place, as a new version: more clips (grow), more augmentation variants (extend).
+"""Updating a store in place, as a new version: more clips (grow), more augmentation variants or
+more features (extend).
 
 A grown store keeps every object of its clips as it was: the new clips go
 into new shards. When the last shard of the store is not full, the clip axis
@@ -6,6 +7,11 @@ first gets *padding rows* up to the next shard boundary (``clip_id`` empty,
 status "pending", no frames), so the new clips start a shard of their own and
 the old last shard's objects stay byte for byte. Readers never select padding
 rows (they are not "ok"); :func:`padding_rows` counts them for ``verify``.
+
+An extension by variants grows the variant axis by whole shards (the new
+variants' chunks go into new objects beside the stored ones); an extension
+by features creates the new feature arrays only. Either way every stored
+object keeps its bytes; only the per-shard digests are written anew.
 
 Everything is written through a transaction (:mod:`stores.versions`): a
 reader of the version before keeps reading it, a killed update leaves that
@@ -28,8 +34,8 @@ from stores.metadata import RecordedConfig, StoreMetadata
 from stores.schema import Layout
 from stores.uri import redact_uri
 from stores.versions import begin_transaction, describe_clips, split_version
-from stores.writer import (StoreWriter, columns_hash, _config_diff, _existing_metadata, _open_group, open_writer,
-                           recorded_config, shard_digest)
+from stores.writer import (StoreWriter, columns_hash, create_feature_array, _config_diff, _existing_metadata,
+                           _open_group, open_writer, recorded_config, shard_digest)
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +150,10 @@ def check_same_config(existing: StoreMetadata, config: RecordedConfig | Any, sho
     differing = _config_diff(existing.config_dict(), config)
     raise ConfigMismatchError(
         f"cannot update {shown} with another config (differing: {', '.join(differing)}): changing a feature's "
-        "parameters is not an update, it makes other numbers (an update may only append augmentation variants, "
-        "in an update of its own, not together with new clips; adding a feature is not implemented); build a new "
-        "store (another --out, or --overwrite: a new version of this one)"
+        "parameters is not an update, it makes other numbers. An update may append augmentation variants "
+        "(augment.variants) or optional features (features.extra), each in an update of its own, not together with "
+        "new clips: add new clips with the store's own config first, then extend. Otherwise build a new store "
+        "(another --out, or --overwrite: a new version of this one)"
     )
 
 
@@ -255,7 +262,6 @@ def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any
     start, stop = writer.layout.shard_range(shard_index)
     variants = writer.variants
     first = variants.index(added[0])
-    group = writer.group
     blocks = {name: np.asarray(writer.array(name).oindex[start:stop, :first]) for name in writer.feature_bands}
     valid = np.zeros((stop - start, len(variants)), np.int32)
     valid[:, :first] = writer.array(schema.VALID_FRAMES)[start:stop, :first]
@@ -277,11 +283,137 @@ def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any
     writer.array(schema.VALID_FRAMES)[start:stop, first:] = valid[:, first:]
     for array, values in new_aug.items():
         writer.array(array)[start:stop] = values
+    return _write_digest(writer, shard_index,
+                         {name: np.concatenate([blocks[name], new_blocks[name]], axis=1) for name in blocks}, valid)
+
+
+def appended_features(existing: StoreMetadata, config: RecordedConfig | Any,
+                      free_keys: Sequence[str] = ()) -> tuple[str, ...]:
+    """The features ``config`` adds after the store's, when that is all it changes; else ().
+
+    The stored features must be the first of ``config``'s, with the same
+    bands; every other setting must be the store's own except the dotted
+    config keys of ``free_keys`` (the computing layer names them: the list of
+    optional features and the parameters only the added features read).
+    """
+    config = recorded_config(config)
+    old, new = list(existing.features), list(config.features)
+    if len(new) <= len(old) or new[:len(old)] != old:
+        return ()
+    if any(config.features[name].bands != existing.features[name] for name in old):
+        return ()
+
+    def without_free(sections: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        out = {section: dict(values or {}) for section, values in sections.items()}
+        for key in free_keys:
+            section, _, field = key.partition(".")
+            out.get(section, {}).pop(field, None)
+        return out
+
+    return tuple(new[len(old):]) if without_free(config.config) == without_free(existing.config_dict()) else ()
+
+
+def add_features(uri: str | Path, *, config: RecordedConfig | Any, added: Sequence[str],
+                 storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+    """Start (or resume) the update that adds the feature arrays ``added`` to the store at ``uri``.
+
+    ``config`` is the store's config with ``added`` appended (checked by the
+    caller with :func:`appended_features`). The new arrays get the store's
+    layout (every clip, every variant); the stored arrays are not touched.
+    Every shard is pending afterwards; a task writes only the new features of
+    its clips (:func:`write_added_features`) and the shard's digest.
+
+    Raises
+    ------
+    ConfigMismatchError
+        No finished store at ``uri``, or ``config`` does not only append ``added``.
+    """
+    shown = redact_uri(uri)
+    if split_version(uri)[1] is not None:
+        raise StoreError(f"cannot update {shown}: a pinned version is read-only; update the store without @VERSION")
+    existing = _existing_metadata(uri, storage_options, shown)
+    if existing is None or not existing.complete:
+        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    config = recorded_config(config)
+    stored = list(existing.features)
+    if list(config.features) != [*stored, *added]:
+        raise ConfigMismatchError(f"cannot add features {list(added)} to {shown}: the config's features "
+                                  f"{list(config.features)} are not the store's {stored} followed by them")
+    metadata = dataclasses.replace(
+        existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
+        config_hash=config.config_hash, features={**existing.features, **{n: config.features[n].bands for n in added}},
+    )
+    change = f"+feature {', '.join(added)}"
+    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
+                               intent=f"features|{config.config_hash}|{existing.clips_hash}")
+    started = _existing_metadata(target, storage_options, shown)
+    if started is not None and started.config_hash == metadata.config_hash:
+        logger.info("resuming the update of %s (%s)", shown, change)
+        return open_writer(target, storage_options=storage_options)
+
+    group = _open_group(target, storage_options, "r+")
+    for name in added:
+        if name in group:  # a half-done setup of this update: created again, empty
+            del group[name]
+        create_feature_array(group, name, config.features[name], metadata)
+    group[schema.SHARD_DIGEST][:] = ""  # every shard gets its new features and a new digest
+    group.attrs.put(metadata.to_attrs())  # last: a half-done setup is recognised (old config hash) and redone
+    logger.info("%s: adding feature(s) %s to %d shards", shown, ", ".join(added), existing.layout.n_shards)
+    return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
+
+
+def write_added_features(writer: StoreWriter, shard_index: int, results: Sequence[Any], added: Sequence[str]) -> str:
+    """Write the new features ``added`` of one shard's clips and the shard's digest; return the digest.
+
+    ``results`` are :class:`stores.writer.ClipResult` per clip of the shard
+    whose ``features`` hold, for each variant the clip has stored, only the
+    ``added`` features (none for a clip that is not ok). Their frame counts
+    must be the stored ``valid_frames``: the same signal, the same frames.
+
+    Raises
+    ------
+    StoreError
+        A result's shape or frame count does not match what the store holds.
+    """
+    start, stop = writer.layout.shard_range(shard_index)
+    variants = writer.variants
+    valid = np.asarray(writer.array(schema.VALID_FRAMES)[start:stop], dtype=np.int32)
+    bits = writer.metadata.layout.mantissa_bits
+    blocks = {name: np.zeros((stop - start, len(variants), writer.feature_bands[name], writer.max_frames), np.float16)
+              for name in added}
+    for c, result in enumerate(results):
+        if result.status != schema.STATUS_OK and valid[c].any():
+            source = writer.group["source"][start + c]
+            raise StoreError(
+                f"clip {start + c} ({source}) is stored but could not be computed again for the new feature(s) "
+                f"{', '.join(added)}: {result.reason}. The store stays at the version before; restore the file "
+                "and rerun the update, or build a new store without the clip"
+            )
+        for variant, feats in result.features.items():
+            j = variants.index(variant)
+            for name in added:
+                x = np.asarray(feats[name])
+                if x.ndim != 2 or x.shape[0] != writer.feature_bands[name] or x.shape[1] != valid[c, j]:
+                    raise StoreError(
+                        f"clip {start + c} variant {variant!r}: the new feature {name!r} has shape {x.shape}, the "
+                        f"store holds {valid[c, j]} frames of it with {writer.feature_bands[name]} bands; the clip's "
+                        "signal is not the one stored (its audio file changed?): build a new store"
+                    )
+                blocks[name][c, j, :, :x.shape[1]] = x if x.dtype == np.float16 else schema.round_mantissa(x, bits)
+    writer._write_objects(shard_index, start, stop, blocks, {})
+    stored = {name: np.asarray(writer.array(name)[start:stop]) for name in writer.feature_bands if name not in blocks}
+    return _write_digest(writer, shard_index, {**stored, **blocks}, valid)
+
+
+def _write_digest(writer: StoreWriter, shard_index: int, features: Mapping[str, np.ndarray], valid: np.ndarray) -> str:
+    """The digest of shard ``shard_index`` over ``features`` (every feature's whole block), ``valid``
+    and the stored columns, written to ``shard_digest`` (last: the shard is done) and returned."""
+    start, _ = writer.layout.shard_range(shard_index)
+    group = writer.group
     # the digest covers the shard's clips, not the padding rows that close a grown store's old last shard
-    real = int((~padding_rows(group["clip_id"][start:stop])).sum())
+    real = int((~padding_rows(group["clip_id"][start:start + len(valid)])).sum())
     outcome = {name: group[name][start:start + real] for name in schema.OUTCOME_COLUMNS}
     aug = {name: group[name][start:start + real] for name in writer.metadata.aug_arrays()}
-    full = {name: np.concatenate([blocks[name], new_blocks[name]], axis=1)[:real] for name in blocks}
-    digest = shard_digest(full, valid[:real], outcome, aug)
+    digest = shard_digest({name: block[:real] for name, block in features.items()}, valid[:real], outcome, aug)
     writer.array(schema.SHARD_DIGEST)[shard_index] = digest
     return digest

@@ -503,6 +503,23 @@ def _aug_array_names(aug_params: Mapping[str, Sequence[str]], variants: Sequence
     return arrays
 
 
+def create_feature_array(group: zarr.Group, name: str, info: FeatureInfo, metadata: StoreMetadata) -> None:
+    """The empty feature array ``name`` of the store ``metadata`` describes: float16
+    ``(clip, variant, band, frame)``, one object per shard of clips (``schema.py``)."""
+    layout, bands, max_frames = metadata.shards, info.bands, metadata.max_frames
+    n, nv, cps = layout.n_clips, len(metadata.variants), layout.clips_per_shard
+    compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
+    # Every chunk ends with its CRC32C (Zarr's crc32c codec), so every reader checks every byte it
+    # decodes (schema.py, "Read checks").
+    crc = [Crc32cCodec()] if schema.CHUNK_CHECKSUMS else []
+    group.create_array(
+        name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
+        shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=[compressor, *crc],
+        fill_value=0.0, dimension_names=("clip", "variant", schema.feature_dim(name), "frame"),
+        attributes={"units": info.units, "description": info.description or name},
+    )
+
+
 def _create_arrays(group: zarr.Group, metadata: StoreMetadata, features: Mapping[str, FeatureInfo],
                    clips: Mapping[str, Sequence[Any]]) -> None:
     """Every array of a new store, described by ``metadata`` (feature arrays' units and descriptions by
@@ -510,20 +527,12 @@ def _create_arrays(group: zarr.Group, metadata: StoreMetadata, features: Mapping
     layout = metadata.shards
     variants, max_frames = metadata.variants, metadata.max_frames
     n, nv, cps = layout.n_clips, len(variants), layout.clips_per_shard
-    compressor = BloscCodec(cname=schema.BLOSC_CNAME, clevel=schema.BLOSC_CLEVEL, shuffle=schema.BLOSC_SHUFFLE)
-    # Every chunk ends with its CRC32C (Zarr's crc32c codec), so every reader checks every byte it
-    # decodes (schema.py, "Read checks"); the other arrays keep zarr's default Zstd before it.
+    # the per-clip arrays: zarr's default Zstd, then the CRC32C of each chunk
     crc = [Crc32cCodec()] if schema.CHUNK_CHECKSUMS else []
-    checked = [compressor, *crc]
     columns = {"compressors": [ZstdCodec(level=0, checksum=False), *crc]}
 
-    for name, bands in metadata.features.items():
-        group.create_array(
-            name, shape=(n, nv, bands, max_frames), chunks=(1, 1, bands, max_frames),
-            shards=(cps, nv, bands, max_frames), dtype=schema.FEATURE_DTYPE, compressors=checked,
-            fill_value=0.0, dimension_names=("clip", "variant", schema.feature_dim(name), "frame"),
-            attributes={"units": features[name].units, "description": features[name].description or name},
-        )
+    for name in metadata.features:
+        create_feature_array(group, name, features[name], metadata)
     group.create_array(schema.VALID_FRAMES, shape=(n, nv), chunks=(cps, nv), dtype="int32", fill_value=0,
                        dimension_names=("clip", "variant"), **columns)
     variant_array = group.create_array(schema.VARIANT, shape=(nv,), chunks=(nv,), dtype=str, fill_value="",

@@ -156,12 +156,10 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
 
     growth = None if overwrite else growth_of(manifest, uri, options, update=update)
     extension = start_extension(uri, config, options) if growth is not None and not growth.new else None
-    per_clip_variants: dict[int, tuple[str, ...]] = {}
-    added: tuple[str, ...] = ()
     if growth is not None and growth.new:
         writer, store_clips = start_growth(uri, growth, manifest, config, options)
     elif extension is not None:
-        writer, store_clips, per_clip_variants, added = extension
+        writer, store_clips = extension.writer, extension.clips
     else:
         writer = create_store(
             uri, config=config, clips=_static_columns(manifest), labels=manifest.labels,
@@ -179,11 +177,12 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
         start, stop = writer.layout.shard_range(i)
         clips = tuple(
             (c.clip_id, join_root(manifest.root, c.path), c.path,
-             per_clip_variants[j] if extension is not None else clip_variants(c, augmented, config))
+             extension.variants[j] if extension is not None else clip_variants(c, augmented, config))
             for j, c in ((j, store_clips[j]) for j in range(start, stop))
         )
         tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options,
-                               extend=added))
+                               extend=extension.added_variants if extension is not None else (),
+                               add_features=extension.added_features if extension is not None else ()))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))

@@ -23,7 +23,7 @@ from stores.remote import is_remote
 from stores import ClipResult, open_writer
 from stores.schema import MANTISSA_BITS, round_mantissa
 from stores.uri import remote_errors
-from stores.updates import write_extension
+from stores.updates import write_added_features, write_extension
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class ShardTask:
     #: An update that adds these augmentation variants: only they are computed and written
     #: (:func:`stores.updates.write_extension`); clips with no variants are not decoded.
     extend: tuple[str, ...] = ()
+    #: An update that adds these features: only they are computed (of the variants each clip has
+    #: stored) and written (:func:`stores.updates.write_added_features`).
+    add_features: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +86,12 @@ def build_shard(task: ShardTask) -> ShardReport:
     # and says to rerun, not as a bare botocore exception.
     with remote_errors(task.uri):
         writer = open_writer(task.uri, storage_options=task.storage_options)
-        digest = write_extension(writer, task.shard_index, results, task.extend) if task.extend \
-            else writer.write_shard(task.shard_index, results)
+        if task.extend:
+            digest = write_extension(writer, task.shard_index, results, task.extend)
+        elif task.add_features:
+            digest = write_added_features(writer, task.shard_index, results, task.add_features)
+        else:
+            digest = writer.write_shard(task.shard_index, results)
     n_failed = sum(r.status != "ok" for r in results)
     t_end = time.perf_counter()
     return ShardReport(task.shard_index, len(results), n_failed, t_end - t0, t_end - t_write, digest)
@@ -96,9 +103,11 @@ def _extract_shard(task: ShardTask) -> list:
     The kernels are compiled here first so the sandbox child inherits them.
     """
     warm_up(task.config)
-    # an update adding variants decodes only the clips that get them
-    todo = [k for k, clip in enumerate(task.clips) if clip[3] or not task.extend]
-    outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants))
+    # an update decodes only the clips that get something
+    updating = bool(task.extend or task.add_features)
+    todo = [k for k, clip in enumerate(task.clips) if clip[3] or not updating]
+    features = task.add_features or None
+    outcomes = clip_outcomes([(path, source, (clip_id, task.config, variants, features))
                               for clip_id, path, source, variants in (task.clips[k] for k in todo)],
                              extract_for_store, limits=task.limits, source_options=task.source_options,
                              excerpt=excerpt_plan(task.config))
@@ -156,14 +165,15 @@ def excerpt_plan(config: PipelineConfig) -> ExcerptPlan:
 
 
 def extract_for_store(audio: "str | bytes", clip_id: str, config: PipelineConfig, variants: tuple[str, ...],
-                      name: str | None = None):
-    """:func:`pipeline.extract.process_clip` with every feature already rounded to the store's float16.
+                      features: tuple[str, ...] | None = None, name: str | None = None):
+    """:func:`pipeline.extract.process_clip` (of ``features`` only, if given) with every feature
+    already rounded to the store's float16.
 
     Runs in the sandbox child: rounding there halves the bytes that travel
     back to the task (float16 instead of float32), and the writer takes
     float16 features as they are.
     """
-    clip = process_clip(audio, clip_id, config, variants, name=name)
+    clip = process_clip(audio, clip_id, config, variants, name=name, features=features)
     for feats in clip.features.values():
         for feature, x in feats.items():
             feats[feature] = round_mantissa(x, MANTISSA_BITS)

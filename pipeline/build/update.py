@@ -26,14 +26,14 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from pipeline.config import AUGMENTATIONS, PipelineConfig
+from pipeline.config import AUGMENTATIONS, FEATURES, PipelineConfig
 from pipeline.datasets.base import ClipRecord, Manifest
 from pipeline.datasets.splits import GENERIC_SCHEMES
 from pipeline.errors import ConfigMismatchError
 from stores.errors import StoreDamageError
 from stores.reader import open_store
-from stores.updates import (appended_variants, check_same_config, extend_store, grow_store, newest_writer,
-                            padding_rows, stored_clip_ids)
+from stores.updates import (add_features, appended_features, appended_variants, check_same_config, extend_store,
+                            grow_store, newest_writer, padding_rows, stored_clip_ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,26 +174,64 @@ def open_newest(uri: str, storage_options: Mapping[str, Any], config: PipelineCo
     return writer
 
 
-def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[str, Any]
-                    ) -> tuple[Any, dict[int, ClipRecord], dict[int, tuple[str, ...]], tuple[str, ...]] | None:
-    """Start (or resume) the update that adds ``config``'s new augmentation variants to the store
-    at ``uri``; None when ``config`` adds none.
+@dataclasses.dataclass(frozen=True)
+class Extension:
+    """An update that extends every stored clip: new augmentation variants or new features.
 
-    Returns the writer, the stored clip at each clip index, the variants each
-    clip gets (the new ones for an ok clip of an augmented split, none
-    otherwise: such clips are not decoded at all), and the new variants.
+    writer : the update's writer (its transaction).
+    clips : clip index -> the stored clip there.
+    variants : clip index -> the variants computed for it: the new ones (a
+        variant extension) or the ones it has stored (a feature extension);
+        () for a clip that gets nothing (it is not decoded at all).
+    added_variants, added_features : what the update adds (one of them is empty).
+    """
+
+    writer: Any
+    clips: dict[int, ClipRecord]
+    variants: dict[int, tuple[str, ...]]
+    added_variants: tuple[str, ...] = ()
+    added_features: tuple[str, ...] = ()
+
+
+def added_features_of(metadata: Any, config: PipelineConfig) -> tuple[str, ...]:
+    """The optional features ``config`` appends to the store's (see :func:`stores.updates.appended_features`)."""
+    stored = set(metadata.features)
+    new = [name for name in config.features.feature_names() if name not in stored]
+    free = ["features.extra", *(f"features.{p}" for name in new for p in FEATURES[name].params)]
+    return appended_features(metadata, config, free)
+
+
+def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[str, Any]) -> Extension | None:
+    """Start (or resume) the update that adds ``config``'s new augmentation variants or new
+    features to the store at ``uri``; None when ``config`` adds neither.
+
+    A variant extension decodes the ok clips of the augmented splits and
+    computes only the new variants (all features); a feature extension decodes
+    every ok clip and computes only the new features, of each variant the
+    clip has stored (the same augmentation parameters are drawn again from
+    the seed, so the variant signals are the stored ones). A config that
+    appends both is neither (each check holds every other setting to the
+    store's): :func:`open_newest` refuses it, naming the way.
     """
     store = open_store(uri, storage_options=storage_options)
-    added = appended_variants(store.metadata, config)
-    if not added:
+    variants_added = appended_variants(store.metadata, config)
+    features_added = added_features_of(store.metadata, config)
+    if not variants_added and not features_added:
         return None
-    writer = extend_store(uri, config=config, storage_options=storage_options,
-                          aug_params=aug_param_names(added))
-    augmented = writer.metadata.augmented_splits
-    clips, variants = {}, {}
-    for i, row in enumerate(store.clips.itertuples()):
-        clips[i] = ClipRecord(str(row.clip_id), str(row.source), str(row.label), str(row.split), int(row.fold),
-                              str(row.group))
-        gets = row.status == "ok" and ("all" in augmented or row.split in augmented)
-        variants[i] = tuple(added) if gets else ()
-    return writer, clips, variants, tuple(added)
+    clips = {i: ClipRecord(str(row.clip_id), str(row.source), str(row.label), str(row.split), int(row.fold),
+                           str(row.group)) for i, row in enumerate(store.clips.itertuples())}
+    ok = (store.clips["status"] == "ok").to_numpy()
+    variants: dict[int, tuple[str, ...]] = {}
+    if variants_added:
+        writer = extend_store(uri, config=config, storage_options=storage_options,
+                              aug_params=aug_param_names(variants_added))
+        augmented = writer.metadata.augmented_splits
+        for i, clip in clips.items():
+            gets = ok[i] and ("all" in augmented or clip.split in augmented)
+            variants[i] = tuple(variants_added) if gets else ()
+        return Extension(writer, clips, variants, added_variants=tuple(variants_added))
+    stored_variants = store.valid_frames > 0  # [clip, variant]: what each clip has
+    writer = add_features(uri, config=config, added=features_added, storage_options=storage_options)
+    for i in clips:
+        variants[i] = tuple(v for j, v in enumerate(store.variants) if ok[i] and stored_variants[i, j])
+    return Extension(writer, clips, variants, added_features=tuple(features_added))

@@ -51,10 +51,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.fft
+import scipy.signal
 from numba import njit
 
 from pipeline.config import FEATURES, FeatureConfig
@@ -546,6 +547,54 @@ def harmonic_cens(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
     return spectra.harmonic_cens()
 
 
+def onset_tempogram(spectra: Spectra, cfg: FeatureConfig) -> np.ndarray:
+    """``tempogram`` (optional): autocorrelation tempogram of the onset strength, [tempogram_win_length, T].
+
+    As ``librosa.feature.tempogram(onset_envelope=librosa.onset.onset_strength(S=mel))``
+    with ``mel`` the ``mel`` feature (so the onsets are librosa's own spectral
+    flux of its default log-mel), ``win_length = cfg.tempogram_win_length``
+    and the frame centring of ``cfg.n_fft``: band ``k`` is lag ``k`` frames,
+    each frame normalised to a maximum of 1.
+    """
+    return tempogram(onset_strength(spectra.log_mel("signal", cfg.n_mels), n_fft=cfg.n_fft,
+                                    hop_length=cfg.hop_length), win_length=cfg.tempogram_win_length)
+
+
+def onset_strength(log_mel_db: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """Spectral-flux onset strength of a log-mel [bands, T], as ``librosa.onset.onset_strength(S=...)``.
+
+    The band mean of the positive first differences along time, delayed by one
+    frame plus ``n_fft // (2 * hop_length)`` (the centring of the frames), T values.
+    """
+    flux = np.maximum(0.0, log_mel_db[:, 1:] - log_mel_db[:, :-1]).mean(axis=0)
+    delay = 1 + n_fft // (2 * hop_length)
+    return np.concatenate([np.zeros(delay, flux.dtype), flux])[:log_mel_db.shape[1]]
+
+
+def tempogram(onsets: np.ndarray, *, win_length: int) -> np.ndarray:
+    """Autocorrelation tempogram of an onset envelope [T], as ``librosa.feature.tempogram(onset_envelope=...)``.
+
+    Centred windows of ``win_length`` frames (the envelope ramped linearly to
+    zero over half a window at each end), Hann-weighted, autocorrelated by FFT
+    and normalised to a maximum of 1 (frames that are all zero stay zero).
+
+    Returns
+    -------
+    np.ndarray [shape=(win_length, T)], float32
+    """
+    n = len(onsets)
+    half = win_length // 2
+    padded = np.pad(onsets, (half, half), mode="linear_ramp", end_values=(0, 0))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win_length)[:n]
+    window = scipy.signal.get_window("hann", win_length, fftbins=True)
+    n_fft = scipy.fft.next_fast_len(2 * win_length - 1, real=True)
+    power = np.abs(scipy.fft.rfft(frames * window, n=n_fft, axis=1)) ** 2
+    autocorr = scipy.fft.irfft(power, n=n_fft, axis=1)[:, :win_length]
+    peak = np.max(np.abs(autocorr), axis=1, keepdims=True)
+    peak[peak < np.finfo(autocorr.dtype).tiny] = 1.0
+    return np.ascontiguousarray((autocorr / peak).T, dtype=np.float32)
+
+
 def extract_features(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> dict[str, np.ndarray]:
     """All per-frame features of one mono signal.
 
@@ -587,11 +636,12 @@ def spectra_of(samples: np.ndarray, *, sr: int, cfg: FeatureConfig) -> Spectra:
     return Spectra(y, sr=sr, cfg=cfg)
 
 
-def features_of_spectra(spectra: Spectra) -> dict[str, np.ndarray]:
-    """Every registered feature of ``spectra`` (the result of :func:`extract_features`)."""
+def features_of_spectra(spectra: Spectra, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The features ``names`` of ``spectra`` (default: the config's, the result of
+    :func:`extract_features`); only the spectra those features need are computed."""
     cfg = spectra.cfg
     out = {}
-    for feature in FEATURES.values():
+    for feature in (FEATURES[name] for name in (cfg.feature_names() if names is None else names)):
         compute = resolve(feature.compute, what=f"feature {feature.name!r}")
         value = np.ascontiguousarray(compute(spectra, cfg), dtype=np.float32)
         expected = (feature.n_bands(cfg), spectra.n_frames)

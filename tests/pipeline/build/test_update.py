@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from pipeline import extract as extract_module
 from pipeline.build import plan as plan_module, shard_task
 from pipeline.isolation import ClipLimits
 from pipeline.build import build_store
@@ -307,3 +309,80 @@ def test_an_update_on_a_local_cluster_equals_the_serial_one(collection, grown, t
     _build(base, uri)
     update = build_store(bigger, uri, config=CFG, workers=2, clips_per_shard=CPS, progress=False, update=True)
     assert update.clips_built == 4 and update.fingerprint == grown[3].fingerprint
+
+
+# -- extending by a feature ------------------------------------------------------------------------------------
+WITH_TEMPOGRAM = dataclasses.replace(CFG, features=FeatureConfig(extra=("tempogram",), tempogram_win_length=64))
+
+
+def test_an_update_adding_a_feature_computes_only_it_and_equals_a_full_build(collection, tmp_path, monkeypatch):
+    base, _ = collection
+    uri = tmp_path / "s.zarr"
+    first = _build(base, uri)
+    before = {k: v for k, v in _objects(uri).items() if k != "head.json"}
+    seen, computed = [], []
+    real_task, real_features = shard_task.build_shard, extract_module.features_of_spectra
+    monkeypatch.setattr(shard_task, "build_shard", lambda task: seen.append(task) or real_task(task))
+    monkeypatch.setattr(extract_module, "features_of_spectra",
+                        lambda spectra, names=None: computed.append(names) or real_features(spectra, names))
+    monkeypatch.setattr(shard_task, "warm_up", lambda config: None)  # it computes every feature once
+    summary = build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                          clip_limits=ClipLimits(isolate=False))  # clips in this process: `computed` sees them
+    store = open_store(uri)
+    assert tuple(store.feature_bands) == ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens", "tempogram")
+    assert store.feature_bands["tempogram"] == 64 and summary.version != first.version
+    assert set(computed) == {("tempogram",)}  # only the new feature's DSP ran
+    # every ok clip, each variant it has stored (the train clips' gain variant too)
+    asked = {clip_id: variants for task in seen for clip_id, _, _, variants in task.clips}
+    assert asked == {c.clip_id: ("original", "gain") if c.split == "train" else ("original",) for c in base.clips}
+    after = _objects(uri)
+    assert {k: after.get(k) for k in before} == before  # every stored object keeps its bytes
+    assert store_log(uri)[0]["change"] == "+feature tempogram" and verify_store(uri)["ok"]
+    # the same store as one built with the feature from the start, fingerprint and all
+    full = build_store(base, tmp_path / "full.zarr", config=WITH_TEMPOGRAM, workers=0, clips_per_shard=CPS,
+                       progress=False)
+    assert full.fingerprint == summary.fingerprint
+    reference = open_store(tmp_path / "full.zarr")
+    index = int(store.select(split="train")[0])
+    for variant in ("original", "gain"):
+        np.testing.assert_array_equal(store.read_clip(index, variant)["tempogram"],
+                                      reference.read_clip(index, variant)["tempogram"])
+    pinned = open_store(f"{uri}@{first.version}")
+    assert "tempogram" not in pinned.feature_bands and pinned.fingerprint == first.fingerprint
+
+
+def test_a_changed_parameter_of_a_stored_feature_is_refused_with_the_way_out(collection, tmp_path):
+    base, _ = collection
+    uri = tmp_path / "s.zarr"
+    _build(base, uri)
+    build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True)
+    other = dataclasses.replace(CFG, features=FeatureConfig(extra=("tempogram",), tempogram_win_length=32))
+    with pytest.raises(ConfigMismatchError, match=r"features\.tempogram_win_length.*build a new store"):
+        build_store(base, uri, config=other, workers=0, progress=False, update=True)
+    both = dataclasses.replace(WITH_TEMPOGRAM, augment=AugmentConfig(variants=("gain", "noise")),
+                               features=FeatureConfig(extra=("tempogram",), tempogram_win_length=64, n_mels=64))
+    with pytest.raises(ConfigMismatchError, match="each in an update of its own"):
+        build_store(base, uri, config=both, workers=0, progress=False, update=True)
+    assert len(store_log(uri)) == 2  # nothing committed by the refused updates
+
+
+def test_a_feature_update_whose_audio_is_gone_stops_and_keeps_the_version(collection, tmp_path):
+    base, _ = collection
+    root = tmp_path / "audio"
+    shutil.copytree(base.root, root)
+    manifest = dataclasses.replace(base, root=root)
+    uri = tmp_path / "s.zarr"
+    first = _build(manifest, uri)
+    (root / manifest.clips[0].path).unlink()
+    with pytest.raises(Exception, match=r"could not be computed again for the new feature\(s\) tempogram"):
+        build_store(manifest, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                    on_shard_error="stop")
+    assert store_log(uri)[0]["id"] == first.version and "tempogram" not in open_store(uri).feature_bands
+
+
+def test_the_default_config_hash_is_the_one_stores_were_built_with():
+    # features.extra and tempogram_win_length are recorded only when set: stores built before them keep their hash
+    assert PipelineConfig().config_hash() == "2478b2dc72c7530234b4d9a88c546dbb20af58d0995bca9357a7a4573a1a6844"
+    assert "extra" not in PipelineConfig().to_dict()["features"]
+    assert WITH_TEMPOGRAM.to_dict()["features"]["extra"] == ["tempogram"]
+    assert PipelineConfig.from_dict(WITH_TEMPOGRAM.to_dict()) == WITH_TEMPOGRAM
