@@ -69,9 +69,10 @@ logger = logging.getLogger(__name__)
 
 
 def __getattr__(name: str) -> Any:
-    # FEATURE_NAMES follows the registry, also after a registration at run time.
+    # FEATURE_NAMES (the features of a default config: every registered one that is not optional)
+    # follows the registry, also after a registration at run time.
     if name == "FEATURE_NAMES":
-        return FEATURES.names()
+        return FeatureConfig().feature_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

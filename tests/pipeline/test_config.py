@@ -79,7 +79,9 @@ def test_sections_are_frozen():
 # -- the feature and augmentation registries ---------------------------------
 
 def test_registries_hold_the_built_ins_in_store_order():
-    assert FEATURES.names() == ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
+    assert FEATURES.names() == ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens", "tempogram")
+    assert FeatureConfig().feature_names() == ("mel", "harmonic_mel", "percussive_mel", "mfcc", "cens")
+    assert FeatureConfig(extra=("tempogram",), tempogram_win_length=48).feature_bands()["tempogram"] == 48
     assert AUGMENTATIONS.names() == DEFAULT_AUGMENTATIONS == AugmentConfig().variants
     assert AUGMENTATIONS["noise"].param_names == ("snr_db", "noise_seed")
     assert FeatureConfig(n_mels=96, hp_n_mels=32, n_mfcc=20).feature_bands() == {
@@ -100,7 +102,7 @@ def test_unknown_name_lists_the_valid_ones(registry, valid):
 def test_registry_refuses_bad_and_duplicate_names(name, match):
     with pytest.raises(ConfigError, match=match):
         register_feature(Feature(name, 1, "x:y"))
-    assert FEATURES.names()[0] == "mel" and len(FEATURES) == 5
+    assert FEATURES.names()[0] == "mel" and len(FEATURES) == 6
 
 
 @pytest.mark.parametrize("make, match", [
