@@ -10,7 +10,14 @@ Measured in one run, on demo clips (all the same length):
    update_s - alone_s (goal < 5 s: reading the store's clip table, the split
    rule, the transaction, the commit);
 3. ``noop_update_s``: the same ``--update`` again, nothing to add (goal < 5 s;
-   the store's size is ``base + new`` clips: pass many short clips for a large store).
+   the store's size is ``base + new`` clips).
+
+:func:`run_noop_bench` measures the no-op update at the goal's size (25,000
+clips): a folder collection of that many short clips (1 s, 8 kHz 8-bit WAV,
+so that the files fit a laptop's disk), its store (the original variant
+only: a no-op update reads the store's tables, not its features), then
+``pipeline build --dataset folder --update`` as a user runs it, in a fresh
+process (imports, the walk of the folder, the store's tables), timed whole.
 
 Alone and update run in that order and then again in the other order
 (``--repeats``), on fresh stores, and the medians are reported, because a
@@ -25,8 +32,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +44,18 @@ from typing import Any
 import pandas as pd  # the stored clip table the split rule reads
 
 from pipeline.build import build_store
-from pipeline.config import AudioConfig, PipelineConfig
+from pipeline.config import AudioConfig, AugmentConfig, PipelineConfig, WindowConfig
 from pipeline.datasets import load_manifest
 from pipeline.datasets.demo_synth import GENRES
 from pipeline.errors import ConfigError
+from pipeline.isolation import ClipLimits
 from pipeline.build.update import plan_growth
 from stores import schema
 from stores.versions import HEAD_HINT, MACHINERY_PREFIXES
 
 logger = logging.getLogger(__name__)
+#: The repository root: the fresh process imports this checkout's packages.
+_REPO = str(Path(__file__).resolve().parents[1])
 
 
 def run_update_bench(out: str | Path, base: int = 200, new: int = 20, *, seconds: float = 2.0, workers: int = 0,
@@ -119,3 +132,84 @@ def format_update_figures(f: dict[str, Any]) -> str:
         lines.append(f"  loader: versioned {f['loader_versioned_windows_per_s']:,.0f} windows/s, unversioned "
                      f"{f['loader_plain_windows_per_s']:,.0f} windows/s, ratio {f['loader_ratio']:.2f} (goal >= 0.9)")
     return "\n".join(lines)
+
+
+def write_short_collection(root: Path, clips: int, *, seconds: float, labels: int = 10) -> None:
+    """``clips`` WAV files of ``seconds`` (8 kHz, 8-bit: a tone and some noise) as ``root/<label>/<n>.wav``."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    sr = 8000
+    t = np.arange(int(round(seconds * sr))) / sr
+    for i in range(clips):
+        folder = root / f"label{i % labels:02d}"
+        if i < labels:
+            folder.mkdir(parents=True, exist_ok=True)
+        y = 0.4 * np.sin(2 * np.pi * (100 + (i % 997)) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(folder / f"{i:06d}.wav", y.astype(np.float32), sr, subtype="PCM_U8")
+
+
+def run_noop_bench(out: str | Path, clips: int = 25000, *, seconds: float = 1.0, workers: int = 2,
+                   repeats: int = 3) -> dict[str, Any]:
+    """Time a no-op ``pipeline build --update`` of a store of ``clips`` clips (see the module docstring).
+
+    Returns the setup's figures (writing the files, building the store) and
+    each timed run: ``noop_cli_s`` the whole command in a fresh process, and
+    in this process ``noop_manifest_s`` (walking the folder) and
+    ``noop_build_s`` (the update itself: reading the store, nothing to do).
+    """
+    if clips <= 0 or repeats <= 0 or seconds <= 0:
+        raise ConfigError(f"--noop-clips={clips}, --repeats={repeats} and --seconds={seconds} must be positive")
+    folder = Path(out)
+    root, store, config_file = folder / "collection", folder / "noop.zarr", folder / "config.toml"
+    t0 = time.perf_counter()
+    marker = folder / f"collection-{clips}-{seconds:g}s.done"
+    if not marker.is_file():  # a kept folder (--noop-folder) is written once
+        shutil.rmtree(root, ignore_errors=True)
+        write_short_collection(root, clips, seconds=seconds)
+        marker.touch()
+    write_s = time.perf_counter() - t0
+    config = PipelineConfig(audio=AudioConfig(clip_seconds=seconds), window=WindowConfig(window_seconds=seconds),
+                            augment=AugmentConfig(variants=()))
+    config_file.write_text(f"[audio]\nclip_seconds = {seconds}\n[window]\nwindow_seconds = {seconds}\n"
+                           "[augment]\nvariants = []\n")
+    t0 = time.perf_counter()
+    manifest = load_manifest("folder", root)
+    # the setup (a kept store is only checked; it resumes if it was interrupted), not timed: no sandbox per clip
+    built = build_store(manifest, store, config=config, workers=workers, progress=False,
+                        clip_limits=ClipLimits(isolate=False))
+    build_s = time.perf_counter() - t0
+    command = [sys.executable, "-c", "import sys; from workflows.cli import main; sys.exit(main())", "build", "--dataset", "folder", "--root", str(root),
+               "--out", str(store), "--config", str(config_file), "--update", "--workers", str(workers)]
+    cli_s, manifest_s, update_s = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _REPO})
+        cli_s.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise RuntimeError(f"the no-op update failed ({done.returncode}): {done.stderr[-2000:]}")
+        t0 = time.perf_counter()
+        manifest = load_manifest("folder", root)
+        manifest_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        report = build_store(manifest, store, config=config, workers=workers, progress=False, update=True)
+        update_s.append(time.perf_counter() - t0)
+        if report.clips_built or report.version != built.version:
+            raise RuntimeError(f"the no-op update built {report.clips_built} clips / committed {report.version}")
+    return {"noop_store_clips": built.n_clips, "noop_clip_seconds": seconds, "noop_workers": workers,
+            "noop_write_files_s": write_s, "noop_build_store_s": build_s, "noop_cli_s": statistics.median(cli_s),
+            "noop_manifest_s": statistics.median(manifest_s), "noop_build_s": statistics.median(update_s),
+            "noop_cli_runs_s": cli_s, "noop_manifest_runs_s": manifest_s, "noop_build_runs_s": update_s}
+
+
+def format_noop_figures(f: dict[str, Any]) -> str:
+    return "\n".join([
+        f"no-op --update of a {f['noop_store_clips']:,}-clip store ({f['noop_clip_seconds']:g} s clips, folder dataset, "
+        f"median of {len(f['noop_cli_runs_s'])}):",
+        f"  the command, in a fresh process   {f['noop_cli_s']:.2f} s (goal < 5 s)",
+        f"  of which, in one process: walking the folder {f['noop_manifest_s']:.2f} s, "
+        f"the update {f['noop_build_s']:.2f} s",
+        f"  (setup, not timed against the goal: writing the files {f['noop_write_files_s']:.0f} s, "
+        f"building the store {f['noop_build_store_s']:.0f} s)",
+    ])

@@ -26,7 +26,6 @@ import functools
 import math
 
 import numpy as np
-from scipy.signal import lfilter
 
 from pipeline.errors import ConfigError
 
@@ -313,6 +312,8 @@ def synthesize(spec: GenreSpec, artist: ArtistStyle, rng: np.random.Generator, *
             bass[start:stop] += wave * _envelope(stop - start, sr, 0.005, 0.4, 0.5)
     # Brightness: a one-pole low-pass whose cut-off is the artist's.
     alpha = 1.0 - math.exp(-2.0 * math.pi * artist.brightness_hz / sr)
+    from scipy.signal import lfilter  # here: scipy.signal costs every `pipeline` command ~0.5 s to import
+
     tonal = lfilter([alpha], [1.0, alpha - 1.0], chords / max(size, 1) + artist.bass_level * bass)
 
     drums = np.zeros(n)

@@ -55,7 +55,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 from numba import njit
 
 from pipeline.config import FEATURES, FeatureConfig
@@ -587,7 +586,7 @@ def tempogram(onsets: np.ndarray, *, win_length: int) -> np.ndarray:
     half = win_length // 2
     padded = np.pad(onsets, (half, half), mode="linear_ramp", end_values=(0, 0))
     frames = np.lib.stride_tricks.sliding_window_view(padded, win_length)[:n]
-    window = scipy.signal.get_window("hann", win_length, fftbins=True)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)  # periodic Hann, float64
     n_fft = scipy.fft.next_fast_len(2 * win_length - 1, real=True)
     power = np.abs(scipy.fft.rfft(frames * window, n=n_fft, axis=1)) ** 2
     autocorr = scipy.fft.irfft(power, n=n_fft, axis=1)[:, :win_length]

@@ -4,6 +4,7 @@ and the time-stretch study (the benchmarks themselves live in :mod:`bench`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -46,6 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=0, help="0: serial, in this process (default); N: a LocalCluster")
     b.add_argument("--repeats", type=int, default=2, help="timed (alone, update) pairs, alternating order")
     b.add_argument("--loader-seconds", type=float, default=5.0, help="each loader measurement (0: skip the loader)")
+    b.add_argument("--noop-clips", type=int, default=0, metavar="N",
+                   help="instead: a no-op --update of a store of N short clips (the goal's size: 25000), timed as "
+                        "the command in a fresh process (about 1 GB of files and 10 minutes of setup on 2 cores)")
+    b.add_argument("--noop-folder", metavar="PATH", help="keep the no-op bench's files and store there (a rerun "
+                                                          "reuses them; default: a temporary folder)")
     b.add_argument("--json", metavar="FILE")
     b.set_defaults(func=_update)
 
@@ -113,6 +119,16 @@ def _build(args: argparse.Namespace) -> int:
 def _update(args: argparse.Namespace) -> int:
     from bench.update import format_update_figures, run_update_bench  # dask: loaded on use
 
+    if args.noop_clips:
+        from bench.update import format_noop_figures, run_noop_bench
+
+        with contextlib.ExitStack() as stack:
+            folder = args.noop_folder or stack.enter_context(tempfile.TemporaryDirectory(prefix="update-bench-"))
+            figures = run_noop_bench(folder, args.noop_clips, workers=args.workers or 2, repeats=max(args.repeats, 3))
+        print(format_noop_figures(figures))
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+        return 0
     with tempfile.TemporaryDirectory(prefix="update-bench-") as folder:
         figures = run_update_bench(folder, args.base, args.new, seconds=args.seconds, workers=args.workers,
                                    repeats=args.repeats)
