@@ -386,3 +386,46 @@ def test_the_default_config_hash_is_the_one_stores_were_built_with():
     assert "extra" not in PipelineConfig().to_dict()["features"]
     assert WITH_TEMPOGRAM.to_dict()["features"]["extra"] == ["tempogram"]
     assert PipelineConfig.from_dict(WITH_TEMPOGRAM.to_dict()) == WITH_TEMPOGRAM
+
+
+def test_a_feature_added_on_the_ceph_gateway_after_a_killed_try(collection, s3_server, monkeypatch):
+    import secrets
+
+    from stores.versions import location_repository
+
+    base, _ = collection
+    fs = s3_server.filesystem()
+    bucket = f"hfs-feature-{secrets.token_hex(4)}"
+    fs.mkdir(bucket)
+    uri, options = f"s3://{bucket}/s.zarr", s3_server.storage_options()
+    try:
+        first = _build(base, uri, storage_options=options)
+        reader = open_store(uri, storage_options=options)
+        real = shard_task.build_shard
+        calls = []
+
+        def killed_after_one(task):  # the first shard is written, then the process "dies"
+            if calls:
+                raise KeyboardInterrupt
+            calls.append(task.shard_index)
+            return real(task)
+
+        monkeypatch.setattr(shard_task, "build_shard", killed_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                        storage_options=options)
+        assert open_store(uri, storage_options=options).version == first.version
+        resumed = []
+        monkeypatch.setattr(shard_task, "build_shard", lambda task: resumed.append(task.shard_index) or real(task))
+        update = build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                             storage_options=options)
+        assert calls[0] not in resumed and len(resumed) == update.n_shards - 1  # the written shard is kept
+        assert "tempogram" not in reader.feature_bands  # the open reader still reads its version
+        store = open_store(uri, storage_options=options)
+        assert store.feature_bands["tempogram"] == 64 and store.version == update.version
+        repo = location_repository(uri, options, writable=False)
+        old, new = repo.manifest(repo.resolve(first.version)), repo.manifest(repo.resolve(update.version))
+        assert all(new[k] == v for k, v in old.items() if "/c/" in k and k.split("/")[0] != "shard_digest")
+        assert verify_store(uri, storage_options=options)["ok"]
+    finally:
+        fs.rm(bucket, recursive=True)
