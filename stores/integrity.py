@@ -66,7 +66,7 @@ def damage_error(store: Any, array: str, shard: int, problem: str, key: str = ""
     where = f"shard {shard} of array {array!r} ({obj}{clips_of_shard(store, shard)})" if shard >= 0 \
         else f"array {array!r}"
     return StoreDamageError(f"{store.uri}: {where} is damaged: {problem}; {REPAIR_FIX.format(uri=store.uri)}",
-                            array=array, shard=shard, problem=problem)
+                            array=array, shard=shard, problem=problem, key=key)
 
 
 @dataclasses.dataclass(frozen=True)

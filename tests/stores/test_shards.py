@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 import shutil
 
@@ -338,8 +339,10 @@ def test_damage_to_an_extension_object_is_named_like_damage_to_a_first_object(bu
     damage(folder_objects(uri), str(object_path(uri, "mel/c/1/1/0/0").relative_to(uri)))
     store = open_store(uri)
     with pytest.raises(StoreDamageError, match=rf"shard 1 of array 'mel' \(object 'mel/c/1/1/0/0', clips 3-5 "
-                       rf"\(c03, c04, c05\)\) is damaged: {named}.*pipeline verify"):
+                       rf"\(c03, c04, c05\)\) is damaged: {named}.*pipeline verify") as caught:
         store.read_shard(1, features=["mel"])
+    # the key travels with the error, also from a DataLoader worker (pickled)
+    assert caught.value.key == pickle.loads(pickle.dumps(caught.value)).key == "mel/c/1/1/0/0"
     with pytest.raises(StoreDamageError, match="'mel/c/1/1/0/0'"):
         store.read_shard(1, variants=[3])
     # what does not need the damaged object still reads: the stored variants, the other shards
