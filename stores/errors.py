@@ -48,18 +48,20 @@ class StoreDamageError(StoreError, ValueError):
     missing or unreadable); the message names the array, the shard and its clips, and the fix.
 
     ``array`` and ``shard`` are the damaged array's name and shard index where known (else "" and -1);
-    ``problem`` what was found, without the store, the clips and the fix.
+    ``key`` the damaged object's store key where known (a shard of a feature array extended with
+    variants is several objects); ``problem`` what was found, without the store, the clips and the fix.
     """
 
-    def __init__(self, message: str, *, array: str = "", shard: int = -1, problem: str = "") -> None:
+    def __init__(self, message: str, *, array: str = "", shard: int = -1, problem: str = "", key: str = "") -> None:
         super().__init__(message)
         self.array = array
         self.shard = shard
         self.problem = problem or message
+        self.key = key
 
     def __reduce__(self):
-        return (_rebuild_damage, (str(self), self.array, self.shard, self.problem))
+        return (_rebuild_damage, (str(self), self.array, self.shard, self.problem, self.key))
 
 
-def _rebuild_damage(message: str, array: str, shard: int, problem: str) -> StoreDamageError:
-    return StoreDamageError(message, array=array, shard=shard, problem=problem)
+def _rebuild_damage(message: str, array: str, shard: int, problem: str, key: str = "") -> StoreDamageError:
+    return StoreDamageError(message, array=array, shard=shard, problem=problem, key=key)

@@ -2,11 +2,13 @@
 
 What is checked, and against what (README, "Read checks"):
 
-- a feature shard object: its chunk index against the index's CRC32C, the
-  chunks it lists against the bytes before it (nothing cut off or added),
-  each chunk against its own CRC32C (stores built since the read checks:
-  Zarr's ``crc32c`` codec after Blosc), and the object's presence where its
-  shard holds computed frames (:meth:`stores.shards.ShardDecoder.check`);
+- a feature shard object (each of a shard's objects along the variant axis,
+  in a store extended with variants): its chunk index against the index's
+  CRC32C, the chunks it lists against the bytes before it (nothing cut off or
+  added), each chunk against its own CRC32C (stores built since the read
+  checks: Zarr's ``crc32c`` codec after Blosc), and the object's presence
+  where its variants hold computed frames (:meth:`stores.shards.ShardDecoder.check`,
+  :meth:`~stores.shards.ShardDecoder.check_present`);
 - a chunk of any other array: its CRC32C (new stores; zarr-python checks it
   when it decodes), else only that it decodes;
 - a built shard's per-clip column objects: present (a "pending" status or an
@@ -64,7 +66,7 @@ def damage_error(store: Any, array: str, shard: int, problem: str, key: str = ""
     where = f"shard {shard} of array {array!r} ({obj}{clips_of_shard(store, shard)})" if shard >= 0 \
         else f"array {array!r}"
     return StoreDamageError(f"{store.uri}: {where} is damaged: {problem}; {REPAIR_FIX.format(uri=store.uri)}",
-                            array=array, shard=shard, problem=problem)
+                            array=array, shard=shard, problem=problem, key=key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,9 +200,8 @@ def find_damage(store: Any, *, on_shard: Callable[[int, dict[str, np.ndarray], n
         found += _missing_columns(arrays, columns, i, real_rows[start:stop])
         for name in features:
             decoder = store._decoder(name)  # None: not our layout, checked by zarr-python's read and the digest
-            problem = "" if decoder is None else _feature_object_problem(decoder, i, valid)
-            if problem:
-                found.append(Damage(name, i, decoder.key(i), problem))
+            if decoder is not None:
+                found += [Damage(name, i, key, problem) for key, problem in _feature_object_problems(decoder, i, valid)]
         damage += found
         if found or not digest or not digestible:
             continue  # damage already named, not built, or an array unreadable: its digest cannot be recomputed
@@ -282,19 +283,20 @@ def consolidated_entry(raw: zarr.abc.store.Store, name: str) -> dict[str, Any] |
         return None
 
 
-def _feature_object_problem(decoder: Any, shard: int, valid: np.ndarray | None) -> str:
-    """What is wrong with the object of ``shard`` that ``decoder`` (a :class:`stores.shards.ShardDecoder`)
-    reads ("" if nothing); ``valid``: the shard's valid frame counts (None: unreadable)."""
-    data = sync(decoder.fetch(shard))
-    if data is None:
-        if valid is None or (np.asarray(valid) > 0).any():
-            return "the object is missing (its shard holds computed frames)"
-        return ""
-    try:
-        decoder.check(shard, data)
-    except StoreDamageError as exc:
-        return exc.problem
-    return ""
+def _feature_object_problems(decoder: Any, shard: int, valid: np.ndarray | None) -> list[tuple[str, str]]:
+    """``(key, problem)`` of every object of ``shard`` that ``decoder`` (a :class:`stores.shards.ShardDecoder`)
+    reads and finds damaged: one object per shard, or one per variant part of a store extended with
+    variants (all fetched at once); ``valid``: the shard's valid frame counts (None: unreadable)."""
+    problems = []
+    for part, data in sync(decoder.fetch(shard)).items():
+        try:
+            if data is None:
+                decoder.check_present(shard, {part: None}, valid)
+            else:
+                decoder.check(shard, data, part)
+        except StoreDamageError as exc:
+            problems.append((exc.key, exc.problem))
+    return problems
 
 
 def _strays(store: Any, raw: zarr.abc.store.Store, arrays: dict[str, zarr.Array]) -> list[Damage]:

@@ -343,8 +343,10 @@ class FeatureStore:
             direct = [name for name, decoder in decoders.items() if decoder is not None]
             fetched = {}
             if direct:
-                # every feature's object requested at once: on object stores the round trips overlap
-                fetched = dict(zip(direct, sync(_gather(*(decoders[name].fetch(shard_index) for name in direct)))))
+                # every feature's objects (those holding the variants asked for) requested at once: on object
+                # stores the round trips overlap
+                fetched = dict(zip(direct, sync(_gather(*(decoders[name].fetch(shard_index, columns)
+                                                          for name in direct)))))
             for name in names:
                 target = None if out is None else out.get(name)
                 if target is None:
@@ -352,15 +354,15 @@ class FeatureStore:
                     target = np.zeros(shape, dtype=schema.FEATURE_DTYPE)
                 try:
                     if name in fetched:
-                        if fetched[name] is None and self.valid_frames[start:stop].any():
-                            raise StoreDamageError("the object is missing (its shard holds computed frames)")
+                        if any(data is None for data in fetched[name].values()):  # valid_frames read only then
+                            decoders[name].check_present(shard_index, fetched[name], self.valid_frames[start:stop])
                         result[name] = decoders[name].decode(shard_index, fetched[name], target, columns)
                     else:
                         selection = slice(None) if columns is None else columns
                         target[:, selection] = self.array(name).oindex[start:stop, selection]
                         result[name] = target
                 except StoreDamageError as exc:
-                    key = decoders[name].key(shard_index) if decoders.get(name) else ""
+                    key = exc.key or (decoders[name].key(shard_index) if decoders.get(name) else "")
                     raise damage_error(self, name, shard_index, exc.problem, key) from exc
                 except ValueError as exc:  # zarr-python's crc32c codec
                     if not is_checksum_mismatch(exc):

@@ -307,3 +307,53 @@ def test_evaluate_stops_naming_the_shard(demo, tmp_path):
     flip_byte(objects, key, 200)
     with pytest.raises(StoreDamageError, match=rf"shard {shard} of array 'mel' \(object '{key}'"):
         list(iter_clip_windows(open_store(uri), test_clips, ("mel",)))
+
+
+# -- a store extended with a variant (`build --update`): a shard's new variants are a second object ---------------
+
+MEL_1_EXTENSION = "mel/c/1/1/0/0"  # the mel object of shard 1 holding the appended variant
+
+
+@pytest.fixture(scope="module")
+def extended_demo(demo, tmp_path_factory):
+    """``(config, folder store extended with "noise", its fingerprint)``."""
+    manifest, cfg, pristine, _ = demo
+    uri = tmp_path_factory.mktemp("extended") / "extended.zarr"
+    shutil.copytree(pristine, uri)
+    more = PipelineConfig(audio=cfg.audio, augment=AugmentConfig(variants=("gain", "noise")))
+    build_store(manifest, str(uri), config=more, workers=0, progress=False, update=True)
+    return more, uri, open_store(uri).fingerprint
+
+
+def physical_key(uri: str, key: str) -> str:
+    """Where logical ``key`` is in the newest version of the folder store ``uri`` (an update writes its
+    objects under ``data/<transaction>/``)."""
+    from stores.versions import location_repository
+
+    repo = location_repository(uri, None, writable=False)
+    return repo.manifest(repo.resolve(None))[key]
+
+
+EXTENSION_CASES: dict[str, tuple[Callable[[Objects, str], None], str]] = {
+    "flipped byte in chunk data": (lambda o, k: flip_byte(o, k, 200), "fails its CRC32C checksum"),
+    "object cut short": (cut_short, "chunk index fails its CRC32C"),
+    "object missing": (remove, "the object is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTENSION_CASES))
+def test_damage_to_an_extension_object(demo, extended_demo, tmp_path, capsys, case):
+    damage, named = EXTENSION_CASES[case]
+    manifest = demo[0]
+    cfg, pristine, fingerprint = extended_demo
+    uri = str(tmp_path / "copy.zarr")
+    shutil.copytree(pristine, uri)
+    damage(folder_objects(Path(uri)), physical_key(uri, MEL_1_EXTENSION))
+    code, text = run(capsys, "verify", uri)
+    assert code == 1 and f"shard 1 array 'mel' object '{MEL_1_EXTENSION}': " in text and named in text
+    with pytest.raises(StoreDamageError, match=rf"{uri}: shard 1 of array 'mel' \(object '{MEL_1_EXTENSION}', "
+                                               rf"clips 4-7 .*\) is damaged: .*{named}.*rerun the"):
+        read_every_window(uri)
+    summary = build_store(manifest, uri, config=cfg, workers=0, progress=False)
+    assert summary.fingerprint == fingerprint and summary.shards_built == 1
+    assert verify_store(uri)["ok"]
