@@ -249,9 +249,9 @@ class ShardEncoder(_ShardObjects):
         parts.append(np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes())
         return b"".join(parts)
 
-    async def write(self, shard_index: int, block: np.ndarray) -> None:
-        """Encode and store every object of shard ``shard_index`` concurrently (deleting those
-        whose chunks are all fill value)."""
+    async def write(self, shard_index: int, block: np.ndarray, parts: Sequence[int] | None = None) -> None:
+        """Encode and store the objects ``parts`` (default: every one) of shard ``shard_index``
+        concurrently, deleting those whose chunks are all fill value."""
         async def write_part(part: int) -> None:
             key = self.key(shard_index, part)
             data = self.encode(block, part)
@@ -260,7 +260,7 @@ class ShardEncoder(_ShardObjects):
             else:
                 await self._store.set(key, default_buffer_prototype().buffer.from_bytes(data))
 
-        await asyncio.gather(*(write_part(part) for part in range(self.n_parts)))
+        await asyncio.gather(*(write_part(part) for part in (range(self.n_parts) if parts is None else parts)))
 
 
 #: The problem of an object that is missing where its variants hold computed frames.

@@ -278,13 +278,10 @@ def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any
                 valid[c, first + j] = x.shape[1]
             for param, value in result.params.get(variant, {}).items():
                 new_aug[writer.aug_arrays[variant][param]][c] = float(value)
-    for name, block in new_blocks.items():
-        writer.array(name)[start:stop, first:] = block
-    writer.array(schema.VALID_FRAMES)[start:stop, first:] = valid[:, first:]
-    for array, values in new_aug.items():
-        writer.array(array)[start:stop] = values
-    return _write_digest(writer, shard_index,
-                         {name: np.concatenate([blocks[name], new_blocks[name]], axis=1) for name in blocks}, valid)
+    full = {name: np.concatenate([blocks[name], new_blocks[name]], axis=1) for name in blocks}
+    # only the objects holding the new variants are written (by our encoder where the layout is ours)
+    writer._write_objects(shard_index, start, stop, full, {schema.VALID_FRAMES: valid, **new_aug}, first_variant=first)
+    return _write_digest(writer, shard_index, full, valid)
 
 
 def appended_features(existing: StoreMetadata, config: RecordedConfig | Any,

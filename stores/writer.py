@@ -272,18 +272,25 @@ class StoreWriter:
         return digest
 
     def _write_objects(self, shard_index: int, start: int, stop: int, blocks: Mapping[str, np.ndarray],
-                       columns: Mapping[str, np.ndarray]) -> None:
+                       columns: Mapping[str, np.ndarray], first_variant: int = 0) -> None:
         """Every object of the shard, written concurrently in one round trip: feature
         shards by our own encoder (:class:`stores.shards.ShardEncoder`) where the layout
-        is ours (else by zarr-python), the per-clip columns by zarr-python."""
+        is ours (else by zarr-python), the per-clip columns by zarr-python.
+
+        With ``first_variant`` (an update appending variants) only the feature
+        objects holding variants from there on are written: ``blocks`` are
+        whole shards, the stored variants' objects stay as they are.
+        """
         writes = []
         for name, block in blocks.items():
             array = self.array(name)
             encoder = self._encoder(name)
             if encoder is None:
-                writes.append(array._async_array.setitem(slice(start, stop), block))
+                columns_from = (slice(start, stop), slice(first_variant, None))
+                writes.append(array._async_array.setitem(columns_from, block[:, first_variant:]))
             else:
-                writes.append(encoder.write(shard_index, block))
+                writes.append(encoder.write(shard_index, block,
+                                            encoder.parts(range(first_variant, block.shape[1]))))
         for name, values in columns.items():
             writes.append(self.array(name)._async_array.setitem(slice(start, stop), values))
 
