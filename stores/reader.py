@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from zarr.core.sync import sync
 
 from stores import schema
 from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
+from stores.columns import read_column
 from stores.errors import StoreDamageError, StoreError, StoreIncompleteError, StoreNotFoundError
 from stores.integrity import damage_error
 from stores.listing import root_metadata_missing
@@ -82,7 +84,8 @@ class FeatureStore:
         return arr
 
     def column(self, name: str) -> np.ndarray:
-        """The whole array ``name`` (a per-clip column, ``valid_frames``), every chunk checked.
+        """The whole array ``name`` (a per-clip column, ``valid_frames``), every chunk checked
+        (strings as str, a 1-D column read directly as an object array, see :mod:`stores.columns`).
 
         Raises
         ------
@@ -93,7 +96,8 @@ class FeatureStore:
         array = self.array(name)
         try:
             with remote_errors(self._raw_uri):
-                return array[:]
+                direct = read_column(array)  # one concurrent fetch; None: zarr-python reads it (and names damage)
+                return array[:] if direct is None else direct
         except Exception as exc:
             if not isinstance(exc, (StoreDamageError, ValueError, RuntimeError)) \
                     or (isinstance(exc, StoreError) and not isinstance(exc, StoreDamageError)):
@@ -186,14 +190,26 @@ class FeatureStore:
 
     # -- per-clip tables -------------------------------------------------------
     @functools.cached_property
-    def clips(self) -> pd.DataFrame:
-        """One row per clip (row i = clip index i), columns of :data:`schema.CLIP_COLUMNS`."""
+    def static_clips(self) -> pd.DataFrame:
+        """One row per clip, the columns of :data:`schema.STATIC_COLUMNS` only (what the collection
+        said of each clip: one object per column, where the outcome columns are one per shard;
+        an update's plan needs no more)."""
+        return self._table(schema.STATIC_COLUMNS)
+
+    def _table(self, columns: Mapping[str, str]) -> pd.DataFrame:
         data = {}
-        for name, kind in {**schema.STATIC_COLUMNS, **schema.OUTCOME_COLUMNS}.items():  # CLIP_COLUMNS' order
+        for name, kind in columns.items():
             values = self.column(name)
             data[name] = values.astype(object).astype(str) if kind == "str" else values
         frame = pd.DataFrame(data)
         frame.index.name = "clip"
+        return frame
+
+    @functools.cached_property
+    def clips(self) -> pd.DataFrame:
+        """One row per clip (row i = clip index i), columns of :data:`schema.CLIP_COLUMNS`."""
+        outcome = self._table(schema.OUTCOME_COLUMNS)
+        frame = pd.concat([self.static_clips, outcome], axis=1)  # CLIP_COLUMNS' order
         # padding rows (empty clip_id, stores.updates) close the last shard of a store before it grew: never built
         pending = np.flatnonzero((frame["status"].to_numpy() == schema.STATUS_PENDING)
                                  & (frame["clip_id"].to_numpy() != schema.PADDING_CLIP_ID))
@@ -398,11 +414,27 @@ class FeatureStore:
             return local_path(location).stat().st_size
         if scheme_of(location) in READ_ONLY_SCHEMES:
             return -1
+        folder = local_path(location)
+        if folder is not None:  # os.scandir: ~10x faster than fsspec's du on a store of 25,000 clips
+            return _folder_bytes(folder)
         fs, root = filesystem(location, storage_options=self._storage_options)
         # a cached listing (of this folder or one below it) may predate the newest version's objects
         for cached in [p for p in getattr(fs, "dircache", {}) if str(p).startswith(root.rstrip("/"))]:
             fs.invalidate_cache(cached)
         return int(fs.du(root, total=True))
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of every file below ``folder`` (links not followed)."""
+    total, pending = 0, [str(folder)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 async def _gather(*coroutines: Any) -> list[Any]:

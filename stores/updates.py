@@ -59,7 +59,7 @@ def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | Non
     if _existing_metadata(uri, storage_options, shown) is None:
         return None
     store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-    ids = store.clips["clip_id"].astype(str).to_numpy()
+    ids = store.static_clips["clip_id"].astype(str).to_numpy()
     return [str(i) for i in ids[~padding_rows(ids)]]
 
 

@@ -16,7 +16,8 @@ The credentials split between this process and the workers is
 :func:`stores.remote.split_credentials`, with everything else remote-storage.
 """
 
-from pipeline.build.cluster import QUIET_CLUSTER_CONFIG, SINGLE_THREAD_ENV, dask_client
+from typing import Any
+
 from pipeline.build.plan import augmented_splits, parse_max_failures, store_order
 from pipeline.build.run import SHARD_ERROR_POLICIES, TASK_RETRIES, build_store, progress_bar
 from pipeline.build.shard_task import (ShardReport, ShardTask, build_shard, clip_outcomes, clip_variants, excerpt_plan,
@@ -28,3 +29,12 @@ __all__ = [
     "ShardTask", "augmented_splits", "build_shard", "build_store", "clip_outcomes", "clip_variants", "dask_client",
     "excerpt_plan", "extract_for_store", "parse_max_failures", "progress_bar", "store_order",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The cluster's names import distributed (~0.5 s): only where a cluster starts, not for every command.
+    if name in ("QUIET_CLUSTER_CONFIG", "SINGLE_THREAD_ENV", "dask_client"):
+        from pipeline.build import cluster
+
+        return getattr(cluster, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ rule would have taken them (mmap 32 MiB, trim 64 MiB) with ``mallopt``: the
 same speed as a plain process (2.39 clips/s), whatever environment the worker
 was started with. It runs in every build and scan task (two calls, once per
 process), so workers we did not start (``dask worker`` on another machine,
-the docker-compose workers) are covered too; :class:`AllocatorPlugin` applies
+the docker-compose workers) are covered too; :class:`~pipeline.build.worker_plugin.AllocatorPlugin` applies
 it as soon as a worker joins. Where ``mallopt`` does not exist (not glibc) and
 the variable is set, a warning names the fix instead.
 """
@@ -91,33 +91,8 @@ def nanny_environ_without_tunables(environ: dict) -> dict:
     return {k: v for k, v in environ.items() if k not in MALLOC_TUNABLE_ENV}
 
 
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency; keep this module importable
-    WorkerPlugin = object  # type: ignore[misc,assignment]
-
-
-class AllocatorPlugin(WorkerPlugin):  # type: ignore[misc]
-    """Makes every worker of a cluster, present and future, compute like a plain process.
-
-    In each worker: :func:`tune_allocator`; Dask's statistical profiler
-    (which samples the worker's stacks every 10 ms) stopped; the event-loop
-    tick measured every second instead of every 20 ms. Measured here on a
-    ``dask scheduler`` + 2 ``dask worker`` cluster started with Dask's
-    defaults: build efficiency 0.89 (1 worker) and 0.84 (2 workers) of the
-    serial per-core rate, against 1.01 and 0.97 with those settings. The
-    dashboard's profile page of these workers stays empty afterwards.
-    """
-
-    name = "harmonic-feature-store-allocator"
-
-    def setup(self, worker) -> None:  # noqa: ANN001 - distributed's Worker
-        tune_allocator()
-        quiet_server(worker)
-
-
 def quiet_server(server) -> None:  # noqa: ANN001 - a distributed Server (worker or scheduler)
-    """Stop the profiler and slow the event-loop tick of a running Dask server (see AllocatorPlugin)."""
+    """Stop the profiler and slow the event-loop tick of a running Dask server (see :class:`pipeline.build.worker_plugin.AllocatorPlugin`)."""
     callbacks = getattr(server, "periodic_callbacks", {}) or {}
     for name in ("profile", "profile-cycle"):
         if name in callbacks:

@@ -11,8 +11,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Iterator, Mapping
 
-from pipeline.build.allocator import (MALLOC_TUNABLE_ENV, AllocatorPlugin, nanny_environ_without_tunables,
-                                      quiet_server)
+from pipeline.build.allocator import MALLOC_TUNABLE_ENV, nanny_environ_without_tunables, quiet_server
+from pipeline.build.worker_plugin import AllocatorPlugin
 from pipeline.errors import BuildError
 
 if TYPE_CHECKING:  # pragma: no cover

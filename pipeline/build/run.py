@@ -50,7 +50,6 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.build import shard_task
-from pipeline.build.cluster import dask_client
 from pipeline.build.plan import BuildPlan, make_plan
 from pipeline.build.shard_task import ShardReport, ShardTask
 from pipeline.build.summary import BuildReport
@@ -161,7 +160,10 @@ def build_store(
                  clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
-    fingerprint = plan.writer.finalize()
+    if not plan.tasks and plan.writer.metadata.complete:
+        fingerprint = plan.writer.metadata.fingerprint  # nothing written (a no-op update): no version to commit
+    else:
+        fingerprint = plan.writer.finalize()
     return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
 
 
@@ -186,6 +188,8 @@ def _execute(plan: BuildPlan, *, scheduler: "str | distributed.Client | None", p
         if plan.n_workers == 0:
             errors = _run_serial(plan.tasks, bar, reports, on_shard_error)
         else:
+            from pipeline.build.cluster import dask_client  # distributed: imported where a cluster starts
+
             with dask_client(plan.n_workers, scheduler, worker_env=plan.worker_env) as client:
                 dashboard = client.dashboard_link or None
                 if dashboard:

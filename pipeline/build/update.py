@@ -72,6 +72,8 @@ def assign_new_clips(stored: pd.DataFrame, new: Sequence[ClipRecord]) -> list[Cl
     Deterministic: clips are placed in the order of a SHA-256 of their ids,
     so the same collection always gets the same assignment.
     """
+    if not new:
+        return []
     cells = sorted({(str(s), int(f)) for s, f in zip(stored["split"], stored["fold"])})
     if not cells:
         return list(new)
@@ -121,7 +123,7 @@ def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], 
         if stored_clip_ids(uri, storage_options=storage_options) is None:
             return None
         store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-        table = store.clips
+        table = store.static_clips  # the split rule reads these; the outcome columns are one object per shard
     except StoreDamageError:
         # Damaged per-clip columns (a missing status object, a changed clip_id chunk): which clips the store
         # holds cannot be read, so no growth can be planned. The rerun goes to create_store, which compares the
