@@ -30,6 +30,7 @@ import zarr
 
 from stores.errors import ConfigMismatchError, StoreError
 from stores import schema
+from stores.columns import read_column
 from stores.metadata import RecordedConfig, StoreMetadata
 from stores.schema import Layout
 from stores.uri import redact_uri
@@ -223,7 +224,7 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
         existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
         config_hash=config.config_hash, variants=variants, aug_params=aug_arrays,
     )
-    change = f"+variant {', '.join(added)}"
+    change = f"+variant {', '.join(added)} for {_augmented_clips(uri, storage_options, existing):,} clips"
     target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
                                intent=f"extend|{config.config_hash}|{existing.clips_hash}")
     started = _existing_metadata(target, storage_options, shown)
@@ -249,6 +250,17 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
     group.attrs.put(metadata.to_attrs())  # last: a half-done setup is recognised (old config hash) and redone
     logger.info("%s: adding variant(s) %s to %d shards", shown, ", ".join(added), existing.layout.n_shards)
     return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
+
+
+def _augmented_clips(uri: str | Path, storage_options: Mapping[str, Any] | None, metadata: StoreMetadata) -> int:
+    """The ok clips of the store's augmented splits: those an appended variant is computed for."""
+    group = _open_group(uri, storage_options, "r")
+    status, split = (read_column(group[name]) for name in ("status", "split"))
+    status = group["status"][:] if status is None else status
+    split = group["split"][:] if split is None else split
+    augmented = metadata.augmented_splits
+    gets = np.ones(len(split), bool) if "all" in augmented else np.isin(split.astype(str), list(augmented))
+    return int(np.sum((status.astype(str) == schema.STATUS_OK) & gets))
 
 
 def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any], added: Sequence[str]) -> str:

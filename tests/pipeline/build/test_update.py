@@ -287,7 +287,7 @@ def test_an_update_appending_a_variant_computes_only_it(collection, tmp_path, mo
     assert {k: after.get(k) for k in before} == before  # the stored variants' objects are untouched
     index = int(store.select(split="train")[0])
     assert store.read_clip(index, "noise")["mel"].shape[1] > 0
-    assert verify_store(uri)["ok"] and store_log(uri)[0]["change"] == "+variant noise"
+    assert verify_store(uri)["ok"] and store_log(uri)[0]["change"] == f"+variant noise for {len(train)} clips"
     assert open_store(f"{uri}@{first.version}").variants == ("original", "gain")
 
 
