@@ -59,3 +59,16 @@ def test_bench_update_runs_end_to_end_and_measures_the_loader(tmp_path, capsys):
     assert "update of 2 clips into a store of 4" in printed and "no-op --update (6 clips)" in printed
     assert "loader: versioned" in printed and "unversioned" in printed
     assert out.exists()
+
+
+def test_bench_update_times_a_no_op_update_as_the_command_and_reuses_its_folder(tmp_path, capsys):
+    """The no-op bench at tiny size: the real command in a fresh process, then a rerun on the kept folder."""
+    folder, out = tmp_path / "noop", tmp_path / "noop.json"
+    args = ["bench", "update", "--noop-clips", "12", "--workers", "1", "--repeats", "1", "--noop-folder", str(folder)]
+    assert main([*args, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no-op --update of a 12-clip store" in printed and "the command, in a fresh process" in printed
+    figures = json.loads(out.read_text())
+    assert figures["noop_store_clips"] == 12 and len(figures["noop_cli_runs_s"]) == 3
+    assert main(args) == 0  # the kept files and store: no new version, nothing rebuilt
+    assert "writing the files 0 s" in capsys.readouterr().out
