@@ -90,8 +90,7 @@ import soxr
 from numba import njit
 
 from pipeline.config import AUGMENTATIONS, AugmentConfig
-from pipeline.dsp.features import stft
-from pipeline.dsp.filterbanks import hann_window
+from pipeline.dsp.filterbanks import centred_frames, hann_window
 from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
 
@@ -188,48 +187,77 @@ def _takes_sr(function: Callable[..., np.ndarray]) -> bool:
 # --------------------------------------------------------------------------
 # Phase vocoder
 # --------------------------------------------------------------------------
-def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: int) -> np.ndarray:
-    """Weighted overlap-add inverse of :func:`pipeline.dsp.features.stft`, float32 [shape=(length,)]."""
-    frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
-    out = _overlap_add_normalised(frames, window, hop, n_fft // 2, length)
+#: Frames per block of the phase vocoder's analysis and synthesis: one block's
+#: spectra and frames (~2 MB at n_fft 2048) stay in the L2 cache from the FFT
+#: to what reads them, where whole-clip arrays (~10 MB each for 30 s) went out
+#: to memory and back. Each frame's transform and each element's magnitude,
+#: phase, sine and cosine do not depend on the others, so blocks change no bit.
+_BLOCK_FRAMES = 128
+
+
+def _analysis(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and phase (``np.abs``, ``np.angle``) of :func:`pipeline.dsp.features.stft` of ``y``,
+    [frames, bins] float32 each, computed block by block of frames."""
+    frames = centred_frames(y, n_fft, hop)
+    mag = np.empty((len(frames), n_fft // 2 + 1), np.float32)
+    phase = np.empty_like(mag)
+    for t0 in range(0, len(frames), _BLOCK_FRAMES):
+        t1 = min(t0 + _BLOCK_FRAMES, len(frames))
+        spec = scipy.fft.rfft(frames[t0:t1] * window, axis=-1)
+        np.abs(spec, out=mag[t0:t1])
+        np.arctan2(spec.imag, spec.real, out=phase[t0:t1])  # np.angle(spec), written in place
+    return mag, phase
+
+
+def _synthesis(mag: np.ndarray, phases: np.ndarray, n_fft: int, hop: int, window: np.ndarray,
+               length: int) -> np.ndarray:
+    """Weighted overlap-add inverse of the STFT ``mag * exp(i phases)`` [frames, bins], float32 [shape=(length,)].
+
+    ``sum_t w * frame_t / sum_t w**2`` (left undivided where the window sum
+    of squares is not above float32 tiny), from sample ``n_fft // 2`` on.
+    Blocks of frames run from the last to the first, which adds the frames
+    into every output sample in the order the original block-shifted numpy
+    additions did (the latest frame first), so every sum is theirs bit for bit.
+    """
+    n_frames, n_bins = mag.shape
+    total = np.zeros((n_frames + n_fft // hop - 1) * hop, np.float32)
+    for t0 in reversed(range(0, n_frames, _BLOCK_FRAMES)):
+        t1 = min(t0 + _BLOCK_FRAMES, n_frames)
+        spec = np.empty((t1 - t0, n_bins), np.complex64)
+        pairs = spec.view(np.float32).reshape(t1 - t0, n_bins, 2)
+        np.multiply(mag[t0:t1], np.cos(phases[t0:t1]), out=pairs[..., 0])
+        np.multiply(mag[t0:t1], np.sin(phases[t0:t1]), out=pairs[..., 1])
+        frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
+        _overlap_add_latest_first(frames, window, hop, t0, total)
+    out = _normalised(total, window, hop, n_frames, n_fft // 2, length)
     if len(out) < length:
         out = np.pad(out, (0, length - len(out)))
     return out
 
 
 @njit(cache=True, nogil=True)
-def _overlap_add_normalised(frames, window, hop, start, length):
-    """``sum_t w * frame_t / sum_t w**2`` over overlapping frames, samples ``[start, start + length)``.
+def _overlap_add_latest_first(frames, window, hop, first, total):
+    """``total[(first + t) * hop:][:n_fft] += frames[t] * window`` for the frames [T, n_fft], the last first."""
+    n_fft = frames.shape[1]
+    for t in range(frames.shape[0] - 1, -1, -1):
+        seg = total[(first + t) * hop:(first + t) * hop + n_fft]
+        frame = frames[t]
+        for i in range(n_fft):
+            seg[i] += frame[i] * window[i]
 
-    ``frames`` [n_frames, n_fft] with ``n_fft`` a multiple of ``hop``; where
-    the window sum of squares is not above float32 tiny the sum is left
-    undivided. Each output block of ``hop`` samples adds the windowed
-    frames in the order of its offset inside them (0 first), as the
-    block-shifted numpy additions this loop replaces did, so every sum is
-    theirs bit for bit; one pass instead of a windowed copy of the frames
-    and eight full-length additions. (The sums run over slices so that
-    LLVM vectorises them.)
-    """
-    n_frames, n_fft = frames.shape
-    overlap = n_fft // hop
-    n_rows = n_frames + overlap - 1
-    total = np.zeros(n_rows * hop, np.float32)
-    norm = np.zeros(n_rows * hop, np.float32)
+
+@njit(cache=True, nogil=True)
+def _normalised(total, window, hop, n_frames, start, length):
+    """``total[start:start + length]`` divided by the window sum of squares of ``n_frames`` frames
+    (summed as ``total``, the last frame first), where that is above float32 tiny."""
+    n_fft = window.shape[0]
+    norm = np.zeros(total.shape[0], np.float32)
     win_sq = window * window
-    for row in range(n_rows):
-        for j in range(max(0, row - n_frames + 1), min(overlap, row + 1)):
-            block = total[row * hop:(row + 1) * hop]
-            frame = frames[row - j, j * hop:(j + 1) * hop]
-            w = window[j * hop:(j + 1) * hop]
-            for r in range(hop):
-                block[r] += frame[r] * w[r]
-    for row in range(n_rows):
-        for j in range(max(0, row - n_frames + 1), min(overlap, row + 1)):
-            block = norm[row * hop:(row + 1) * hop]
-            w_sq = win_sq[j * hop:(j + 1) * hop]
-            for r in range(hop):
-                block[r] += w_sq[r]
-    stop = min(start + length, n_rows * hop)
+    for t in range(n_frames - 1, -1, -1):
+        seg = norm[t * hop:t * hop + n_fft]
+        for i in range(n_fft):
+            seg[i] += win_sq[i]
+    stop = min(start + length, total.shape[0])
     out = np.empty(max(stop - start, 0), np.float32)
     tiny = np.finfo(np.float32).tiny
     for i in range(start, stop):
@@ -269,8 +297,8 @@ def phase_vocoder_stretch(y: np.ndarray, rate: float, *, n_fft: int = PV_N_FFT, 
     # Periodic Hann, as librosa's default window: its squares overlap-add to
     # a constant at hop n_fft / 4.
     window = hann_window(n_fft)
-    spec = stft(y, n_fft=n_fft, hop_length=hop)
-    n_frames, n_bins = spec.shape
+    mag, phase = _analysis(y, n_fft, hop, window)
+    n_frames = len(mag)
 
     # Output step k reads input frames i_k and i_k + 1 at fractional time
     # k * rate (the last frame is its own successor).
@@ -279,18 +307,12 @@ def phase_vocoder_stretch(y: np.ndarray, rate: float, *, n_fft: int = PV_N_FFT, 
     idx_next = np.minimum(idx + 1, n_frames - 1)
     alpha = (steps - idx).astype(np.float32)
 
-    mag = np.abs(spec)
-    phase = np.angle(spec)
     # Phase accumulation. The synthesis hop equals the analysis hop (the
     # stretch resamples frame times instead), so the usual "expected advance
     # + wrapped deviation" increment equals the measured phase difference
     # between input frames i and i+1 modulo 2 pi, which is all that matters.
-    mag_out, acc = _vocoder_frames(mag, phase, idx, idx_next, alpha, phase_lock)
-    out_spec = np.empty(acc.shape, np.complex64)
-    pairs = out_spec.view(np.float32).reshape(*acc.shape, 2)
-    np.multiply(mag_out, np.cos(acc), out=pairs[..., 0])
-    np.multiply(mag_out, np.sin(acc), out=pairs[..., 1])
-    return _istft(out_spec, n_fft, hop, window, length)
+    mag_out, phases = _vocoder_frames(mag, phase, idx, idx_next, alpha, phase_lock)
+    return _synthesis(mag_out, phases, n_fft, hop, window, length)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -128,10 +128,7 @@ def test_stretch_and_shift_handle_silence_and_short_input():
 
 def _reference_stretch(y, rate, *, n_fft=2048, hop=512, phase_lock=True):
     """The phase vocoder as whole-array numpy expressions (how it was written before its kernels were compiled)."""
-    import scipy.fft
-
     length = int(round(len(y) / rate))
-    window = hann_window(n_fft)
     spec = stft(y, n_fft=n_fft, hop_length=hop)
     n_frames, n_bins = spec.shape
     steps = np.arange(0.0, n_frames, rate)
@@ -151,9 +148,17 @@ def _reference_stretch(y, rate, *, n_fft=2048, hop=512, phase_lock=True):
             np.remainder(acc[k], np.float32(2 * np.pi), out=acc[k])
     if phase_lock:
         acc = _reference_lock(acc, mag_out, phase_in)
-    out_spec = np.empty(acc.shape, np.complex64)
-    out_spec.real = mag_out * np.cos(acc)
-    out_spec.imag = mag_out * np.sin(acc)
+    return _reference_synthesis(mag_out, acc, n_fft, hop, length)
+
+
+def _reference_synthesis(mag, phases, n_fft, hop, length):
+    """Inverse STFT of ``mag * exp(i phases)``: one inverse FFT, windowed frames added as shifted blocks."""
+    import scipy.fft
+
+    window = hann_window(n_fft)
+    out_spec = np.empty(mag.shape, np.complex64)
+    out_spec.real = mag * np.cos(phases)
+    out_spec.imag = mag * np.sin(phases)
     frames = scipy.fft.irfft(out_spec, n=n_fft, axis=1).astype(np.float32) * window
     overlap = n_fft // hop
     out = np.zeros((len(frames) + overlap - 1, hop), np.float32)
@@ -226,21 +231,26 @@ def test_phase_remainder_is_numpys(rng):
     np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
 
 
-@pytest.mark.parametrize("n_fft,hop,length", [(2048, 512, 20_000), (512, 256, 3000), (512, 128, 10 ** 6)])
-def test_overlap_add_is_the_block_sum_bit_for_bit(rng, n_fft, hop, length):
-    frames = rng.standard_normal((37, n_fft)).astype(np.float32)
+# Frame counts below, at and around multiples of the 128-frame blocks.
+@pytest.mark.parametrize("n_frames", [1, 5, 127, 128, 129, 300])
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (512, 256)])
+def test_blocked_synthesis_is_the_whole_array_inverse_bit_for_bit(rng, n_frames, n_fft, hop):
+    mag = rng.uniform(0, 2, (n_frames, n_fft // 2 + 1)).astype(np.float32)
+    mag[::9] = 0  # silent frames
+    phases = rng.uniform(-40, 40, mag.shape).astype(np.float32)
     window = hann_window(n_fft)
-    ours = augment._overlap_add_normalised(frames, window, hop, n_fft // 2, length)
-    overlap = n_fft // hop
-    out = np.zeros((len(frames) + overlap - 1, hop), np.float32)
-    norm = np.zeros_like(out)
-    for j in range(overlap):
-        out[j:j + len(frames)] += (frames * window).reshape(len(frames), overlap, hop)[:, j]
-        norm[j:j + len(frames)] += (window * window).reshape(overlap, hop)[j]
-    out = out.ravel()[n_fft // 2:n_fft // 2 + length]
-    norm = norm.ravel()[n_fft // 2:n_fft // 2 + length]
-    np.divide(out, norm, out=out, where=norm > np.finfo(np.float32).tiny)
-    np.testing.assert_array_equal(ours, out)
+    for length in (1, (n_frames - 1) * hop + 3, (n_frames + 9) * hop):  # the last one is zero-padded
+        np.testing.assert_array_equal(augment._synthesis(mag, phases, n_fft, hop, window, length),
+                                      _reference_synthesis(mag, phases, n_fft, hop, length))
+
+
+@pytest.mark.parametrize("seconds", [0.05, 1.0, 3.1])
+def test_blocked_analysis_is_the_stft_magnitude_and_phase_bit_for_bit(rng, seconds):
+    y = _music(rng, seconds)
+    spec = stft(y, n_fft=2048, hop_length=512)
+    mag, phase = augment._analysis(y, 2048, 512, hann_window(2048))
+    np.testing.assert_array_equal(mag, np.abs(spec))
+    np.testing.assert_array_equal(phase, np.angle(spec))
 
 
 # --------------------------------------------------------------------------
