@@ -80,6 +80,11 @@ _TINY32 = float(np.finfo(np.float32).tiny)
 _MIN_SCALED_ENTRY = 1e-18
 
 
+#: Frames per block of :func:`stft_frequency_major` (for 30 s, 64 took ~25% less time than one call
+#: over all frames or blocks of 128; 32 about as little).
+_STFT_BLOCK_FRAMES = 64
+
+
 def stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     """Centred STFT with a periodic Hann window and zero padding, time-major.
 
@@ -108,8 +113,15 @@ def stft_frequency_major(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.nd
     then need no transpose); pocketfft runs the same transform per frame.
     """
     y = np.ascontiguousarray(y, dtype=np.float32)
-    frames = centred_frames(y, n_fft, hop_length) * hann_window(n_fft)
-    return np.ascontiguousarray(scipy.fft.rfft(frames.T, axis=0))
+    frames = centred_frames(y, n_fft, hop_length)
+    window = hann_window(n_fft)
+    X = np.empty((n_fft // 2 + 1, len(frames)), np.complex64)
+    # Blocks of frames: a block's windowed frames and spectra stay in cache
+    # until they are copied into X (the whole clip's windowed frames, ~10 MB
+    # for 30 s, went out to memory and back); per frame the same transform.
+    for t0 in range(0, len(frames), _STFT_BLOCK_FRAMES):
+        X[:, t0:t0 + _STFT_BLOCK_FRAMES] = scipy.fft.rfft((frames[t0:t0 + _STFT_BLOCK_FRAMES] * window).T, axis=0)
+    return X
 
 
 

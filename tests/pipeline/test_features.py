@@ -359,6 +359,19 @@ def test_frequency_major_stft_is_the_stft_bit_for_bit(rng, n_fft, hop):
     assert features_module._smallest_entry(X) == sizes[sizes > 0].min()
 
 
+@pytest.mark.parametrize("n_frames", [1, 63, 64, 65, 128, 200])
+def test_blocked_frequency_major_stft_is_one_call_bit_for_bit(rng, n_frames):
+    import scipy.fft
+
+    from pipeline.dsp.filterbanks import centred_frames
+
+    y = _tones_and_clicks(rng, 10.0)[: (n_frames - 1) * 512 + 11]
+    X = features_module.stft_frequency_major(y, n_fft=2048, hop_length=512)
+    one_call = scipy.fft.rfft((centred_frames(y, 2048, 512) * features_module.hann_window(2048)).T, axis=0)
+    assert X.shape == (1025, n_frames) and X.flags.c_contiguous
+    np.testing.assert_array_equal(X, one_call)
+
+
 def _one_call_istft(X: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     """The inverse STFT as it was computed before it ran in blocks: one inverse FFT of all
     (time-major, contiguous) frames, then a frame-by-frame overlap-add."""
