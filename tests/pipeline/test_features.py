@@ -81,6 +81,21 @@ def test_median_filter_matches_scipy_exactly(rng, shape, axis, k):
     np.testing.assert_array_equal(median_filter_axis(X, k, axis), expected)
 
 
+@pytest.mark.parametrize("k", [2, 7, 31])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_median_filter_removes_the_leaving_value_among_many_equal_ones(rng, k, axis):
+    # The window drops the first of its values equal to the leaving one (the
+    # values below it stay put); with few distinct values and infinities,
+    # most leaving values have equal neighbours in the window.
+    X = rng.integers(0, 3, (150, 90)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.inf
+    X[rng.random(X.shape) < 0.05] = -np.inf
+    size = [1, 1]
+    size[axis] = k
+    np.testing.assert_array_equal(median_filter_axis(X, k, axis),
+                                  scipy.ndimage.median_filter(X, size=size, mode="reflect"))
+
+
 def test_median_filter_float64_and_bad_arguments(rng):
     X = rng.random((50, 20))
     np.testing.assert_array_equal(median_filter_axis(X, 7, 1),
