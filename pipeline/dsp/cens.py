@@ -11,9 +11,10 @@ bookkeeping only: the CQT kernels are built once per configuration
 (:func:`pipeline.dsp.filterbanks.cqt_plan`) instead of on every call, every
 scale factor is folded into them, each octave's kernel product runs only
 over the ~22% of FFT bins its sparsified kernels touch, and frames are
-strided views transformed in float32, in blocks whose spectra stay in cache. The decimation between octaves is the
-same soxr "HQ" resampler librosa uses, so the CQT agrees with
-``librosa.cqt`` to float32 rounding (CENS within ~1e-7).
+strided views transformed in float32, in blocks whose spectra stay in
+cache. The decimation between octaves is the same soxr "HQ" resampler
+librosa uses, so the CQT agrees with ``librosa.cqt`` to float32 rounding
+(CENS within ~1e-7).
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def stft_frequency_major(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.nd
     # until they are copied into X (the whole clip's windowed frames, ~10 MB
     # for 30 s, went out to memory and back); per frame the same transform.
     for t0 in range(0, len(frames), _STFT_BLOCK_FRAMES):
-        X[:, t0:t0 + _STFT_BLOCK_FRAMES] = scipy.fft.rfft((frames[t0:t0 + _STFT_BLOCK_FRAMES] * window).T, axis=0)
+        windowed = frames[t0:t0 + _STFT_BLOCK_FRAMES] * window
+        X[:, t0:t0 + _STFT_BLOCK_FRAMES] = scipy.fft.rfft(windowed.T, axis=0)
     return X
 
 
@@ -264,8 +265,8 @@ def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float
 #: Frames per block of the inverse STFT. One block's spectra and frames
 #: (~2 MB at n_fft 2048) are still in the L2 cache when the overlap-add reads
 #: them; the whole clip's (~2 x 10 MB for 30 s) went out to memory and back.
-#: Each frame's transform does not depend on the others in its call, so the
-#: blocks change no bit (a multiple of 16 all the same, as SIMD lanes group frames).
+#: Each frame's transform does not depend on the others in its call (pocketfft
+#: gives a frame alone the bits it gives it in a batch), so blocks change no bit.
 _ISTFT_BLOCK_FRAMES = 128
 
 
@@ -306,6 +307,7 @@ def istft(X: np.ndarray, *, n_fft: int, hop_length: int, length: int) -> np.ndar
     Parameters
     ----------
     X : np.ndarray [shape=(n_frames, 1 + n_fft // 2)], complex64
+        Any strides (the transposed view of a frequency-major STFT is not copied).
     n_fft, hop_length : int
     length : int
         Samples of the output.
