@@ -18,9 +18,10 @@ of the spectral peak whose region it lies in plus its own analysis phase
 offset from that peak, which keeps the partials of a note vertically
 coherent and removes most of the "phasiness" of a plain phase vocoder. The
 phase advance of an output step depends only on the two input frames it
-reads, so all increments are computed at once and accumulated as a running
-sum (a loop of plain vector additions, ~1,400 for 30 s); the peak regions of
-all frames are assigned at once with ``np.repeat``. Pitch-shift is a stretch by
+reads, so one pass per output frame (:func:`_vocoder_frames`, compiled)
+interpolates the magnitude, advances the running phase and locks it to the
+frame's peaks, with the two input rows in cache; the FFTs, the
+trigonometric functions and the resampling stay numpy/scipy/soxr. Pitch-shift is a stretch by
 ``1 / 2**(semitones/12)`` followed by a soxr resampling by the same factor,
 so the duration is kept (as ``librosa.effects.pitch_shift`` does).
 
@@ -51,11 +52,13 @@ WSOLA (numba)         0.085    0.092  1.58/1.98  2.58/2.58  0.99  0.06   0.39/-0
 Chosen: our phase vocoder with identity phase locking. It has the lowest
 distortion on dense polyphonic music (what genre datasets hold), about 2x
 less than librosa's; it is ~2x faster than librosa and than WSOLA (float32,
-no complex128 temporaries, phases accumulated row by row, regions assigned
-with one ``np.repeat``); it keeps the loudness (a plain phase vocoder loses
+no complex128 temporaries; the table's timings predate the compiled
+per-frame kernels, which took another ~25-35% off with the same output bit
+for bit); it keeps the loudness (a plain phase vocoder loses
 ~3 dB because unlocked partials partly cancel between overlapping frames)
-and the pitch exactly; and it is plain numpy, so no worker pays a ~2 s JIT
-compile. WSOLA (:func:`bench.stretch_study.wsola_stretch`, Verhelst and
+and the pitch exactly. (Its kernels are numba, cached on disk like the
+feature kernels and compiled by :func:`pipeline.extract.warm_up` before
+workers fork.) WSOLA (:func:`bench.stretch_study.wsola_stretch`, Verhelst and
 Roelands 1993, kept for the comparison only) wins on sparse textures and keeps clicks sharp (smear
 0.06 vs 0.47): transient smearing over the 93 ms frame is the known
 weakness of the choice; a harmonic/percussive split with WSOLA for the
@@ -84,10 +87,10 @@ from typing import Callable, Mapping
 import numpy as np
 import scipy.fft
 import soxr
+from numba import njit
 
 from pipeline.config import AUGMENTATIONS, AugmentConfig
-from pipeline.dsp.features import stft
-from pipeline.dsp.filterbanks import hann_window
+from pipeline.dsp.filterbanks import centred_frames, hann_window
 from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
 
@@ -184,26 +187,82 @@ def _takes_sr(function: Callable[..., np.ndarray]) -> bool:
 # --------------------------------------------------------------------------
 # Phase vocoder
 # --------------------------------------------------------------------------
-def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: int) -> np.ndarray:
-    """Weighted overlap-add inverse of :func:`pipeline.dsp.features.stft`, float32 [shape=(length,)]."""
-    frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
-    frames *= window
-    n_frames = frames.shape[0]
-    overlap = n_fft // hop
-    # Overlap-add as `overlap` shifted block additions instead of a frame loop.
-    out = np.zeros((n_frames + overlap - 1, hop), np.float32)
-    norm = np.zeros((n_frames + overlap - 1, hop), np.float32)
-    blocks = frames.reshape(n_frames, overlap, hop)
-    win_sq = (window * window).reshape(overlap, hop)
-    for j in range(overlap):
-        out[j:j + n_frames] += blocks[:, j]
-        norm[j:j + n_frames] += win_sq[j]
-    out = out.ravel()[n_fft // 2:n_fft // 2 + length]
-    norm = norm.ravel()[n_fft // 2:n_fft // 2 + length]
-    tiny = np.finfo(np.float32).tiny
-    np.divide(out, norm, out=out, where=norm > tiny)
+#: Frames per block of the phase vocoder's analysis and synthesis: one block's
+#: spectra and frames (~2 MB at n_fft 2048) stay in the L2 cache from the FFT
+#: to what reads them, where whole-clip arrays (~10 MB each for 30 s) went out
+#: to memory and back. Each frame's transform and each element's magnitude,
+#: phase, sine and cosine do not depend on the others, so blocks change no bit.
+_BLOCK_FRAMES = 128
+
+
+def _analysis(y: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and phase (``np.abs``, ``np.angle``) of :func:`pipeline.dsp.features.stft` of ``y``,
+    [frames, bins] float32 each, computed block by block of frames."""
+    frames = centred_frames(y, n_fft, hop)
+    mag = np.empty((len(frames), n_fft // 2 + 1), np.float32)
+    phase = np.empty_like(mag)
+    for t0 in range(0, len(frames), _BLOCK_FRAMES):
+        t1 = min(t0 + _BLOCK_FRAMES, len(frames))
+        spec = scipy.fft.rfft(frames[t0:t1] * window, axis=-1)
+        np.abs(spec, out=mag[t0:t1])
+        np.arctan2(spec.imag, spec.real, out=phase[t0:t1])  # np.angle(spec), written in place
+    return mag, phase
+
+
+def _synthesis(mag: np.ndarray, phases: np.ndarray, n_fft: int, hop: int, window: np.ndarray,
+               length: int) -> np.ndarray:
+    """Weighted overlap-add inverse of the STFT ``mag * exp(i phases)`` [frames, bins], float32 [shape=(length,)].
+
+    ``sum_t w * frame_t / sum_t w**2`` (left undivided where the window sum
+    of squares is not above float32 tiny), from sample ``n_fft // 2`` on.
+    Blocks of frames run from the last to the first, which adds the frames
+    into every output sample in the order the original block-shifted numpy
+    additions did (the latest frame first), so every sum is theirs bit for bit.
+    """
+    n_frames, n_bins = mag.shape
+    total = np.zeros((n_frames + n_fft // hop - 1) * hop, np.float32)
+    for t0 in reversed(range(0, n_frames, _BLOCK_FRAMES)):
+        t1 = min(t0 + _BLOCK_FRAMES, n_frames)
+        spec = np.empty((t1 - t0, n_bins), np.complex64)
+        pairs = spec.view(np.float32).reshape(t1 - t0, n_bins, 2)
+        np.multiply(mag[t0:t1], np.cos(phases[t0:t1]), out=pairs[..., 0])
+        np.multiply(mag[t0:t1], np.sin(phases[t0:t1]), out=pairs[..., 1])
+        frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
+        _overlap_add_latest_first(frames, window, hop, t0, total)
+    out = _normalised(total, window, hop, n_frames, n_fft // 2, length)
     if len(out) < length:
         out = np.pad(out, (0, length - len(out)))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _overlap_add_latest_first(frames, window, hop, first, total):
+    """``total[(first + t) * hop:][:n_fft] += frames[t] * window`` for the frames [T, n_fft], the last first."""
+    n_fft = frames.shape[1]
+    for t in range(frames.shape[0] - 1, -1, -1):
+        seg = total[(first + t) * hop:(first + t) * hop + n_fft]
+        frame = frames[t]
+        for i in range(n_fft):
+            seg[i] += frame[i] * window[i]
+
+
+@njit(cache=True, nogil=True)
+def _normalised(total, window, hop, n_frames, start, length):
+    """``total[start:start + length]`` divided by the window sum of squares of ``n_frames`` frames
+    (summed as ``total``, the last frame first), where that is above float32 tiny."""
+    n_fft = window.shape[0]
+    norm = np.zeros(total.shape[0], np.float32)
+    win_sq = window * window
+    for t in range(n_frames - 1, -1, -1):
+        seg = norm[t * hop:t * hop + n_fft]
+        for i in range(n_fft):
+            seg[i] += win_sq[i]
+    stop = min(start + length, total.shape[0])
+    out = np.empty(max(stop - start, 0), np.float32)
+    tiny = np.finfo(np.float32).tiny
+    for i in range(start, stop):
+        n = norm[i]
+        out[i - start] = total[i] / n if n > tiny else total[i]
     return out
 
 
@@ -238,107 +297,144 @@ def phase_vocoder_stretch(y: np.ndarray, rate: float, *, n_fft: int = PV_N_FFT, 
     # Periodic Hann, as librosa's default window: its squares overlap-add to
     # a constant at hop n_fft / 4.
     window = hann_window(n_fft)
-    spec = stft(y, n_fft=n_fft, hop_length=hop)
-    n_frames, n_bins = spec.shape
+    mag, phase = _analysis(y, n_fft, hop, window)
+    n_frames = len(mag)
 
     # Output step k reads input frames i_k and i_k + 1 at fractional time
     # k * rate (the last frame is its own successor).
     steps = np.arange(0.0, n_frames, rate)
     idx = steps.astype(np.int64)
     idx_next = np.minimum(idx + 1, n_frames - 1)
-    alpha = (steps - idx).astype(np.float32)[:, None]
-
-    mag = np.abs(spec)
-    phase = np.angle(spec)
-    mag_lo = np.take(mag, idx, axis=0)
-    mag_out = mag_lo + alpha * (np.take(mag, idx_next, axis=0) - mag_lo)
-    phase_in = np.take(phase, idx, axis=0)
+    alpha = (steps - idx).astype(np.float32)
 
     # Phase accumulation. The synthesis hop equals the analysis hop (the
     # stretch resamples frame times instead), so the usual "expected advance
     # + wrapped deviation" increment equals the measured phase difference
     # between input frames i and i+1 modulo 2 pi, which is all that matters.
-    increment = np.take(phase, idx_next, axis=0)
-    increment -= phase_in
-    acc = _accumulate_rows(phase[0], increment[:-1])
-
-    if phase_lock:
-        acc = _lock_phases(acc, mag_out, phase_in)
-    out_spec = np.empty(acc.shape, np.complex64)
-    pairs = out_spec.view(np.float32).reshape(*acc.shape, 2)
-    np.multiply(mag_out, np.cos(acc), out=pairs[..., 0])
-    np.multiply(mag_out, np.sin(acc), out=pairs[..., 1])
-    return _istft(out_spec, n_fft, hop, window, length)
+    mag_out, phases = _vocoder_frames(mag, phase, idx, idx_next, alpha, phase_lock)
+    return _synthesis(mag_out, phases, n_fft, hop, window, length)
 
 
-def _accumulate_rows(first: np.ndarray, increments: np.ndarray) -> np.ndarray:
-    """Running phase sum: row 0 is ``first``, row k adds ``increments[k - 1]``.
+@njit(cache=True, nogil=True, inline="always")
+def _remainder(a, b):
+    # numpy's float remainder (npy_remainder: fmod, then moved to the sign of
+    # ``b``), so the reduced phases are np.remainder's bit for bit; fmod is
+    # exact in IEEE arithmetic.
+    mod = np.fmod(a, b)
+    if mod != 0:
+        if (b < 0) != (mod < 0):
+            mod += b
+    else:
+        mod = np.copysign(np.float32(0.0), b)
+    return mod
 
-    A loop over rows of vector additions: numpy's ``cumsum(axis=0)`` walks
-    the array column by column and is ~5x slower here. Every 32 rows the
-    phase is reduced modulo 2 pi, so float32 keeps ~1e-5 rad resolution
-    however long the signal.
+
+@njit(cache=True, nogil=True)
+def _vocoder_frames(mag, phase, idx, idx_next, alpha, phase_lock):
+    """Magnitudes and phases of the output frames, one pass per output frame.
+
+    Output frame k reads input frames ``i = idx[k]`` and ``j = idx_next[k]``:
+
+    - magnitude ``mag[i] + alpha[k] * (mag[j] - mag[i])``;
+    - phase: a running sum that starts at ``phase[0]`` and adds
+      ``phase[j] - phase[i]`` of the previous output frame, reduced modulo
+      2 pi every 32 frames (as ``np.remainder``), so float32 keeps ~1e-5 rad
+      resolution however long the signal;
+    - with ``phase_lock``, that phase is locked to its region's peak
+      (:func:`_lock_frame`).
+
+    Every value is rounded exactly as the whole-array numpy expressions that
+    these loops replace (``np.take`` of rows, a Python loop of row additions,
+    ten array passes and an ``np.repeat`` for the regions), which cost ~3x
+    more: here the two input rows stay in cache and only the two outputs
+    are written.
 
     Parameters
     ----------
-    first : float32 [shape=(bins,)]
-    increments : float32 [shape=(frames - 1, bins)]
+    mag, phase : float32 [shape=(frames, bins)]
+        Magnitude and phase of the input STFT (time-major).
+    idx, idx_next : int64 [shape=(steps,)]
+    alpha : float32 [shape=(steps,)]
+        Interpolation weight of frame ``idx_next[k]``.
+    phase_lock : bool
 
     Returns
     -------
-    float32 [shape=(frames, bins)]
+    mag_out, phases : float32 [shape=(steps, bins)]
     """
-    acc = np.empty((len(increments) + 1, len(first)), np.float32)
-    acc[0] = first
+    n_steps = idx.shape[0]
+    n_bins = mag.shape[1]
+    mag_out = np.empty((n_steps, n_bins), np.float32)
+    phases = np.empty((n_steps, n_bins), np.float32)
+    acc = phase[0].copy()
+    offset = np.empty(n_bins, np.float32)
+    peak = np.empty(n_bins, np.bool_)
+    left = np.empty(n_bins, np.int64)
     two_pi = np.float32(2 * np.pi)
-    for k in range(1, len(acc)):
-        np.add(acc[k - 1], increments[k - 1], out=acc[k])
-        if k % 32 == 0:
-            np.remainder(acc[k], two_pi, out=acc[k])
-    return acc
+    for k in range(n_steps):
+        if k > 0:
+            before = phase[idx[k - 1]]
+            after = phase[idx_next[k - 1]]
+            for b in range(n_bins):
+                acc[b] = acc[b] + (after[b] - before[b])
+            if k % 32 == 0:
+                for b in range(n_bins):
+                    acc[b] = _remainder(acc[b], two_pi)
+        lo = mag[idx[k]]
+        hi = mag[idx_next[k]]
+        m = mag_out[k]
+        weight = alpha[k]
+        for b in range(n_bins):
+            m[b] = lo[b] + weight * (hi[b] - lo[b])
+        if phase_lock:
+            _lock_frame(acc, m, phase[idx[k]], phases[k], offset, peak, left)
+        else:
+            phases[k] = acc
+    return mag_out, phases
 
 
-def _lock_phases(acc: np.ndarray, mag: np.ndarray, phase_in: np.ndarray) -> np.ndarray:
-    """Identity phase locking of accumulated phases to their region's peak.
+@njit(cache=True, nogil=True)
+def _lock_frame(acc, mag, phase_in, out, offset, peak, left):
+    """Identity phase locking of one frame's accumulated phases to their region's peak.
 
-    Parameters
-    ----------
-    acc : float32 [shape=(frames, bins)]
-        Phase-vocoder phases of the output frames.
-    mag : float32 [shape=(frames, bins)]
-        Output magnitudes; peaks are local maxima along bins (ends included).
-    phase_in : float32 [shape=(frames, bins)]
-        Analysis phases of the input frame each output frame reads.
+    ``out[bin] = phase_in[bin] + (acc[peak] - phase_in[peak])``, where
+    ``peak`` is the nearest spectral peak of ``bin`` (a local maximum of
+    ``mag``: ``mag[c] > mag[c - 1]`` and ``mag[c] >= mag[c + 1]``; an end bin
+    above its neighbour), the left one at equal distance: a peak's region
+    runs from half-way after the previous peak to half-way to the next one,
+    and bins before the first (after the last) peak belong to it. A frame
+    without peaks (constant magnitude, e.g. digital silence) is one region,
+    bin 0's. ``offset``, ``peak`` and ``left`` are scratch rows [bins].
 
-    Returns
-    -------
-    float32 [shape=(frames, bins)]
-        ``acc[peak] + phase_in[bin] - phase_in[peak]`` where ``peak`` is the
-        nearest spectral peak of ``bin`` in the same frame (regions split
-        half-way between neighbouring peaks).
+    The peaks of music are where the data puts them, so every choice here
+    is a select, not a branch (a first version that branched on each peak
+    took about twice as long).
     """
-    n_frames, n_bins = mag.shape
-    peak = np.empty(mag.shape, bool)
-    peak[:, 1:-1] = (mag[:, 1:-1] > mag[:, :-2]) & (mag[:, 1:-1] >= mag[:, 2:])
-    peak[:, 0] = mag[:, 0] > mag[:, 1]
-    peak[:, -1] = mag[:, -1] > mag[:, -2]
-    # A frame without peaks (constant magnitude, e.g. digital silence) gets
-    # one at bin 0, so that every frame has at least one region.
-    peak[:, 0] |= ~peak.any(axis=1)
-    # Flat indices of the peaks, in increasing order. The region of a peak
-    # starts half-way after the previous peak of its frame (at bin 0 for the
-    # first peak of a frame) and runs to the next region's start, so regions
-    # tile the flattened array and one np.repeat assigns every bin its peak.
-    flat = np.flatnonzero(peak)
-    row = flat // n_bins
-    col = flat - row * n_bins
-    start = flat - col  # frame start for the first peak of a frame
-    same_row = row[1:] == row[:-1]
-    start[1:] += np.where(same_row, (col[1:] + col[:-1]) // 2 + 1, 0)
-    lengths = np.diff(start, append=n_frames * n_bins)
-    region = np.repeat(flat, lengths)
-    offset = (acc - phase_in).ravel()
-    return phase_in + np.take(offset, region).reshape(n_frames, n_bins)
+    n_bins = mag.shape[0]
+    for c in range(n_bins):
+        offset[c] = acc[c] - phase_in[c]
+    for c in range(1, n_bins - 1):
+        peak[c] = (mag[c] > mag[c - 1]) & (mag[c] >= mag[c + 1])
+    if n_bins > 1:
+        peak[0] = mag[0] > mag[1]
+        peak[n_bins - 1] = mag[n_bins - 1] > mag[n_bins - 2]
+    else:
+        peak[0] = False
+    # Distances to a missing neighbour peak are "far" (ties go left).
+    far = 4 * n_bins
+    last = -far
+    for c in range(n_bins):
+        last = c if peak[c] else last
+        left[c] = last
+    if last < 0:
+        left[:] = 0
+        last = 0
+    nxt = far
+    for c in range(n_bins - 1, -1, -1):
+        nxt = c if peak[c] else nxt
+        before = left[c]
+        owner = nxt if nxt - c < c - before else before
+        out[c] = phase_in[c] + offset[owner]
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from bench import stretch_study
 from pipeline.dsp import augment
 from pipeline.dsp.augment import apply_augmentation, draw_params, variant_rng
 from pipeline.dsp.features import stft
+from pipeline.dsp.filterbanks import hann_window
 from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
 from pipeline.extract import process_clip
@@ -121,6 +122,135 @@ def test_stretch_and_shift_handle_silence_and_short_input():
     tiny = _tone(0.01)
     assert len(apply_augmentation("time_stretch", tiny, sr=SR, params={"rate": 1.1})) == round(len(tiny) / 1.1)
     assert len(apply_augmentation("pitch_shift", tiny, sr=SR, params={"semitones": 1.0})) == len(tiny)
+
+
+# -- the compiled phase-vocoder kernels: the numbers of the numpy code they replaced --
+
+def _reference_stretch(y, rate, *, n_fft=2048, hop=512, phase_lock=True):
+    """The phase vocoder as whole-array numpy expressions (how it was written before its kernels were compiled)."""
+    length = int(round(len(y) / rate))
+    spec = stft(y, n_fft=n_fft, hop_length=hop)
+    n_frames, n_bins = spec.shape
+    steps = np.arange(0.0, n_frames, rate)
+    idx = steps.astype(np.int64)
+    idx_next = np.minimum(idx + 1, n_frames - 1)
+    alpha = (steps - idx).astype(np.float32)[:, None]
+    mag, phase = np.abs(spec), np.angle(spec)
+    mag_lo = np.take(mag, idx, axis=0)
+    mag_out = mag_lo + alpha * (np.take(mag, idx_next, axis=0) - mag_lo)
+    phase_in = np.take(phase, idx, axis=0)
+    increment = np.take(phase, idx_next, axis=0) - phase_in
+    acc = np.empty_like(phase_in)
+    acc[0] = phase[0]
+    for k in range(1, len(acc)):
+        np.add(acc[k - 1], increment[k - 1], out=acc[k])
+        if k % 32 == 0:
+            np.remainder(acc[k], np.float32(2 * np.pi), out=acc[k])
+    if phase_lock:
+        acc = _reference_lock(acc, mag_out, phase_in)
+    return _reference_synthesis(mag_out, acc, n_fft, hop, length)
+
+
+def _reference_synthesis(mag, phases, n_fft, hop, length):
+    """Inverse STFT of ``mag * exp(i phases)``: one inverse FFT, windowed frames added as shifted blocks."""
+    import scipy.fft
+
+    window = hann_window(n_fft)
+    out_spec = np.empty(mag.shape, np.complex64)
+    out_spec.real = mag * np.cos(phases)
+    out_spec.imag = mag * np.sin(phases)
+    frames = scipy.fft.irfft(out_spec, n=n_fft, axis=1).astype(np.float32) * window
+    overlap = n_fft // hop
+    out = np.zeros((len(frames) + overlap - 1, hop), np.float32)
+    norm = np.zeros_like(out)
+    for j in range(overlap):
+        out[j:j + len(frames)] += frames.reshape(len(frames), overlap, hop)[:, j]
+        norm[j:j + len(frames)] += (window * window).reshape(overlap, hop)[j]
+    out = out.ravel()[n_fft // 2:n_fft // 2 + length]
+    norm = norm.ravel()[n_fft // 2:n_fft // 2 + length]
+    np.divide(out, norm, out=out, where=norm > np.finfo(np.float32).tiny)
+    return np.pad(out, (0, length - len(out)))
+
+
+def _reference_lock(acc, mag, phase_in):
+    """Identity phase locking by a nearest-peak search per bin (peaks: local maxima, ties to the left)."""
+    out = np.empty_like(acc)
+    n_bins = mag.shape[1]
+    for t in range(len(mag)):
+        m = mag[t]
+        peaks = [0] if m[0] > m[1] else []
+        peaks += [c for c in range(1, n_bins - 1) if m[c] > m[c - 1] and m[c] >= m[c + 1]]
+        peaks += [n_bins - 1] if m[-1] > m[-2] else []
+        peaks = np.array(peaks or [0])
+        bins = np.arange(n_bins)
+        distance = np.abs(bins[:, None] - peaks[None, :])
+        owner = peaks[np.argmin(distance, axis=1)]  # argmin takes the first (left) of equal distances
+        out[t] = phase_in[t] + (acc[t, owner] - phase_in[t, owner])
+    return out
+
+
+@pytest.mark.parametrize("rate", [0.8, 0.9, 1.0, 1.1, 1.3])
+@pytest.mark.parametrize("phase_lock", [True, False])
+def test_stretch_kernels_give_the_numpy_numbers_bit_for_bit(rng, rate, phase_lock):
+    y = _music(rng, 2.0)
+    ours = augment.phase_vocoder_stretch(y, rate, phase_lock=phase_lock)
+    np.testing.assert_array_equal(ours, _reference_stretch(y, rate, phase_lock=phase_lock))
+
+
+@pytest.mark.parametrize("n_fft,hop", [(512, 128), (256, 128), (64, 16)])
+def test_stretch_kernels_bit_for_bit_at_other_sizes_and_with_flat_frames(rng, n_fft, hop):
+    # Quantised magnitudes give plateaus (equal neighbours), silence frames without any peak.
+    y = np.round(_music(rng, 0.5) * 8) / 8
+    y[len(y) // 3: len(y) // 2] = 0
+    ours = augment.phase_vocoder_stretch(y, 0.93, n_fft=n_fft, hop=hop)
+    np.testing.assert_array_equal(ours, _reference_stretch(y, 0.93, n_fft=n_fft, hop=hop))
+
+
+def test_locking_takes_the_nearest_peak_and_the_left_one_at_a_tie():
+    mag = np.array([[0, 3, 0, 0, 0, 3, 1, 1, 2, 2]], np.float32)  # peaks 1, 5 and the plateau's 8 (>= right)
+    acc = np.arange(10, dtype=np.float32)[None] * 10
+    phase_in = np.zeros_like(acc)
+    out = np.empty_like(acc)
+    scratch = (np.empty(10, np.float32), np.empty(10, np.bool_), np.empty(10, np.int64))
+    augment._lock_frame(acc[0], mag[0], phase_in[0], out[0], *scratch)
+    # bin 3 is 2 from peak 1 and 2 from peak 5: the left one; bins 6 and 7 lie between 5 and 8.
+    np.testing.assert_array_equal(out[0], [10, 10, 10, 10, 50, 50, 50, 80, 80, 80])
+    np.testing.assert_array_equal(out, _reference_lock(acc, mag, phase_in))
+    flat = np.ones((1, 10), np.float32)  # no peak: one region, bin 0's
+    augment._lock_frame(acc[0], flat[0], phase_in[0], out[0], *scratch)
+    np.testing.assert_array_equal(out[0], np.zeros(10))
+
+
+def test_phase_remainder_is_numpys(rng):
+    two_pi = np.float32(2 * np.pi)
+    values = np.concatenate([rng.uniform(-1e3, 1e3, 20_000), two_pi * np.arange(-40, 41), [0.0, -0.0, 1e-40, -1e-40],
+                             np.nextafter(two_pi, np.float32(0)) * np.arange(-3, 4)]).astype(np.float32)
+    got = np.array([augment._remainder(v, two_pi) for v in values], np.float32)
+    expected = np.remainder(values, two_pi)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
+# Frame counts below, at and around multiples of the 128-frame blocks.
+@pytest.mark.parametrize("n_frames", [1, 5, 127, 128, 129, 300])
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (512, 256)])
+def test_blocked_synthesis_is_the_whole_array_inverse_bit_for_bit(rng, n_frames, n_fft, hop):
+    mag = rng.uniform(0, 2, (n_frames, n_fft // 2 + 1)).astype(np.float32)
+    mag[::9] = 0  # silent frames
+    phases = rng.uniform(-40, 40, mag.shape).astype(np.float32)
+    window = hann_window(n_fft)
+    for length in (1, (n_frames - 1) * hop + 3, (n_frames + 9) * hop):  # the last one is zero-padded
+        np.testing.assert_array_equal(augment._synthesis(mag, phases, n_fft, hop, window, length),
+                                      _reference_synthesis(mag, phases, n_fft, hop, length))
+
+
+@pytest.mark.parametrize("seconds", [0.05, 1.0, 3.1])
+def test_blocked_analysis_is_the_stft_magnitude_and_phase_bit_for_bit(rng, seconds):
+    y = _music(rng, seconds)
+    spec = stft(y, n_fft=2048, hop_length=512)
+    mag, phase = augment._analysis(y, 2048, 512, hann_window(2048))
+    np.testing.assert_array_equal(mag, np.abs(spec))
+    np.testing.assert_array_equal(phase, np.angle(spec))
 
 
 # --------------------------------------------------------------------------

@@ -81,6 +81,21 @@ def test_median_filter_matches_scipy_exactly(rng, shape, axis, k):
     np.testing.assert_array_equal(median_filter_axis(X, k, axis), expected)
 
 
+@pytest.mark.parametrize("k", [2, 7, 31])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_median_filter_removes_the_leaving_value_among_many_equal_ones(rng, k, axis):
+    # The window drops the first of its values equal to the leaving one (the
+    # values below it stay put); with few distinct values and infinities,
+    # most leaving values have equal neighbours in the window.
+    X = rng.integers(0, 3, (150, 90)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.inf
+    X[rng.random(X.shape) < 0.05] = -np.inf
+    size = [1, 1]
+    size[axis] = k
+    np.testing.assert_array_equal(median_filter_axis(X, k, axis),
+                                  scipy.ndimage.median_filter(X, size=size, mode="reflect"))
+
+
 def test_median_filter_float64_and_bad_arguments(rng):
     X = rng.random((50, 20))
     np.testing.assert_array_equal(median_filter_axis(X, 7, 1),
@@ -358,6 +373,90 @@ def test_frequency_major_stft_is_the_stft_bit_for_bit(rng, n_fft, hop):
     np.testing.assert_array_equal(S, np.sqrt(X.real * X.real + X.imag * X.imag))
     sizes = np.maximum(np.abs(X.real), np.abs(X.imag))
     assert features_module._smallest_entry(X) == sizes[sizes > 0].min()
+
+
+@pytest.mark.parametrize("n_frames", [1, 63, 64, 65, 128, 200])
+def test_blocked_frequency_major_stft_is_one_call_bit_for_bit(rng, n_frames):
+    import scipy.fft
+
+    from pipeline.dsp.filterbanks import centred_frames
+
+    y = _tones_and_clicks(rng, 10.0)[: (n_frames - 1) * 512 + 11]
+    X = features_module.stft_frequency_major(y, n_fft=2048, hop_length=512)
+    one_call = scipy.fft.rfft((centred_frames(y, 2048, 512) * features_module.hann_window(2048)).T, axis=0)
+    assert X.shape == (1025, n_frames) and X.flags.c_contiguous
+    np.testing.assert_array_equal(X, one_call)
+
+
+def _one_call_istft(X: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
+    """The inverse STFT as it was computed before it ran in blocks: one inverse FFT of all
+    (time-major, contiguous) frames, then a frame-by-frame overlap-add."""
+    import scipy.fft
+
+    frames = scipy.fft.irfft(np.ascontiguousarray(X), n=n_fft, axis=-1).astype(np.float32)
+    out = np.zeros(n_fft + hop * (len(frames) - 1), np.float32)
+    window = features_module.hann_window(n_fft)
+    for t, frame in enumerate(frames):
+        out[t * hop: t * hop + n_fft] += frame * window
+    out *= features_module._inverse_window_sumsquare(n_fft, hop, len(frames))
+    return np.pad(out[n_fft // 2: n_fft // 2 + length], (0, max(0, length - (len(out) - n_fft // 2))))
+
+
+# Frame counts below, at and around multiples of the 128-frame blocks.
+@pytest.mark.parametrize("n_frames", [5, 127, 128, 129, 256, 300])
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (512, 128)])
+def test_blocked_inverse_stft_is_one_call_bit_for_bit(rng, n_frames, n_fft, hop):
+    y = _tones_and_clicks(rng, (n_frames - 1) * hop / SR + 1e-3)[: (n_frames - 1) * hop + 7]
+    X = features_module.stft_frequency_major(y, n_fft=n_fft, hop_length=hop)
+    assert X.shape[1] == n_frames
+    mask = rng.uniform(0, 1, X.shape).astype(np.float32)
+    mask[:, ::7] = 0  # whole frames of zeros
+    expected = _one_call_istft(np.multiply(X, mask).T, n_fft, hop, len(y))
+    ours = features_module.masked_istft(X, mask, n_fft=n_fft, hop_length=hop, length=len(y))
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(istft(X.T, n_fft=n_fft, hop_length=hop, length=len(y) + 999),
+                                  _one_call_istft(X.T, n_fft, hop, len(y) + 999))
+
+
+def test_harmonic_signal_is_the_inverse_stft_of_the_masked_stft(rng):
+    y = _tones_and_clicks(rng, 3.0)
+    spectra = features_module.spectra_of(y, sr=SR, cfg=FeatureConfig())
+    H = np.multiply(spectra.stft_fm, spectra.harmonic_mask).T
+    np.testing.assert_array_equal(spectra.harmonic_signal, _one_call_istft(H, 2048, 512, len(y)))
+
+
+def _one_call_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
+    """The sparse CQT as it was computed before its FFTs ran in blocks: one FFT call per octave."""
+    import scipy.fft
+
+    from pipeline.dsp.cens import _decimate, _sparse_magnitude
+    from pipeline.dsp.filterbanks import centred_frames
+
+    spectra = []
+    for i, octave in enumerate(plan.octaves):
+        if i and plan.octaves[i - 1].halve_after:
+            y = _decimate(y, 2)
+        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
+        spectra.append(np.ascontiguousarray(spec[:, octave.lo:octave.hi].T))
+    out = np.empty((plan.n_bins, min(spec.shape[1] for spec in spectra)), np.float32)
+    for i, (octave, spec) in enumerate(zip(plan.octaves, spectra)):
+        bpo = octave.indptr.shape[0] - 1
+        _sparse_magnitude(spec, octave.indptr, octave.indices, octave.values, out, plan.n_bins - bpo * (i + 1))
+    return out
+
+
+@pytest.mark.parametrize("n_frames", [3, 128, 129, 400])
+@pytest.mark.parametrize("hop", [512, 500])
+def test_blocked_cqt_is_one_fft_call_bit_for_bit(rng, n_frames, hop):
+    from pipeline.dsp.cens import cqt_magnitude_fm
+    from pipeline.dsp.filterbanks import cqt_plan
+
+    plan = cqt_plan(SR, hop, 32.70319566257483, 36, 7, 0.0)
+    y = _tones_and_clicks(rng, n_frames * hop / SR)[: (n_frames - 1) * hop + 5]
+    ours = cqt_magnitude_fm(y, plan)
+    assert ours.shape == (252, n_frames)
+    np.testing.assert_array_equal(ours, _one_call_cqt_magnitude(y, plan))
 
 
 def _dense_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
