@@ -17,13 +17,14 @@ For a mono signal the extractor computes every feature registered in
 The reference a user would write (librosa.stft -> decompose.hpss ->
 feature.melspectrogram / power_to_db / mfcc, istft -> chroma_cens) costs
 about 1.3 s per 30 s clip on one core, ~80% of it in
-``scipy.ndimage.median_filter``; this module takes ~55 ms (measured with
-``pipeline bench features``, which also times each kernel below). The same
-numbers come from:
+``scipy.ndimage.median_filter``; this module takes ~85 ms of one variant on
+the 2-core development machine (2026-12-07, ``pipeline bench features``,
+which also times each kernel: STFT ~12 ms, the two medians ~21, inverse
+STFT ~14, CQT ~24, masks, mels and MFCC ~10). The same numbers come from:
 
 - a branch-free, SIMD sliding-window median (:mod:`pipeline.dsp.median`),
   bit-identical to ``scipy.ndimage.median_filter(mode="reflect")``
-  (~2 x 9 ms instead of ~2 x 0.55 s);
+  (~2 x 10 ms instead of ~2 x 0.55 s);
 - float32 throughout: frames are strided views with one real FFT each,
   transformed along the contiguous axis of their transposed view so that
   the STFT comes out frequency-major ``[bins, frames]`` (the same numbers
@@ -32,8 +33,8 @@ numbers come from:
 - filterbanks, windows and CQT kernels built once per configuration
   (:mod:`pipeline.dsp.filterbanks`), with the CQT otherwise identical to
   librosa's; its kernel products visit only their ~15% non-zero entries
-  (:mod:`pipeline.dsp.cens`; its octaves' FFTs, ~14 ms, are now the
-  largest part after the medians);
+  (:mod:`pipeline.dsp.cens`; its octaves' FFTs, 15-23 ms, are the
+  largest part, then the medians);
 - soft masks and the harmonic/percussive power spectra fused into one
   vectorised numba kernel; mel powers computed once per part and band count.
 
