@@ -229,3 +229,26 @@ def latency(name: str = "dfn", *, checkpoint: str | Path | None = None, device: 
             "batch_size": batch_size, "windows_per_file": n_windows, "file_seconds": seconds,
             "device": str(dev), "model": predictor.state["model_name"], "threads": threads if dev.type == "cpu" else None,
             "repeats": repeats}
+
+
+def stream_rates(uris: Mapping[str, StoreSource], *, seconds: float = 4.0, rounds: int = 3) -> dict[str, list[float]]:
+    """Windows/s of the float32 training stream (every feature and variant of the train split, one
+    thread) of each store in ``uris``, measured ``2 * rounds`` times each in alternating order
+    (a, b, b, a, ...): the comparison ``pipeline bench update`` makes of a versioned store and the
+    same files unversioned, where a shared machine's drift is as large as the difference."""
+    names = list(uris)
+    order = [*names, *reversed(names)] * rounds
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    with torch_threads(1):
+        for name in order:
+            store = open_source(uris[name], None)
+            split = "train" if len(split_clips(store, "train")) else None
+            windows, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                for _, labels in WindowStream(store, split=split, variants="all", features=tuple(store.feature_bands),
+                                              batch_size=32):
+                    windows += len(labels)
+                    if time.perf_counter() - t0 >= seconds:
+                        break
+            rates[name].append(windows / (time.perf_counter() - t0))
+    return rates

@@ -22,7 +22,8 @@ process (imports, the walk of the folder, the store's tables), timed whole.
 Alone and update run in that order and then again in the other order
 (``--repeats``), on fresh stores, and the medians are reported, because a
 shared machine's speed drifts. The loader's rate on a versioned store against
-the same files unversioned is measured by the command (it needs torch):
+the same files unversioned is measured by the command (it needs torch;
+:func:`bench.model.stream_rates`, 6 alternated timings of each):
 ``store_uri`` is the grown store, ``plain_uri`` a copy of its first version
 without version files (what a store built before versions is).
 """
@@ -129,8 +130,10 @@ def format_update_figures(f: dict[str, Any]) -> str:
         f"  no-op --update ({f['store_clips']} clips)    {f['noop_update_s']:.2f} s (goal < 5 s)",
     ]
     if "loader_versioned_windows_per_s" in f:
+        runs = len(f.get("loader_runs_windows_per_s", {}).get("versioned", ()))
         lines.append(f"  loader: versioned {f['loader_versioned_windows_per_s']:,.0f} windows/s, unversioned "
-                     f"{f['loader_plain_windows_per_s']:,.0f} windows/s, ratio {f['loader_ratio']:.2f} (goal >= 0.9)")
+                     f"{f['loader_plain_windows_per_s']:,.0f} windows/s (medians of {runs} alternated), "
+                     f"ratio {f['loader_ratio']:.2f} (goal >= 0.9)")
     return "\n".join(lines)
 
 

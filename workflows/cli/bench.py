@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--seconds", type=float, default=4.0, help="length of each demo clip (default 4 s)")
     b.add_argument("--workers", type=int, default=0, help="0: serial, in this process (default); N: a LocalCluster")
     b.add_argument("--repeats", type=int, default=2, help="timed (alone, update) pairs, alternating order")
-    b.add_argument("--loader-seconds", type=float, default=5.0, help="each loader measurement (0: skip the loader)")
+    b.add_argument("--loader-seconds", type=float, default=4.0, help="each of the 6 alternated timings of the training stream per store (0: skip the loader)")
     b.add_argument("--noop-clips", type=int, default=0, metavar="N",
                    help="instead: a no-op --update of a store of N short clips (the goal's size: 25000), timed as "
                         "the command in a fresh process (about 1 GB of files and 10 minutes of setup on 2 cores)")
@@ -133,12 +133,12 @@ def _update(args: argparse.Namespace) -> int:
         figures = run_update_bench(folder, args.base, args.new, seconds=args.seconds, workers=args.workers,
                                    repeats=args.repeats)
         if args.loader_seconds > 0:
-            from bench.model import bench_loader  # torch: loaded on use
+            from bench.model import stream_rates  # torch: loaded on use
 
-            rates: dict[str, list[float]] = {"versioned": [], "plain": []}
-            for kind in ("plain", "versioned", "versioned", "plain"):  # alternated: the machine's speed drifts
-                uri = figures["store_uri" if kind == "versioned" else "plain_uri"]
-                rates[kind].append(bench_loader(uri, seconds=args.loader_seconds)["windows_per_s"])
+            # alternated, 6 measurements each: the machine's speed drifts as much as the difference
+            rates = stream_rates({"plain": figures["plain_uri"], "versioned": figures["store_uri"]},
+                                 seconds=args.loader_seconds)
+            figures["loader_runs_windows_per_s"] = rates
             figures["loader_versioned_windows_per_s"] = statistics.median(rates["versioned"])
             figures["loader_plain_windows_per_s"] = statistics.median(rates["plain"])
             figures["loader_ratio"] = figures["loader_versioned_windows_per_s"] / figures["loader_plain_windows_per_s"]
