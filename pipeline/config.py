@@ -534,9 +534,9 @@ _SECTIONS: dict[str, type] = {
     "window": WindowConfig,
     "augment": AugmentConfig,
 }
-#: (section, field) of every field recorded only when it differs from its default.
-_RECORDED_IF_SET: tuple[tuple[str, str], ...] = tuple(
-    (section, f.name) for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
+#: (section, field, default) of every field recorded only when it differs from its default.
+_RECORDED_IF_SET: tuple[tuple[str, str, Any], ...] = tuple(
+    (section, f.name, f.default) for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
     if f.metadata.get(RECORDED_IF_SET))
 
 
@@ -596,9 +596,8 @@ class PipelineConfig:
         """Plain JSON types only (tuples become lists); fields marked :data:`RECORDED_IF_SET` are
         left out while at their default."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
-        for section, name in _RECORDED_IF_SET:
-            field = next(f for f in dataclasses.fields(_SECTIONS[section]) if f.name == name)
-            if getattr(getattr(self, section), name) == field.default:
+        for section, name, default in _RECORDED_IF_SET:
+            if getattr(getattr(self, section), name) == default:
                 del data[section][name]
         return data
 

@@ -22,7 +22,7 @@ from zarr.core.sync import sync
 
 from stores import schema
 from stores.backend_errors import ROOT_FIX, is_checksum_mismatch
-from stores.columns import read_column
+from stores.columns import read_whole
 from stores.errors import StoreDamageError, StoreError, StoreIncompleteError, StoreNotFoundError
 from stores.integrity import damage_error
 from stores.listing import root_metadata_missing
@@ -96,8 +96,7 @@ class FeatureStore:
         array = self.array(name)
         try:
             with remote_errors(self._raw_uri):
-                direct = read_column(array)  # one concurrent fetch; None: zarr-python reads it (and names damage)
-                return array[:] if direct is None else direct
+                return read_whole(array)
         except Exception as exc:
             if not isinstance(exc, (StoreDamageError, ValueError, RuntimeError)) \
                     or (isinstance(exc, StoreError) and not isinstance(exc, StoreDamageError)):

@@ -23,14 +23,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import zarr
 
 from stores.errors import ConfigMismatchError, StoreError
 from stores import schema
-from stores.columns import read_column
 from stores.metadata import RecordedConfig, StoreMetadata
 from stores.schema import Layout
 from stores.uri import redact_uri
@@ -64,6 +63,38 @@ def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | Non
     return [str(i) for i in ids[~padding_rows(ids)]]
 
 
+def _finished_store(uri: str | Path, storage_options: Mapping[str, Any] | None, shown: str) -> StoreMetadata:
+    """The metadata of the finished store an update starts from.
+
+    Raises
+    ------
+    StoreError
+        ``uri`` pins a version (read-only).
+    ConfigMismatchError
+        No finished store at ``uri``.
+    """
+    if split_version(uri)[1] is not None:
+        raise StoreError(f"cannot update {shown}: a pinned version is read-only; update the store without @VERSION")
+    existing = _existing_metadata(uri, storage_options, shown)
+    if existing is None or not existing.complete:
+        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first "
+                                  "(without --update), or rerun that build to finish it")
+    return existing
+
+
+def _begin_update(uri: str | Path, storage_options: Mapping[str, Any] | None, existing: StoreMetadata, shown: str, *,
+                  change: str, intent: str, started: Callable[[StoreMetadata], bool]) -> tuple[str, StoreWriter | None]:
+    """The transaction of an update (:func:`stores.versions.begin_transaction`) and, when a killed
+    run of the same update had finished setting it up (``started`` of its metadata), the writer
+    that resumes it; else None and the caller sets the transaction up (its attributes last)."""
+    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change, intent=intent)
+    before = _existing_metadata(target, storage_options, shown)
+    if before is not None and started(before):
+        logger.info("resuming the update of %s (%s)", shown, change)
+        return target, open_writer(target, storage_options=storage_options)
+    return target, None
+
+
 def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[str, Sequence[Any]],
                storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
     """Start (or resume) the update that appends ``clips`` to the store at ``uri``.
@@ -88,12 +119,7 @@ def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[
         No finished store at ``uri``, another config, or an id already stored.
     """
     shown = redact_uri(uri)
-    if split_version(uri)[1] is not None:
-        raise StoreError(f"cannot update {shown}: a pinned version is read-only; update the store without @VERSION")
-    existing = _existing_metadata(uri, storage_options, shown)
-    if existing is None or not existing.complete:
-        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first "
-                                  "(without --update), or rerun that build to finish it")
+    existing = _finished_store(uri, storage_options, shown)
     config = recorded_config(config)
     check_same_config(existing, config, shown)
     config_hash = config.config_hash
@@ -113,14 +139,11 @@ def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[
     columns = {name: [*stored[name].tolist(), *[_PADDING[name]] * n_pad, *list(clips[name])]
                for name in schema.STATIC_COLUMNS}
     clips_hash = columns_hash(columns)
-    change = f"+{describe_clips(clips['split'])}"
-    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
-                               intent=f"grow|{config_hash}|{clips_hash}|{cps}")
-    started = _existing_metadata(target, storage_options, shown)
-    if started is not None and started.clips_hash == clips_hash:
-        logger.info("resuming the update of %s (%s)", shown, change)
-        return open_writer(target, storage_options=storage_options)
-
+    target, resumed = _begin_update(uri, storage_options, existing, shown, change=f"+{describe_clips(clips['split'])}",
+                                    intent=f"grow|{config_hash}|{clips_hash}|{cps}",
+                                    started=lambda meta: meta.clips_hash == clips_hash)
+    if resumed is not None:
+        return resumed
     group = _open_group(target, storage_options, "r+")
     layout = Layout(n_total, cps)
     _resize_clip_axis(group, existing, n_total, layout.n_shards)
@@ -183,25 +206,22 @@ def appended_variants(existing: StoreMetadata, config: RecordedConfig | Any) -> 
     must be the store's own.
     """
     config = recorded_config(config)
-    stored = existing.config_dict()
-    now = dict(config.config)
     old, new = tuple(existing.variants), tuple(config.variants)
     if len(new) <= len(old) or new[:len(old)] != old:
         return ()
-    same_otherwise = {**now, "augment": {**now["augment"], "variants": None}} == \
-        {**stored, "augment": {**stored.get("augment", {}), "variants": None}}
-    return new[len(old):] if same_otherwise else ()
+    return new[len(old):] if _same_config_but(existing, config, ("augment.variants",)) else ()
 
 
 def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: Mapping[str, Sequence[str]],
-                 storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+                 n_augmented: int, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
     """Start (or resume) the update that adds ``config``'s new augmentation variants to the store at ``uri``.
 
     The variant axis grows by whole shards: the stored variants keep their
     shard objects byte for byte and the new variants of a shard's clips go
     into a new object beside them. Every shard is pending afterwards; a task
     writes only its new variants (:func:`write_extension`) and the shard's
-    digest over everything it now holds.
+    digest over everything it now holds. ``n_augmented``: the clips the
+    new variants are computed for (the log says it).
 
     Raises
     ------
@@ -209,9 +229,7 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
         ``config`` changes anything but appending variants.
     """
     shown = redact_uri(uri)
-    existing = _existing_metadata(uri, storage_options, shown)
-    if existing is None or not existing.complete:
-        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    existing = _finished_store(uri, storage_options, shown)
     config = recorded_config(config)
     added = appended_variants(existing, config)
     if not added:
@@ -224,14 +242,12 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
         existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
         config_hash=config.config_hash, variants=variants, aug_params=aug_arrays,
     )
-    change = f"+variant {', '.join(added)} for {_augmented_clips(uri, storage_options, existing):,} clips"
-    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
-                               intent=f"extend|{config.config_hash}|{existing.clips_hash}")
-    started = _existing_metadata(target, storage_options, shown)
-    if started is not None and started.config_hash == metadata.config_hash:
-        logger.info("resuming the update of %s (%s)", shown, change)
-        return open_writer(target, storage_options=storage_options)
-
+    target, resumed = _begin_update(uri, storage_options, existing, shown,
+                                    change=f"+variant {', '.join(added)} for {n_augmented:,} clips",
+                                    intent=f"extend|{config.config_hash}|{existing.clips_hash}",
+                                    started=lambda meta: meta.config_hash == metadata.config_hash)
+    if resumed is not None:
+        return resumed
     group = _open_group(target, storage_options, "r+")
     n, nv = existing.layout.n_clips, len(variants)
     for name in existing.features:
@@ -250,17 +266,6 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
     group.attrs.put(metadata.to_attrs())  # last: a half-done setup is recognised (old config hash) and redone
     logger.info("%s: adding variant(s) %s to %d shards", shown, ", ".join(added), existing.layout.n_shards)
     return StoreWriter(group, redact_uri(target), metadata, target_uri=str(target))
-
-
-def _augmented_clips(uri: str | Path, storage_options: Mapping[str, Any] | None, metadata: StoreMetadata) -> int:
-    """The ok clips of the store's augmented splits: those an appended variant is computed for."""
-    group = _open_group(uri, storage_options, "r")
-    status, split = (read_column(group[name]) for name in ("status", "split"))
-    status = group["status"][:] if status is None else status
-    split = group["split"][:] if split is None else split
-    augmented = metadata.augmented_splits
-    gets = np.ones(len(split), bool) if "all" in augmented else np.isin(split.astype(str), list(augmented))
-    return int(np.sum((status.astype(str) == schema.STATUS_OK) & gets))
 
 
 def write_extension(writer: StoreWriter, shard_index: int, results: Sequence[Any], added: Sequence[str]) -> str:
@@ -311,15 +316,19 @@ def appended_features(existing: StoreMetadata, config: RecordedConfig | Any,
         return ()
     if any(config.features[name].bands != existing.features[name] for name in old):
         return ()
+    return tuple(new[len(old):]) if _same_config_but(existing, config, free_keys) else ()
 
-    def without_free(sections: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+
+def _same_config_but(existing: StoreMetadata, config: RecordedConfig, keys: Sequence[str]) -> bool:
+    """Whether ``config`` is the store's own except the dotted config ``keys`` (``"augment.variants"``)."""
+    def without(sections: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         out = {section: dict(values or {}) for section, values in sections.items()}
-        for key in free_keys:
+        for key in keys:
             section, _, field = key.partition(".")
             out.get(section, {}).pop(field, None)
         return out
 
-    return tuple(new[len(old):]) if without_free(config.config) == without_free(existing.config_dict()) else ()
+    return without(config.config) == without(existing.config_dict())
 
 
 def add_features(uri: str | Path, *, config: RecordedConfig | Any, added: Sequence[str],
@@ -338,11 +347,7 @@ def add_features(uri: str | Path, *, config: RecordedConfig | Any, added: Sequen
         No finished store at ``uri``, or ``config`` does not only append ``added``.
     """
     shown = redact_uri(uri)
-    if split_version(uri)[1] is not None:
-        raise StoreError(f"cannot update {shown}: a pinned version is read-only; update the store without @VERSION")
-    existing = _existing_metadata(uri, storage_options, shown)
-    if existing is None or not existing.complete:
-        raise ConfigMismatchError(f"cannot update {shown}: there is no finished store there; build it first")
+    existing = _finished_store(uri, storage_options, shown)
     config = recorded_config(config)
     stored = list(existing.features)
     if list(config.features) != [*stored, *added]:
@@ -352,14 +357,11 @@ def add_features(uri: str | Path, *, config: RecordedConfig | Any, added: Sequen
         existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
         config_hash=config.config_hash, features={**existing.features, **{n: config.features[n].bands for n in added}},
     )
-    change = f"+feature {', '.join(added)}"
-    target = begin_transaction(uri, storage_options, existing, fresh=False, change=change,
-                               intent=f"features|{config.config_hash}|{existing.clips_hash}")
-    started = _existing_metadata(target, storage_options, shown)
-    if started is not None and started.config_hash == metadata.config_hash:
-        logger.info("resuming the update of %s (%s)", shown, change)
-        return open_writer(target, storage_options=storage_options)
-
+    target, resumed = _begin_update(uri, storage_options, existing, shown, change=f"+feature {', '.join(added)}",
+                                    intent=f"features|{config.config_hash}|{existing.clips_hash}",
+                                    started=lambda meta: meta.config_hash == metadata.config_hash)
+    if resumed is not None:
+        return resumed
     group = _open_group(target, storage_options, "r+")
     for name in added:
         if name in group:  # a half-done setup of this update: created again, empty

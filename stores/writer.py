@@ -34,7 +34,7 @@ from zarr.core.sync import sync
 
 from stores import schema
 from stores.backend_errors import ROOT_FIX
-from stores.columns import read_column
+from stores.columns import read_whole
 from stores.errors import ConfigMismatchError, StoreDamageError, StoreError
 from stores.listing import root_metadata_missing
 from stores.metadata import BuildSummary, DatasetInfo, FeatureInfo, RecordedConfig, StoreMetadata
@@ -177,9 +177,7 @@ class StoreWriter:
     # -- build state -------------------------------------------------------
     def shard_digests(self) -> list[str]:
         """Digest of every shard, "" for shards not written yet."""
-        array = self.group[schema.SHARD_DIGEST]
-        direct = read_column(array)  # one concurrent fetch of the ~n_shards objects (None: zarr-python reads them)
-        return [str(d) for d in (array[:] if direct is None else direct)]
+        return [str(d) for d in read_whole(self.group[schema.SHARD_DIGEST])]  # one concurrent fetch
 
     def pending_shards(self) -> list[int]:
         """Shards that a build still has to write."""

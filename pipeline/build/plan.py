@@ -172,6 +172,7 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
         ) if growth is None else open_newest(uri, options, config)
         store_clips = dict(enumerate(manifest.clips))
     augmented = writer.metadata.augmented_splits
+    extend, add_features = (extension.added_variants, extension.added_features) if extension else ((), ())
     tasks = []
     for i in writer.pending_shards():
         start, stop = writer.layout.shard_range(i)
@@ -181,8 +182,7 @@ def make_plan(manifest: Manifest, out_uri: str | Path, *, config: PipelineConfig
             for j, c in ((j, store_clips[j]) for j in range(start, stop))
         )
         tasks.append(ShardTask(i, clips, config, writer.target_uri, task_options, clip_limits, task_source_options,
-                               extend=extension.added_variants if extension is not None else (),
-                               add_features=extension.added_features if extension is not None else ()))
+                               extend=extend, add_features=add_features))
     n_workers = 0 if serial else (workers or min(os.cpu_count() or 1, max(1, len(tasks))))
     logger.info("%s: %d of %d shards to build (%d clips)", shown, len(tasks), writer.layout.n_shards,
                 sum(len(t.clips) for t in tasks))

@@ -223,17 +223,14 @@ def start_extension(uri: str, config: PipelineConfig, storage_options: Mapping[s
     clips = {i: ClipRecord(str(row.clip_id), str(row.source), str(row.label), str(row.split), int(row.fold),
                            str(row.group)) for i, row in enumerate(store.clips.itertuples())}
     ok = (store.clips["status"] == "ok").to_numpy()
-    variants: dict[int, tuple[str, ...]] = {}
     if variants_added:
+        augmented = store.metadata.augmented_splits
+        variants = {i: tuple(variants_added) if ok[i] and ("all" in augmented or clip.split in augmented) else ()
+                    for i, clip in clips.items()}
         writer = extend_store(uri, config=config, storage_options=storage_options,
-                              aug_params=aug_param_names(variants_added))
-        augmented = writer.metadata.augmented_splits
-        for i, clip in clips.items():
-            gets = ok[i] and ("all" in augmented or clip.split in augmented)
-            variants[i] = tuple(variants_added) if gets else ()
+                              aug_params=aug_param_names(variants_added), n_augmented=sum(map(bool, variants.values())))
         return Extension(writer, clips, variants, added_variants=tuple(variants_added))
     stored_variants = store.valid_frames > 0  # [clip, variant]: what each clip has
+    variants = {i: tuple(v for j, v in enumerate(store.variants) if ok[i] and stored_variants[i, j]) for i in clips}
     writer = add_features(uri, config=config, added=features_added, storage_options=storage_options)
-    for i in clips:
-        variants[i] = tuple(v for j, v in enumerate(store.variants) if ok[i] and stored_variants[i, j])
     return Extension(writer, clips, variants, added_features=tuple(features_added))

@@ -426,11 +426,12 @@ def test_harmonic_signal_is_the_inverse_stft_of_the_masked_stft(rng):
     np.testing.assert_array_equal(spectra.harmonic_signal, _one_call_istft(H, 2048, 512, len(y)))
 
 
-def _one_call_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
-    """The sparse CQT as it was computed before its FFTs ran in blocks: one FFT call per octave."""
+def _octave_spectra(y: np.ndarray, plan) -> list[np.ndarray]:
+    """Each octave's spectra of the kernels' bins, time-major, from one FFT call per octave (the
+    multirate CQT's front end as librosa computes it)."""
     import scipy.fft
 
-    from pipeline.dsp.cens import _decimate, _sparse_magnitude
+    from pipeline.dsp.cens import _decimate
     from pipeline.dsp.filterbanks import centred_frames
 
     spectra = []
@@ -438,7 +439,15 @@ def _one_call_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
         if i and plan.octaves[i - 1].halve_after:
             y = _decimate(y, 2)
         spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
-        spectra.append(np.ascontiguousarray(spec[:, octave.lo:octave.hi].T))
+        spectra.append(spec[:, octave.lo:octave.hi])
+    return spectra
+
+
+def _one_call_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
+    """The sparse CQT as it was computed before its FFTs ran in blocks: one FFT call per octave."""
+    from pipeline.dsp.cens import _sparse_magnitude
+
+    spectra = [np.ascontiguousarray(spec.T) for spec in _octave_spectra(y, plan)]
     out = np.empty((plan.n_bins, min(spec.shape[1] for spec in spectra)), np.float32)
     for i, (octave, spec) in enumerate(zip(plan.octaves, spectra)):
         bpo = octave.indptr.shape[0] - 1
@@ -461,17 +470,7 @@ def test_blocked_cqt_is_one_fft_call_bit_for_bit(rng, n_frames, hop):
 
 def _dense_cqt_magnitude(y: np.ndarray, plan) -> np.ndarray:
     """The CQT as it was computed before the sparse kernel: time-major spectra times the dense kernels."""
-    import scipy.fft
-
-    from pipeline.dsp.cens import _decimate
-    from pipeline.dsp.filterbanks import centred_frames
-
-    responses = []
-    for i, octave in enumerate(plan.octaves):
-        if i and plan.octaves[i - 1].halve_after:
-            y = _decimate(y, 2)
-        spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
-        responses.append(np.abs(spec[:, octave.lo:octave.hi] @ octave.basis_t))
+    responses = [np.abs(spec @ octave.basis_t) for octave, spec in zip(plan.octaves, _octave_spectra(y, plan))]
     n_frames = min(r.shape[0] for r in responses)
     return np.concatenate([r[:n_frames] for r in reversed(responses)], axis=1)
 

@@ -195,9 +195,11 @@ def extend(uri, variants: tuple[str, ...], seed: int, only: set[int] | None = No
     store = open_store(uri)
     added = appended_variants(store.metadata, cfg)
     assert added, variants
-    writer = extend_store(uri, config=cfg, aug_params={v: sorted(AUGMENTATIONS[v].param_names) for v in added})
-    rng = np.random.default_rng(seed)
     clips = store.clips
+    n_augmented = int(((clips["status"] == "ok") & (clips["split"] == "train")).sum())
+    writer = extend_store(uri, config=cfg, aug_params={v: sorted(AUGMENTATIONS[v].param_names) for v in added},
+                          n_augmented=n_augmented)
+    rng = np.random.default_rng(seed)
     for shard in writer.pending_shards():
         start, stop = writer.layout.shard_range(shard)
         results = []

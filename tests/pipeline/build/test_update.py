@@ -238,34 +238,47 @@ def test_a_fixed_scheme_gives_new_clips_the_datasets_own_split():
     assert [(c.clip_id, c.split) for c in growth.new] == [("b", "test")]
 
 
-@pytest.mark.s3
-def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, s3_server, monkeypatch):
+@pytest.fixture
+def ceph_store(s3_server):
+    """``(uri, storage_options)`` of a store location in a bucket of its own on the loopback Ceph
+    gateway, removed afterwards."""
     import secrets
 
-    from stores.versions import location_repository
-
-    base, bigger = collection
     fs = s3_server.filesystem()
     bucket = f"hfs-update-{secrets.token_hex(4)}"
     fs.mkdir(bucket)
-    uri, options = f"s3://{bucket}/s.zarr", s3_server.storage_options()
     try:
-        first = _build(base, uri, storage_options=options)
-        reader = open_store(uri, storage_options=options)
-        real = shard_task.build_shard
-        monkeypatch.setattr(shard_task, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
-        with pytest.raises(KeyboardInterrupt):
-            _build(bigger, uri, update=True, storage_options=options)
-        assert open_store(uri, storage_options=options).version == first.version
-        monkeypatch.setattr(shard_task, "build_shard", real)
-        update = _build(bigger, uri, update=True, storage_options=options)
-        assert update.clips_built == 4 and reader.n_clips == 7  # the open reader still reads its version
-        repo = location_repository(uri, options, writable=False)
-        old, new = repo.manifest(repo.resolve(first.version)), repo.manifest(repo.resolve(update.version))
-        assert all(new[k] == v for k, v in old.items() if "/c/" in k and k.split("/")[0] in ("mel", "status"))
-        assert verify_store(uri, storage_options=options)["ok"]
+        yield f"s3://{bucket}/s.zarr", s3_server.storage_options()
     finally:
         fs.rm(bucket, recursive=True)
+
+
+def _same_objects_since(uri, options, first: str, update: str, arrays) -> bool:
+    """Whether every chunk object of ``arrays`` (a predicate on the array name) that version
+    ``first`` holds is the same object in version ``update``."""
+    from stores.versions import location_repository
+
+    repo = location_repository(uri, options, writable=False)
+    old, new = repo.manifest(repo.resolve(first)), repo.manifest(repo.resolve(update))
+    return all(new[k] == v for k, v in old.items() if "/c/" in k and arrays(k.split("/")[0]))
+
+
+@pytest.mark.s3
+def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, ceph_store, monkeypatch):
+    base, bigger = collection
+    uri, options = ceph_store
+    first = _build(base, uri, storage_options=options)
+    reader = open_store(uri, storage_options=options)
+    real = shard_task.build_shard
+    monkeypatch.setattr(shard_task, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        _build(bigger, uri, update=True, storage_options=options)
+    assert open_store(uri, storage_options=options).version == first.version
+    monkeypatch.setattr(shard_task, "build_shard", real)
+    update = _build(bigger, uri, update=True, storage_options=options)
+    assert update.clips_built == 4 and reader.n_clips == 7  # the open reader still reads its version
+    assert _same_objects_since(uri, options, first.version, update.version, lambda a: a in ("mel", "status"))
+    assert verify_store(uri, storage_options=options)["ok"]
 
 
 def test_an_update_appending_a_variant_computes_only_it(collection, tmp_path, monkeypatch):
@@ -388,44 +401,33 @@ def test_the_default_config_hash_is_the_one_stores_were_built_with():
     assert PipelineConfig.from_dict(WITH_TEMPOGRAM.to_dict()) == WITH_TEMPOGRAM
 
 
-def test_a_feature_added_on_the_ceph_gateway_after_a_killed_try(collection, s3_server, monkeypatch):
-    import secrets
-
-    from stores.versions import location_repository
-
+@pytest.mark.s3
+def test_a_feature_added_on_the_ceph_gateway_after_a_killed_try(collection, ceph_store, monkeypatch):
     base, _ = collection
-    fs = s3_server.filesystem()
-    bucket = f"hfs-feature-{secrets.token_hex(4)}"
-    fs.mkdir(bucket)
-    uri, options = f"s3://{bucket}/s.zarr", s3_server.storage_options()
-    try:
-        first = _build(base, uri, storage_options=options)
-        reader = open_store(uri, storage_options=options)
-        real = shard_task.build_shard
-        calls = []
+    uri, options = ceph_store
+    first = _build(base, uri, storage_options=options)
+    reader = open_store(uri, storage_options=options)
+    real = shard_task.build_shard
+    calls = []
 
-        def killed_after_one(task):  # the first shard is written, then the process "dies"
-            if calls:
-                raise KeyboardInterrupt
-            calls.append(task.shard_index)
-            return real(task)
+    def killed_after_one(task):  # the first shard is written, then the process "dies"
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(task.shard_index)
+        return real(task)
 
-        monkeypatch.setattr(shard_task, "build_shard", killed_after_one)
-        with pytest.raises(KeyboardInterrupt):
-            build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
-                        storage_options=options)
-        assert open_store(uri, storage_options=options).version == first.version
-        resumed = []
-        monkeypatch.setattr(shard_task, "build_shard", lambda task: resumed.append(task.shard_index) or real(task))
-        update = build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
-                             storage_options=options)
-        assert calls[0] not in resumed and len(resumed) == update.n_shards - 1  # the written shard is kept
-        assert "tempogram" not in reader.feature_bands  # the open reader still reads its version
-        store = open_store(uri, storage_options=options)
-        assert store.feature_bands["tempogram"] == 64 and store.version == update.version
-        repo = location_repository(uri, options, writable=False)
-        old, new = repo.manifest(repo.resolve(first.version)), repo.manifest(repo.resolve(update.version))
-        assert all(new[k] == v for k, v in old.items() if "/c/" in k and k.split("/")[0] != "shard_digest")
-        assert verify_store(uri, storage_options=options)["ok"]
-    finally:
-        fs.rm(bucket, recursive=True)
+    monkeypatch.setattr(shard_task, "build_shard", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                    storage_options=options)
+    assert open_store(uri, storage_options=options).version == first.version
+    resumed = []
+    monkeypatch.setattr(shard_task, "build_shard", lambda task: resumed.append(task.shard_index) or real(task))
+    update = build_store(base, uri, config=WITH_TEMPOGRAM, workers=0, progress=False, update=True,
+                         storage_options=options)
+    assert calls[0] not in resumed and len(resumed) == update.n_shards - 1  # the written shard is kept
+    assert "tempogram" not in reader.feature_bands  # the open reader still reads its version
+    store = open_store(uri, storage_options=options)
+    assert store.feature_bands["tempogram"] == 64 and store.version == update.version
+    assert _same_objects_since(uri, options, first.version, update.version, lambda a: a != "shard_digest")
+    assert verify_store(uri, storage_options=options)["ok"]
