@@ -77,6 +77,23 @@ def bench_loader(store: StoreSource, *, seconds: float = 10.0, batch_size: int =
         return _measure(store, stream, per_shard, features, seconds, batch_size)
 
 
+def _time_stream(ds: WindowStream, seconds: float, *, threads: int = 0) -> tuple[float, float, int, int]:
+    """Stream ``ds`` epoch after epoch (through ``threads`` loader threads) for about ``seconds``:
+    windows per second, windows per CPU second of this process, windows, batches."""
+    loader = ThreadedLoader(ds, threads=threads)
+    windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        ds.set_epoch(epoch)
+        for _, labels in loader:
+            windows += len(labels)
+            batches += 1
+            if time.perf_counter() - t0 >= seconds:
+                break
+        epoch += 1
+    return (windows / (time.perf_counter() - t0), windows / max(1e-9, time.process_time() - c0),
+            windows, batches)
+
+
 #: Alternating pairs (without, with) of the read-check comparison, each of half the measuring time.
 READ_CHECK_PAIRS = 4
 
@@ -108,19 +125,7 @@ def _measure(store: ReadableStore, make_stream: Any, per_shard: list[tuple[int, 
     # batches (CPU training) and float16 ones (what a CUDA run streams); then
     # the trainer's default: loader_threads threads of one process
     def stream(dtype: str, threads: int = 0, seconds: float = seconds) -> tuple[float, float, int, int]:
-        ds = make_stream(dtype=dtype)
-        loader = ThreadedLoader(ds, threads=threads)
-        windows, batches, epoch, t0, c0 = 0, 0, 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - t0 < seconds:
-            ds.set_epoch(epoch)
-            for x, y in loader:
-                windows += len(y)
-                batches += 1
-                if time.perf_counter() - t0 >= seconds:
-                    break
-            epoch += 1
-        return (windows / (time.perf_counter() - t0), windows / max(1e-9, time.process_time() - c0),
-                windows, batches)
+        return _time_stream(make_stream(dtype=dtype), seconds, threads=threads)
 
     rate, cpu_rate, windows, batches = stream("float32")
     # what the per-chunk CRC32C read checks cost: the same float32 stream without them, then with
@@ -243,12 +248,6 @@ def stream_rates(uris: Mapping[str, StoreSource], *, seconds: float = 4.0, round
         for name in order:
             store = open_source(uris[name], None)
             split = "train" if len(split_clips(store, "train")) else None
-            windows, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                for _, labels in WindowStream(store, split=split, variants="all", features=tuple(store.feature_bands),
-                                              batch_size=32):
-                    windows += len(labels)
-                    if time.perf_counter() - t0 >= seconds:
-                        break
-            rates[name].append(windows / (time.perf_counter() - t0))
+            ds = WindowStream(store, split=split, variants="all", features=tuple(store.feature_bands), batch_size=32)
+            rates[name].append(_time_stream(ds, seconds)[0])
     return rates

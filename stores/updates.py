@@ -51,16 +51,20 @@ def padding_rows(clip_ids: Sequence[str]) -> np.ndarray:
     return np.fromiter((str(c) == PADDING_CLIP_ID for c in clip_ids), dtype=bool, count=len(clip_ids))
 
 
-def stored_clip_ids(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> list[str] | None:
-    """Clip ids of the newest version of the store at ``uri`` (padding left out); None when there is no store."""
+def open_existing(uri: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """The newest version of the store at ``uri`` (finished or not), a :class:`stores.reader.FeatureStore`;
+    None when there is no store.
+
+    Raises
+    ------
+    ConfigMismatchError
+        Something is there that is not a feature store an update can start from.
+    """
     from stores.reader import open_store
 
-    shown = redact_uri(uri)
-    if _existing_metadata(uri, storage_options, shown) is None:
+    if _existing_metadata(uri, storage_options, redact_uri(uri)) is None:
         return None
-    store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
-    ids = store.static_clips["clip_id"].astype(str).to_numpy()
-    return [str(i) for i in ids[~padding_rows(ids)]]
+    return open_store(uri, storage_options=storage_options, allow_incomplete=True)
 
 
 def _finished_store(uri: str | Path, storage_options: Mapping[str, Any] | None, shown: str) -> StoreMetadata:

@@ -33,7 +33,7 @@ from pipeline.errors import ConfigMismatchError
 from stores.errors import StoreDamageError
 from stores.reader import open_store
 from stores.updates import (add_features, appended_features, appended_variants, check_same_config, extend_store,
-                            grow_store, newest_writer, padding_rows, stored_clip_ids)
+                            grow_store, newest_writer, open_existing, padding_rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +120,9 @@ def growth_of(manifest: Manifest, uri: str, storage_options: Mapping[str, Any], 
         (the message gives their number and the flag that adds them).
     """
     try:
-        if stored_clip_ids(uri, storage_options=storage_options) is None:
+        store = open_existing(uri, storage_options=storage_options)
+        if store is None:
             return None
-        store = open_store(uri, storage_options=storage_options, allow_incomplete=True)
         table = store.static_clips  # the split rule reads these; the outcome columns are one object per shard
     except StoreDamageError:
         # Damaged per-clip columns (a missing status object, a changed clip_id chunk): which clips the store
