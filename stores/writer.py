@@ -318,15 +318,15 @@ class StoreWriter:
                 f"(first: {pending[:5]}); rerun the build to finish them"
             )
         fingerprint = store_fingerprint(self.metadata.config_hash, self.metadata.clips_hash, digests)
-        status = self.group["status"][:]
-        summary = BuildSummary(n_ok=int(np.sum(status == schema.STATUS_OK)),
-                               n_failed=int(np.sum(status == schema.STATUS_FAILED)))
-        metadata = self.metadata.finished_with(fingerprint, summary)
-        # Existing attributes keep their places; summary and finished come last.
         if self.metadata.complete and self.metadata.fingerprint == fingerprint:
-            # a rerun of a finished build: nothing changed, so no new version
+            # a rerun of a finished build (or an update with nothing to add): nothing changed, no new version
             self.version = version_of(self.group.store)
             return fingerprint
+        status = read_whole(self.group["status"]).astype(str)
+        summary = BuildSummary(n_ok=int(np.sum(status == schema.STATUS_OK)),
+                               n_failed=int(np.sum(status == schema.STATUS_FAILED)))
+        # Existing attributes keep their places; summary and finished come last.
+        metadata = self.metadata.finished_with(fingerprint, summary)
         self.group.attrs.update(metadata.to_attrs())
         with quiet_consolidated_warning():
             zarr.consolidate_metadata(self.group.store)

@@ -160,10 +160,7 @@ def build_store(
                  clip_limits=clip_limits, source_storage_options=source_storage_options, update=update)
     run = _execute(plan, scheduler=scheduler, progress=progress, worker_addresses=worker_addresses,
                    on_shard_error=on_shard_error)
-    if not plan.tasks and plan.writer.metadata.complete:
-        fingerprint = plan.writer.metadata.fingerprint  # nothing written (a no-op update): no version to commit
-    else:
-        fingerprint = plan.writer.finalize()
+    fingerprint = plan.writer.finalize()
     return _summary(plan, run, fingerprint, time.perf_counter() - t_start)
 
 
