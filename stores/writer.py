@@ -322,7 +322,7 @@ class StoreWriter:
             # a rerun of a finished build (or an update with nothing to add): nothing changed, no new version
             self.version = version_of(self.group.store)
             return fingerprint
-        status = read_whole(self.group["status"]).astype(str)
+        status = read_whole(self.group["status"])
         summary = BuildSummary(n_ok=int(np.sum(status == schema.STATUS_OK)),
                                n_failed=int(np.sum(status == schema.STATUS_FAILED)))
         # Existing attributes keep their places; summary and finished come last.
