@@ -55,6 +55,7 @@ import numpy as np
 import soundfile as sf
 from threadpoolctl import threadpool_limits
 
+from pipeline.build.allocator import tune_allocator
 from pipeline.config import ORIGINAL, AudioConfig, PipelineConfig
 from pipeline.dsp.augment import apply_augmentation, draw_params
 from pipeline.errors import PipelineError
@@ -390,6 +391,9 @@ def bench_features(clips_per_format: int = 2, *, clip_seconds: float = 30.0,
     # One thread for BLAS/OpenMP (threadpoolctl) and for any numba parallel
     # region, so CPU time is the cost of one single-threaded worker.
     numba.set_num_threads(1)
+    # The allocator of a build's processes (every build task tunes it): both
+    # sides, and the floor, run with it.
+    tune_allocator()
     try:
         return _bench_features(clips_per_format, clip_seconds, cfg, variants, folder)
     finally:

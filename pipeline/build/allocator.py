@@ -1,24 +1,34 @@
-"""Give every process that extracts features the allocator of a plain process.
+"""Give every process that extracts features an allocator that keeps its memory between clips.
 
-Why: Dask's nanny puts ``MALLOC_TRIM_THRESHOLD_=65536`` into every worker's
-environment by default (``distributed.nanny.pre-spawn-environ``). Setting any
-of glibc's malloc tunables (``M_TRIM_THRESHOLD``, ``M_TOP_PAD``,
-``M_MMAP_THRESHOLD``, ``M_MMAP_MAX``), by environment or ``mallopt``, also
-switches off glibc's *dynamic* mmap threshold, which otherwise rises to the
-size of the largest freed block (up to 32 MiB on 64-bit). Stuck at its
-128 KiB default, every large numpy temporary (an STFT of a 30 s clip is
-~10 MB) is mmapped, page-faulted in and unmapped again: measured here, one
-process extracting 30 s clips went from 2.32 to 1.24 clips/s (system time
-0.4 -> 4.7 s for 12 clips) with the variable set.
+Two traps, one fix. Dask's nanny puts ``MALLOC_TRIM_THRESHOLD_=65536`` into
+every worker's environment by default (``distributed.nanny.pre-spawn-environ``).
+Setting any of glibc's malloc tunables (``M_TRIM_THRESHOLD``, ``M_TOP_PAD``,
+``M_MMAP_THRESHOLD``, ``M_MMAP_MAX``), by environment or ``mallopt``, switches
+off glibc's *dynamic* mmap threshold. Stuck at its 128 KiB default, every
+large numpy temporary (an STFT of a 30 s clip is ~10 MB) is mmapped,
+page-faulted in and unmapped again: measured here, one process extracting
+30 s clips went from 2.32 to 1.24 clips/s (system time 0.4 -> 4.7 s for 12
+clips) with the variable set.
 
-The fix, :func:`tune_allocator`, sets the two thresholds to where the dynamic
-rule would have taken them (mmap 32 MiB, trim 64 MiB) with ``mallopt``: the
-same speed as a plain process (2.39 clips/s), whatever environment the worker
-was started with. It runs in every build and scan task (two calls, once per
-process), so workers we did not start (``dask worker`` on another machine,
-the docker-compose workers) are covered too; :class:`~pipeline.build.worker_plugin.AllocatorPlugin` applies
-it as soon as a worker joins. Where ``mallopt`` does not exist (not glibc) and
-the variable is set, a warning names the fix instead.
+A plain process is not spared either. The dynamic threshold only rises to
+the largest block freed so far (~10 MB here) and trims the heap whenever
+twice that lies free at its top, which happens at the end of every
+variant's features (their temporaries are ~60 MB together): the next
+variant faults every page in again, ~3,200 page faults and ~9 ms of system
+time per variant of a 30 s clip, about 9% of its features (2026-12-07,
+``pipeline bench features`` before and after).
+
+The fix, :func:`tune_allocator`, sets the two thresholds with ``mallopt`` to
+where the dynamic rule tops out on 64-bit (mmap 32 MiB, trim 64 MiB) in
+every process that extracts features, whatever environment it was started
+with: a variant's temporaries come from the heap and stay there, and at most
+64 MiB of free heap is kept. It runs in every build and scan task (two calls,
+once per process; the clip sandboxes are forked from it and inherit it), so
+workers we did not start (``dask worker`` on another machine, the
+docker-compose workers) are covered too;
+:class:`~pipeline.build.worker_plugin.AllocatorPlugin` applies it as soon as a
+worker joins. Where ``mallopt`` does not exist (not glibc) and a variable is
+set, a warning names the fix instead.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 #: glibc's malloc tunables; setting any of them freezes the dynamic mmap threshold.
 MALLOC_TUNABLE_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_")
-#: Where glibc's dynamic threshold tops out on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX), and twice it.
+#: Where glibc's dynamic threshold tops out on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX), and twice it (its trim rule).
 MMAP_THRESHOLD_BYTES = 32 << 20
 TRIM_THRESHOLD_BYTES = 64 << 20
 _M_TRIM_THRESHOLD = -1
@@ -48,23 +58,25 @@ def frozen_tunables() -> dict[str, str]:
 
 
 def tune_allocator() -> str:
-    """Undo the frozen mmap threshold in this process, once; return what was done.
+    """Set glibc's mmap and trim thresholds in this process, once; return what was done.
 
     Returns
     -------
     str
-        ``"default"`` (nothing frozen, nothing to do), ``"tuned"`` (thresholds
-        set with mallopt) or ``"unavailable"`` (frozen, no mallopt: warned).
+        ``"tuned"`` (thresholds set with mallopt), ``"default"`` (no mallopt,
+        not glibc, and no variable set: that allocator is left as it is) or
+        ``"unavailable"`` (no mallopt while a variable froze glibc's
+        threshold: warned).
     """
     if "result" in _state:
         return _state["result"]
     frozen = frozen_tunables()
-    if not frozen:
-        result = "default"
-    elif _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES):
-        logger.debug("malloc tunables %s froze the mmap threshold; set mmap %d, trim %d bytes",
-                     frozen, MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES)
+    if _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES):
+        logger.debug("malloc thresholds set: mmap %d, trim %d bytes (environment: %s)",
+                     MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES, frozen or "no malloc variables")
         result = "tuned"
+    elif not frozen:
+        result = "default"
     else:
         logger.warning(
             "this process runs with %s, which makes every large numpy temporary an mmap (feature "

@@ -50,7 +50,41 @@ def test_dask_malloc_setting_mmaps_every_large_array_and_tuning_undoes_it():
     assert _probe(False, clean) == ("untouched", 0)       # glibc adapts: heap, not mmap
     assert _probe(False, trapped) == ("untouched", 1)     # the trap: one mmap per large array
     assert _probe(True, trapped) == ("tuned", 0)          # undone
-    assert _probe(True, clean) == ("default", 0)          # nothing to undo, nothing changed
+    assert _probe(True, clean) == ("tuned", 0)            # set in a plain process too
+
+
+#: A working set of 4 x 8 MB allocated and freed four times; prints the page faults of each of the last two rounds.
+FAULT_PROBE = r"""
+import resource, sys
+if sys.argv[1] == "tune":
+    from pipeline.build.allocator import tune_allocator
+    tune_allocator()
+import numpy as np
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for round in range(4):
+    if round == 2:
+        before = faults()
+    arrays = [np.ones(1_000_000) for _ in range(4)]
+    del arrays
+print((faults() - before) // 2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_tuned_process_keeps_a_freed_working_set_where_a_plain_one_faults_it_in_again():
+    """Like the temporaries of one variant's features: a plain process gives them back to the OS
+    (glibc trims a free heap top above twice the largest freed block) and faults them in again."""
+    clean = {k: v for k, v in os.environ.items() if k not in MALLOC_TUNABLE_ENV}
+
+    def faults_per_round(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", FAULT_PROBE, mode], capture_output=True, text=True,
+                             env=clean, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout)
+
+    assert faults_per_round("plain") > 1000       # 8 MB of 4 KiB pages (at least) faulted in per round
+    assert faults_per_round("tune") < 100
 
 
 def test_nanny_environment_loses_only_the_malloc_tunables():
