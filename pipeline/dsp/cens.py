@@ -40,7 +40,7 @@ _FFT_BLOCK_FRAMES = 128
 _TINY32 = np.finfo(np.float32).tiny
 
 
-def _decimate(y: np.ndarray, factor: int) -> np.ndarray:
+def decimate(y: np.ndarray, factor: int) -> np.ndarray:
     """Resample by 1/``factor`` as ``librosa.resample(res_type='soxr_hq', scale=True)`` does."""
     n_out = int(np.ceil(len(y) / factor))
     out = soxr.resample(y, factor, 1, quality="soxr_hq")
@@ -108,11 +108,11 @@ def cqt_magnitude_fm(y: np.ndarray, plan: CQTPlan) -> np.ndarray:
     """
     y = np.ascontiguousarray(y, dtype=np.float32)
     if plan.early_downsample:
-        y = _decimate(y, 2 ** plan.early_downsample)
+        y = decimate(y, 2 ** plan.early_downsample)
     spectra = []
     for i, octave in enumerate(plan.octaves):
         if i and plan.octaves[i - 1].halve_after:
-            y = _decimate(y, 2)
+            y = decimate(y, 2)
         frames = centred_frames(y, octave.n_fft, octave.hop)
         spec = np.empty((octave.hi - octave.lo, len(frames)), np.complex64)        # [used bins, T]
         for t0 in range(0, len(frames), _FFT_BLOCK_FRAMES):

@@ -74,6 +74,10 @@ def test_bench_features_figures(short_bench):
     assert set(parts) == {"decode", "augment", "stft_and_medians"} and all(v > 0 for v in parts.values())
     assert r["floor_core_s_per_clip"] == pytest.approx(sum(parts.values()))
     assert r["floor_multiple"] == pytest.approx(r["ours_core_s_per_clip"] / r["floor_core_s_per_clip"])
+    # CENS's bare transforms, beside the floor: more than nothing, less than all of our features.
+    assert 0 < r["cens_transforms_core_s_per_clip"] < r["ours_core_s_per_clip"] - r["floor_core_s_per_clip"]
+    assert r["floor_with_cens_transforms_multiple"] == pytest.approx(
+        r["ours_core_s_per_clip"] / (r["floor_core_s_per_clip"] + r["cens_transforms_core_s_per_clip"]))
     for figures in r["by_format"].values():
         assert figures["floor_core_s_per_clip"] > 0 and figures["floor_multiple"] > 0
     assert r["derived_parity"] == {}

@@ -431,13 +431,13 @@ def _octave_spectra(y: np.ndarray, plan) -> list[np.ndarray]:
     multirate CQT's front end as librosa computes it)."""
     import scipy.fft
 
-    from pipeline.dsp.cens import _decimate
+    from pipeline.dsp.cens import decimate
     from pipeline.dsp.filterbanks import centred_frames
 
     spectra = []
     for i, octave in enumerate(plan.octaves):
         if i and plan.octaves[i - 1].halve_after:
-            y = _decimate(y, 2)
+            y = decimate(y, 2)
         spec = scipy.fft.rfft(centred_frames(y, octave.n_fft, octave.hop), axis=-1)
         spectra.append(spec[:, octave.lo:octave.hi])
     return spectra

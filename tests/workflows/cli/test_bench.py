@@ -13,6 +13,7 @@ FIGURES = {
     "by_format": {"mp3": {"ours_core_s_per_clip": 0.3, "reference_core_s_per_clip": 4.5, "speedup": 15.0,
                           "floor_core_s_per_clip": 0.2, "floor_multiple": 1.5}},
     "floor_core_s_per_clip": 0.2, "floor_multiple": 1.25, "computed_variants": ["original"],
+    "cens_transforms_core_s_per_clip": 0.02, "floor_with_cens_transforms_multiple": 1.14,
     "floor_parts_core_s": {"decode": 0.05, "augment": 0.05, "stft_and_medians": 0.1},
     "ours_stage_core_s": {"decode": 0.05, "features_original": 0.1},
     "kernel_core_s": {"stft": 0.005, "medians": 0.02},
@@ -31,6 +32,7 @@ def test_bench_features_prints_and_writes_the_figures(monkeypatch, tmp_path, cap
     printed = capsys.readouterr().out
     assert "speedup:   16.0x" in printed and "mp3: ours 0.300 s" in printed and f"wrote {out}" in printed
     assert "ours = 1.25x the floor" in printed and "(ours 1.50x)" in printed and "medians 0.0200" in printed
+    assert "CENS's transforms: 0.020 core-s" in printed and "ours = 1.14x that" in printed
     assert "parity of the gain variant, derived" in printed
 
 
