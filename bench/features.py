@@ -40,6 +40,13 @@ Beside the totals it reports, on the same clips in the same run:
   number (its decode, its augmentations, and one STFT plus the two HPSS
   medians per variant whose features are computed rather than derived), and
   our cost as a multiple of it.
+- beside the floor, CENS's bare transforms (per computed variant the
+  inverse FFTs of the harmonic part, the CQT's decimations and octave FFTs):
+  what CENS cannot skip while it agrees with librosa to float32 rounding,
+  and our cost as a multiple of floor + them.
+
+Timing runs with the allocator a build's processes use
+(:func:`pipeline.build.allocator.tune_allocator`), on both sides.
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ page-faulted in and unmapped again: measured here, one process extracting
 clips) with the variable set.
 
 A plain process is not spared either. The dynamic threshold only rises to
-the largest block freed so far (~10 MB here) and trims the heap whenever
-twice that lies free at its top, which happens at the end of every
-variant's features (their temporaries are ~60 MB together): the next
-variant faults every page in again, ~3,200 page faults and ~9 ms of system
-time per variant of a 30 s clip, about 9% of its features (2026-12-07,
-``pipeline bench features`` before and after).
+the largest block freed so far and trims the heap whenever twice that lies
+free at its top, as it often does between two variants of a clip: the next
+one faults its temporaries in again. Measured here (2026-12-07, one process
+extracting the 5 variants of a 30 s clip of ``pipeline bench features`` 6
+times, 3 alternated pairs of processes): 3,300-8,100 page faults and 5-29 ms
+of system time per clip, against 0-130 faults and 0-3 ms with the
+thresholds below; median CPU time per clip .au 508 / 486 / 411 ms against
+487 / 461 / 397, MP3 579 / 555 / 439 against 513 / 507 / 564 (this
+machine's noise is of the same size).
 
 The fix, :func:`tune_allocator`, sets the two thresholds with ``mallopt`` to
 where the dynamic rule tops out on 64-bit (mmap 32 MiB, trim 64 MiB) in
