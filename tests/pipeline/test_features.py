@@ -617,6 +617,16 @@ def test_tempogram_of_silence_stays_zero():
     assert not np.any(tempo) and np.all(np.isfinite(tempo))
 
 
+def test_the_tempogram_alone_costs_no_medians(rng, monkeypatch):
+    """An update that adds the tempogram asks for it alone: the power is all it reads."""
+    cfg = FeatureConfig(extra=("tempogram",), tempogram_win_length=16)
+    y = _noise(rng)
+    expected = extract_features(y, sr=SR, cfg=cfg)
+    monkeypatch.setattr(features_module, "hpss_medians", lambda *a: pytest.fail("the medians were computed"))
+    alone = features_module.features_of_spectra(features_module.spectra_of(y, sr=SR, cfg=cfg), ["tempogram"])
+    assert np.array_equal(alone["tempogram"], expected["tempogram"])
+
+
 def test_optional_features_are_computed_only_when_a_config_names_them(rng):
     assert "tempogram" in FEATURES and FEATURES["tempogram"].optional
     assert "tempogram" not in extract_features(_noise(rng), sr=SR, cfg=FeatureConfig())
