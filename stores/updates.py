@@ -86,6 +86,12 @@ def _finished_store(uri: str | Path, storage_options: Mapping[str, Any] | None, 
     return existing
 
 
+def _unfinished(existing: StoreMetadata, **changes: Any) -> StoreMetadata:
+    """The metadata of an update of ``existing`` under way: not complete, no fingerprint, summary or
+    finish time yet, and ``changes``."""
+    return dataclasses.replace(existing, complete=False, fingerprint=None, summary=None, finished=None, **changes)
+
+
 def _begin_update(uri: str | Path, storage_options: Mapping[str, Any] | None, existing: StoreMetadata, shown: str, *,
                   change: str, intent: str, started: Callable[[StoreMetadata], bool]) -> tuple[str, StoreWriter | None]:
     """The transaction of an update (:func:`stores.versions.begin_transaction`) and, when a killed
@@ -154,10 +160,8 @@ def grow_store(uri: str | Path, *, config: RecordedConfig | Any, clips: Mapping[
     for name, kind in schema.STATIC_COLUMNS.items():
         values = columns[name][n_old:]
         group[name][n_old:] = np.array([str(v) for v in values]) if kind == "str" else np.asarray(values, dtype=kind)
-    metadata = dataclasses.replace(
-        existing, complete=False, fingerprint=None, summary=None, finished=None, clips_hash=clips_hash,
-        layout=dataclasses.replace(existing.layout, n_clips=n_total, n_shards=layout.n_shards),
-    )
+    metadata = _unfinished(existing, clips_hash=clips_hash,
+                           layout=dataclasses.replace(existing.layout, n_clips=n_total, n_shards=layout.n_shards))
     # Written last, all at once: a half-done setup is recognised (other clips_hash) and redone.
     group.attrs.put(metadata.to_attrs())
     logger.info("%s: adding %d clips (%d padding rows) in shards %d..%d", shown, n_new, n_pad,
@@ -242,10 +246,8 @@ def extend_store(uri: str | Path, *, config: RecordedConfig | Any, aug_params: M
     variants = tuple(config.variants)
     aug_arrays = {**{v: dict(p) for v, p in existing.aug_params.items()},
                   **{v: {param: schema.aug_array_name(v, param) for param in aug_params.get(v, ())} for v in added}}
-    metadata = dataclasses.replace(
-        existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
-        config_hash=config.config_hash, variants=variants, aug_params=aug_arrays,
-    )
+    metadata = _unfinished(existing, config=dict(config.config), config_hash=config.config_hash, variants=variants,
+                           aug_params=aug_arrays)
     target, resumed = _begin_update(uri, storage_options, existing, shown,
                                     change=f"+variant {', '.join(added)} for {n_augmented:,} clips",
                                     intent=f"extend|{config.config_hash}|{existing.clips_hash}",
@@ -357,10 +359,8 @@ def add_features(uri: str | Path, *, config: RecordedConfig | Any, added: Sequen
     if list(config.features) != [*stored, *added]:
         raise ConfigMismatchError(f"cannot add features {list(added)} to {shown}: the config's features "
                                   f"{list(config.features)} are not the store's {stored} followed by them")
-    metadata = dataclasses.replace(
-        existing, complete=False, fingerprint=None, summary=None, finished=None, config=dict(config.config),
-        config_hash=config.config_hash, features={**existing.features, **{n: config.features[n].bands for n in added}},
-    )
+    metadata = _unfinished(existing, config=dict(config.config), config_hash=config.config_hash,
+                           features={**existing.features, **{n: config.features[n].bands for n in added}})
     target, resumed = _begin_update(uri, storage_options, existing, shown, change=f"+feature {', '.join(added)}",
                                     intent=f"features|{config.config_hash}|{existing.clips_hash}",
                                     started=lambda meta: meta.config_hash == metadata.config_hash)

@@ -253,6 +253,15 @@ def ceph_store(s3_server):
         fs.rm(bucket, recursive=True)
 
 
+@pytest.fixture
+def ceph_built(collection, ceph_store):
+    """``(uri, storage_options, report, reader)``: the first clips of ``collection`` built on the Ceph
+    gateway, and a reader opened on that version before any update."""
+    uri, options = ceph_store
+    first = _build(collection[0], uri, storage_options=options)
+    return uri, options, first, open_store(uri, storage_options=options)
+
+
 def _same_objects_since(uri, options, first: str, update: str, arrays) -> bool:
     """Whether every chunk object of ``arrays`` (a predicate on the array name) that version
     ``first`` holds is the same object in version ``update``."""
@@ -264,11 +273,9 @@ def _same_objects_since(uri, options, first: str, update: str, arrays) -> bool:
 
 
 @pytest.mark.s3
-def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, ceph_store, monkeypatch):
-    base, bigger = collection
-    uri, options = ceph_store
-    first = _build(base, uri, storage_options=options)
-    reader = open_store(uri, storage_options=options)
+def test_grow_and_a_killed_update_on_the_ceph_gateway(collection, ceph_built, monkeypatch):
+    _, bigger = collection
+    uri, options, first, reader = ceph_built
     real = shard_task.build_shard
     monkeypatch.setattr(shard_task, "build_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
@@ -402,11 +409,9 @@ def test_the_default_config_hash_is_the_one_stores_were_built_with():
 
 
 @pytest.mark.s3
-def test_a_feature_added_on_the_ceph_gateway_after_a_killed_try(collection, ceph_store, monkeypatch):
+def test_a_feature_added_on_the_ceph_gateway_after_a_killed_try(collection, ceph_built, monkeypatch):
     base, _ = collection
-    uri, options = ceph_store
-    first = _build(base, uri, storage_options=options)
-    reader = open_store(uri, storage_options=options)
+    uri, options, first, reader = ceph_built
     real = shard_task.build_shard
     calls = []
 
