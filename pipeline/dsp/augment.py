@@ -90,7 +90,7 @@ import soxr
 from numba import njit
 
 from pipeline.config import AUGMENTATIONS, AugmentConfig
-from pipeline.dsp.filterbanks import centred_frames, hann_window
+from pipeline.dsp.filterbanks import centred_frames, hann_window, overlap_add
 from pipeline.dsp.registered import resolve
 from pipeline.errors import ConfigError
 
@@ -228,22 +228,11 @@ def _synthesis(mag: np.ndarray, phases: np.ndarray, n_fft: int, hop: int, window
         np.multiply(mag[t0:t1], np.cos(phases[t0:t1]), out=pairs[..., 0])
         np.multiply(mag[t0:t1], np.sin(phases[t0:t1]), out=pairs[..., 1])
         frames = scipy.fft.irfft(spec, n=n_fft, axis=1, workers=1).astype(np.float32, copy=False)
-        _overlap_add_latest_first(frames, window, hop, t0, total)
+        overlap_add(frames, window, hop, total[t0 * hop:], True)
     out = _normalised(total, window, hop, n_frames, n_fft // 2, length)
     if len(out) < length:
         out = np.pad(out, (0, length - len(out)))
     return out
-
-
-@njit(cache=True, nogil=True)
-def _overlap_add_latest_first(frames, window, hop, first, total):
-    """``total[(first + t) * hop:][:n_fft] += frames[t] * window`` for the frames [T, n_fft], the last first."""
-    n_fft = frames.shape[1]
-    for t in range(frames.shape[0] - 1, -1, -1):
-        seg = total[(first + t) * hop:(first + t) * hop + n_fft]
-        frame = frames[t]
-        for i in range(n_fft):
-            seg[i] += frame[i] * window[i]
 
 
 @njit(cache=True, nogil=True)

@@ -60,7 +60,7 @@ from numba import njit
 
 from pipeline.config import FEATURES, FeatureConfig
 from pipeline.dsp.cens import chroma_cens_parts
-from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse
+from pipeline.dsp.filterbanks import centred_frames, dct_ortho, hann_window, mel_basis_sparse, overlap_add
 from pipeline.dsp.median import median_filter_axis
 from pipeline.dsp.registered import resolve
 from pipeline.errors import FeatureError
@@ -272,18 +272,6 @@ def hpss(D: np.ndarray, *, kernel_size: tuple[int, int] = (31, 31), power: float
 _ISTFT_BLOCK_FRAMES = 128
 
 
-@njit(cache=True, nogil=True)
-def _overlap_add(frames, window, hop, out):
-    """``out[t * hop:][:n_fft] += frames[t] * window`` for every frame of [T, n_fft], in order of ``t``."""
-    n_frames, n_fft = frames.shape
-    for t in range(n_frames):
-        o = t * hop
-        seg = out[o:o + n_fft]
-        row = frames[t]
-        for j in range(n_fft):
-            seg[j] += row[j] * window[j]
-
-
 @functools.lru_cache(maxsize=8)
 def _inverse_window_sumsquare(n_fft: int, hop_length: int, n_frames: int) -> np.ndarray:
     """1 / sum of squared, shifted Hann windows (0 where that sum is below float32 tiny), float32.
@@ -355,7 +343,7 @@ def _istft_frequency_major(X: np.ndarray, mask: np.ndarray | None, n_fft: int, h
         t1 = min(t0 + _ISTFT_BLOCK_FRAMES, n_frames)
         block = X[:, t0:t1] if mask is None else np.multiply(X[:, t0:t1], mask[:, t0:t1])
         frames = scipy.fft.irfft(block.T, n=n_fft, axis=-1).astype(np.float32, copy=False)
-        _overlap_add(frames, window, hop_length, out[t0 * hop_length: t1 * hop_length - hop_length + n_fft])
+        overlap_add(frames, window, hop_length, out[t0 * hop_length: t1 * hop_length - hop_length + n_fft], False)
     out *= _inverse_window_sumsquare(n_fft, hop_length, n_frames)
     y = out[n_fft // 2: n_fft // 2 + length]
     if len(y) < length:

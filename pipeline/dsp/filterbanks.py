@@ -11,6 +11,10 @@ scale and normalisation), the CQT kernels follow ``librosa.vqt`` (Hann
 wavelets, L1 norm, 1% sparsity, per-octave FFT bases) and the chroma fold is
 ``librosa.filters.cq_to_chroma``, so features computed with them match
 librosa's within float32 rounding.
+
+Beside them, the framing both directions share: centred frames
+(:func:`centred_frames`) and the windowed overlap-add (:func:`overlap_add`)
+of the inverse STFT and of the phase vocoder.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 
 import numpy as np
 import scipy.fft
+from numba import njit
 
 from pipeline.errors import FeatureError
 
@@ -231,3 +236,20 @@ def centred_frames(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Centred, zero-padded frames as a strided view [shape=(1 + len(y) // hop, n_fft)] (librosa's ``center=True``)."""
     padded = np.pad(y, n_fft // 2)
     return np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+
+
+@njit(cache=True, nogil=True)
+def overlap_add(frames, window, hop, out, latest_first):
+    """``out[t * hop:][:n_fft] += frames[t] * window`` for every frame of [T, n_fft], in order of
+    ``t`` or (``latest_first``) the last frame first.
+
+    The order is the one each caller's reference adds its frames in, so
+    every output sample is the same sum bit for bit.
+    """
+    n_frames, n_fft = frames.shape
+    for k in range(n_frames):
+        t = n_frames - 1 - k if latest_first else k
+        seg = out[t * hop:t * hop + n_fft]
+        row = frames[t]
+        for j in range(n_fft):
+            seg[j] += row[j] * window[j]
